@@ -1,0 +1,2 @@
+//! Scraping: Prometheus `scrape_configs`, target discovery, the scrape loop.
+//! (Being written.)

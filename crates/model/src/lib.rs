@@ -1,0 +1,15 @@
+//! Pure types shared across day2: labels, samples, matchers, durations and the
+//! storage traits (`Appender`, `Queryable`) that decouple producers and readers
+//! from the storage engine. This crate does no I/O and has no async.
+
+pub mod duration;
+pub mod labels;
+pub mod matcher;
+pub mod sample;
+pub mod storage;
+
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use sample::{is_stale_nan, Sample, STALE_NAN};
+pub use storage::{AppendError, AppendOutcome, Appender, QueryError, Queryable, Series, TimeSeries};

@@ -1,0 +1,1 @@
+//! day2 PromQL engine (being written)

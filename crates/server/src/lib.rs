@@ -1,0 +1,1 @@
+//! day2 server
