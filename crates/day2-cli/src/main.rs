@@ -1,1 +1,70 @@
-fn main() {}
+//! The `day2` binary: command line and wiring. Each subcommand hands off to
+//! the crate that owns the job.
+
+mod config;
+mod serve;
+mod yamlpath;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "day2", version, about = "Observe, detect, notify, remediate, run the incident and learn, in one binary.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (storage, scraping, HTTP API).
+    Serve(serve::ServeArgs),
+    /// Validate files without running anything.
+    Check {
+        #[command(subcommand)]
+        what: CheckWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckWhat {
+    /// Validate day2.yml files; errors give file:line and the field.
+    Config {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => match serve::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("day2: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Check { what: CheckWhat::Config { files } } => {
+            let mut ok = true;
+            for f in &files {
+                match config::Day2Config::load(f) {
+                    Ok(cfg) => println!(
+                        "{}: OK ({} scrape configs, listen {}, data dir {})",
+                        f.display(),
+                        cfg.scrape_configs.len(),
+                        cfg.server.listen,
+                        cfg.server.data_dir.display()
+                    ),
+                    Err(e) => {
+                        ok = false;
+                        eprintln!("day2: {e}");
+                    }
+                }
+            }
+            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+    }
+}

@@ -1,1 +1,154 @@
-//! day2 server
+//! day2's HTTP layer. Handlers only translate HTTP to crate calls: parse the
+//! request, call a trait object (`Appender`, `Queryable`, ...), shape the reply
+//! the way Prometheus clients expect. No business logic lives here.
+
+mod api;
+mod query;
+mod read;
+pub mod ratelimit;
+pub mod selfmetrics;
+mod write;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use day2_model::{Appender, Queryable};
+use parking_lot::RwLock;
+
+pub use ratelimit::RateLimiter;
+pub use selfmetrics::SelfMetrics;
+
+/// Boxed future returned by the reload hook.
+pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Something that contributes lines to `/metrics` (storage, scrape manager, ...).
+pub trait MetricsSource: Send + Sync {
+    /// Appends Prometheus text-format lines (with HELP/TYPE) to `out`.
+    fn render(&self, out: &mut String);
+}
+
+/// What the scrape engine knows, shaped for `/api/v1/targets` and `/api/v1/metadata`.
+pub trait ScrapeStatus: Send + Sync {
+    /// `{"activeTargets": [...], "droppedTargets": [...]}`; `state` is `active`, `dropped` or `any`.
+    fn targets(&self, state: &str) -> serde_json::Value;
+    /// `{"<metric>": [{"type": .., "help": .., "unit": ..}]}`, optionally for one metric.
+    fn metadata(&self, metric: Option<&str>, limit: Option<usize>) -> serde_json::Value;
+}
+
+/// Remote-write limits that a config reload may change.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteLimits {
+    /// Largest accepted compressed body.
+    pub max_body_bytes: usize,
+    /// Largest accepted decoded body (checked before decompressing).
+    pub max_decoded_bytes: usize,
+}
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        WriteLimits { max_body_bytes: 32 << 20, max_decoded_bytes: 256 << 20 }
+    }
+}
+
+/// Everything the handlers need, as trait objects so the server does not know
+/// which storage or scrape engine sits behind it.
+pub struct ServerState {
+    pub appender: Arc<dyn Appender>,
+    pub queryable: Arc<dyn Queryable>,
+    pub metrics: Arc<SelfMetrics>,
+    pub sources: Vec<Arc<dyn MetricsSource>>,
+    pub scrape_status: Arc<dyn ScrapeStatus>,
+    pub write_limits: RwLock<WriteLimits>,
+    pub rate_limiter: RateLimiter,
+    /// PromQL engine and the limit on queries evaluated at once.
+    pub engine: Arc<day2_promql::Engine>,
+    pub query_slots: tokio::sync::Semaphore,
+    /// Re-reads and applies the configuration; `Err` leaves the old one running.
+    pub reload: Arc<dyn Fn() -> ReloadFuture + Send + Sync>,
+}
+
+/// Builds the router with every endpoint of this server.
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/api/v1/write", post(write::remote_write))
+        .route("/api/v1/query", get(query::instant_get).post(query::instant_post))
+        .route("/api/v1/query_range", get(query::range_get).post(query::range_post))
+        .route("/api/v1/format_query", get(query::format_query).post(query::format_query))
+        .route("/api/v1/parse_query", get(query::parse_query).post(query::parse_query))
+        .route("/api/v1/query_exemplars", get(query::query_exemplars).post(query::query_exemplars))
+        .route("/api/v1/status/buildinfo", get(query::buildinfo))
+        .route("/api/v1/series", get(read::series).post(read::series_form))
+        .route("/api/v1/labels", get(read::labels).post(read::labels_form))
+        .route("/api/v1/label/{name}/values", get(read::label_values))
+        .route("/api/v1/export", get(read::export))
+        .route("/api/v1/targets", get(targets))
+        .route("/api/v1/metadata", get(metadata))
+        .route("/metrics", get(self_metrics))
+        .route("/-/healthy", get(|| async { "day2 is Healthy.\n" }))
+        .route("/-/ready", get(|| async { "day2 is Ready.\n" }))
+        .route("/-/reload", post(reload).put(reload))
+        .layer(middleware::from_fn_with_state(state.clone(), observe_latency))
+        .with_state(state)
+}
+
+/// Renders day2's own metrics (served at `/metrics`, also scraped in process).
+pub fn render_metrics(state: &ServerState) -> String {
+    let mut out = String::with_capacity(8192);
+    state.metrics.render(&mut out);
+    for source in &state.sources {
+        source.render(&mut out);
+    }
+    out
+}
+
+async fn self_metrics(State(state): State<Arc<ServerState>>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], render_metrics(&state)).into_response()
+}
+
+async fn targets(State(state): State<Arc<ServerState>>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+    let pairs = read::query_pairs(q);
+    let which = api::param(&pairs, "state").unwrap_or("any").to_string();
+    api::success(state.scrape_status.targets(&which))
+}
+
+async fn metadata(State(state): State<Arc<ServerState>>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+    let pairs = read::query_pairs(q);
+    let metric = api::param(&pairs, "metric").filter(|m| !m.is_empty());
+    let limit = api::param(&pairs, "limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    api::success(state.scrape_status.metadata(metric, limit))
+}
+
+async fn reload(State(state): State<Arc<ServerState>>) -> Response {
+    match (state.reload)().await {
+        Ok(()) => {
+            state.metrics.reloads(true);
+            (StatusCode::OK, "configuration reloaded\n").into_response()
+        }
+        Err(e) => {
+            state.metrics.reloads(false);
+            tracing::error!(error = %e, "configuration reload refused; the previous configuration keeps running");
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")).into_response()
+        }
+    }
+}
+
+/// Records request latency per matched route and status code.
+async fn observe_latency(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
+    let handler = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    state.metrics.observe_http(&handler, resp.status().as_u16(), start.elapsed());
+    resp
+}

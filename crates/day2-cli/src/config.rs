@@ -1,0 +1,347 @@
+//! `day2.yml`: one file, one section per crate. Sections whose format exists
+//! elsewhere keep it (`global` and `scrape_configs` are Prometheus's).
+//! Errors name the file, the line and the field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use day2_ingest::scrape::{GlobalConfig, ScrapeConfig};
+use serde::{Deserialize, Deserializer};
+
+use crate::yamlpath;
+
+/// The configuration used when no `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../default.yml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Day2Config {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub remote_write: RemoteWriteSection,
+    #[serde(default)]
+    pub host_metrics: SelfScrapeSection,
+    #[serde(default)]
+    pub self_metrics: SelfScrapeSection,
+    #[serde(default)]
+    pub global: GlobalConfig,
+    #[serde(default)]
+    pub scrape_configs: Vec<ScrapeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection { listen: default_listen(), data_dir: default_data_dir() }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+/// How often the WAL is flushed to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncMode {
+    Always,
+    Interval,
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    #[serde(default = "default_fsync")]
+    pub fsync: FsyncMode,
+    #[serde(default = "default_fsync_interval", deserialize_with = "duration")]
+    pub fsync_interval: Duration,
+    #[serde(default = "default_ooo", deserialize_with = "duration")]
+    pub out_of_order_window: Duration,
+    #[serde(default = "default_block", deserialize_with = "duration")]
+    pub block_duration: Duration,
+    #[serde(default = "default_retention", deserialize_with = "duration")]
+    pub retention_time: Duration,
+    /// Bytes; 0 disables size-based retention. Accepts `512MB`, `10GB`, ...
+    #[serde(default, deserialize_with = "bytes")]
+    pub retention_size: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            fsync: default_fsync(),
+            fsync_interval: default_fsync_interval(),
+            out_of_order_window: default_ooo(),
+            block_duration: default_block(),
+            retention_time: default_retention(),
+            retention_size: 0,
+        }
+    }
+}
+
+fn default_fsync() -> FsyncMode {
+    FsyncMode::Interval
+}
+fn default_fsync_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_ooo() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_block() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(15 * 86400)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteSection {
+    /// Largest compressed request body.
+    #[serde(default = "default_max_body", deserialize_with = "bytes")]
+    pub max_body_size: u64,
+    /// Largest decoded request body (a decode bomb is refused before allocating).
+    #[serde(default = "default_max_decoded", deserialize_with = "bytes")]
+    pub max_decoded_size: u64,
+    /// Samples per second accepted over all senders; 0 disables the limit.
+    #[serde(default)]
+    pub rate_limit_samples_per_second: u64,
+}
+
+impl Default for RemoteWriteSection {
+    fn default() -> Self {
+        RemoteWriteSection {
+            max_body_size: default_max_body(),
+            max_decoded_size: default_max_decoded(),
+            rate_limit_samples_per_second: 0,
+        }
+    }
+}
+
+fn default_max_body() -> u64 {
+    32 << 20
+}
+fn default_max_decoded() -> u64 {
+    256 << 20
+}
+
+/// An in-process scrape target (host collector or day2's own metrics).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfScrapeSection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Defaults to the global scrape interval.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub scrape_interval: Option<Duration>,
+    /// `job` label; defaults to `node` for host metrics and `day2` for self metrics.
+    pub job: Option<String>,
+}
+
+impl Default for SelfScrapeSection {
+    fn default() -> Self {
+        SelfScrapeSection { enabled: true, scrape_interval: None, job: None }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    day2_model::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::N(n) => Ok(n),
+        Raw::S(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses Prometheus-style sizes: `0`, `512B`, `10KB`, `64MB`, `1GB`, `2TB` (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected a number and a unit such as 512MB"))?;
+    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "KIB" => 1 << 10,
+        "MB" | "MIB" => 1 << 20,
+        "GB" | "GIB" => 1 << 30,
+        "TB" | "TIB" => 1 << 40,
+        "PB" | "PIB" => 1 << 50,
+        _ => return Err(format!("invalid size {s:?}: unknown unit {unit:?} (use B, KB, MB, GB, TB, PB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("invalid size {s:?}: too large"))
+}
+
+/// A configuration error with its place: `file:line: field: message`.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Day2Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Day2Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            column: None,
+            field: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `file` is only used in messages.
+    pub fn parse(text: &str, file: &str) -> Result<Day2Config, ConfigError> {
+        let err = |path: &str, line: Option<usize>, column: Option<usize>, message: String| ConfigError {
+            file: file.to_string(),
+            line: line.or_else(|| yamlpath::locate(text, &yamlpath::parse_path(path))),
+            column,
+            field: path.to_string(),
+            message,
+        };
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let cfg: Day2Config = match serde_path_to_error::deserialize(de) {
+            Ok(c) => c,
+            Err(e) => {
+                let path = e.path().to_string();
+                let path = if path == "." { String::new() } else { path };
+                let inner = e.into_inner();
+                let loc = inner.location();
+                let mut msg = inner.to_string();
+                // serde_yaml_ng appends " at line L column C"; we print the place up front
+                if let Some(i) = msg.find(" at line ") {
+                    msg.truncate(i);
+                }
+                return Err(err(&path, loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()), msg));
+            }
+        };
+        cfg.validate().map_err(|(path, msg)| err(&path, None, None, msg))?;
+        Ok(cfg)
+    }
+
+    /// Checks what the types cannot: returns the field path and the message.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.storage.block_duration < Duration::from_secs(60) {
+            return Err(("storage.block_duration".into(), "must be at least 1m".into()));
+        }
+        if self.storage.fsync == FsyncMode::Interval && self.storage.fsync_interval.is_zero() {
+            return Err(("storage.fsync_interval".into(), "must be greater than 0 with fsync: interval".into()));
+        }
+        if self.remote_write.max_decoded_size < self.remote_write.max_body_size {
+            return Err((
+                "remote_write.max_decoded_size".into(),
+                "must not be smaller than remote_write.max_body_size".into(),
+            ));
+        }
+        let mut jobs = std::collections::HashSet::new();
+        for (i, sc) in self.scrape_configs.iter().enumerate() {
+            if !jobs.insert(sc.job_name.clone()) {
+                return Err((format!("scrape_configs[{i}].job_name"), format!("duplicate job name {:?}", sc.job_name)));
+            }
+            sc.validate(&self.global).map_err(|e| (format!("scrape_configs[{i}]"), e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let cfg = Day2Config::parse(EMBEDDED_DEFAULT, "<embedded>").unwrap();
+        assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(cfg.server.data_dir, PathBuf::from("./data"));
+        assert!(cfg.host_metrics.enabled);
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let text = "server:\n  listen: 127.0.0.1:9090\nstorage:\n  retention_tme: 1d\n";
+        let e = Day2Config::parse(text, "day2.yml").unwrap_err().to_string();
+        assert!(e.starts_with("day2.yml:4:"), "{e}");
+        assert!(e.contains("retention_tme"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_field() {
+        let text = "storage:\n  fsync: interval\n  fsync_interval: 5 seconds\n";
+        let e = Day2Config::parse(text, "day2.yml").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert_eq!(e.field, "storage.fsync_interval", "{e}");
+        assert!(e.message.contains("5 seconds"), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_are_located() {
+        let text = "remote_write:\n  max_body_size: 64MB\n  max_decoded_size: 1MB\n";
+        let e = Day2Config::parse(text, "day2.yml").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().starts_with("day2.yml:3: remote_write.max_decoded_size:"), "{e}");
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("512MB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("0").unwrap(), 0);
+        assert!(parse_bytes("12 parsecs").is_err());
+    }
+}

@@ -1,0 +1,277 @@
+//! `day2 serve`: opens the storage, starts scraping and the HTTP server, and
+//! reloads the configuration on SIGHUP or `POST /-/reload`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use anyhow::Context;
+use day2_ingest::scrape::{InternalTarget, ScrapeManager};
+use day2_server::{MetricsSource, ReloadFuture, ServerState, WriteLimits};
+use day2_tsdb::{Db, FsyncPolicy, Options};
+
+use crate::config::{Day2Config, EMBEDDED_DEFAULT, FsyncMode};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (day2.yml). Without it day2 runs on its embedded default.
+    #[arg(long, short = 'c', env = "DAY2_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on; overrides server.listen.
+    #[arg(long, env = "DAY2_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory; overrides server.data_dir.
+    #[arg(long, env = "DAY2_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: String,
+}
+
+/// Everything a reload touches.
+struct App {
+    config_path: Option<PathBuf>,
+    db: Arc<Db>,
+    scrape: Arc<ScrapeManager>,
+    state: Weak<ServerState>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+fn storage_options(cfg: &Day2Config) -> Options {
+    let s = &cfg.storage;
+    Options {
+        fsync: match s.fsync {
+            FsyncMode::Always => FsyncPolicy::Always,
+            FsyncMode::Interval => FsyncPolicy::Interval(s.fsync_interval),
+            FsyncMode::Never => FsyncPolicy::Never,
+        },
+        out_of_order_window: s.out_of_order_window,
+        block_duration: s.block_duration,
+        retention_time: Some(s.retention_time).filter(|d| !d.is_zero()),
+        retention_size: Some(s.retention_size).filter(|n| *n > 0),
+        ..Options::default()
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<Day2Config> {
+    Ok(match path {
+        Some(p) => Day2Config::load(p)?,
+        None => Day2Config::parse(EMBEDDED_DEFAULT, "<embedded default>")?,
+    })
+}
+
+impl App {
+    /// Applies a validated configuration to the running parts.
+    async fn apply(&self, cfg: &Day2Config) {
+        let internal = self.internal_targets(cfg);
+        self.scrape.apply(cfg.global.clone(), cfg.scrape_configs.clone(), internal).await;
+        self.db.set_retention(
+            Some(cfg.storage.retention_time).filter(|d| !d.is_zero()),
+            Some(cfg.storage.retention_size).filter(|n| *n > 0),
+        );
+        if let Some(st) = self.state.upgrade() {
+            *st.write_limits.write() = WriteLimits {
+                max_body_bytes: cfg.remote_write.max_body_size as usize,
+                max_decoded_bytes: cfg.remote_write.max_decoded_size as usize,
+            };
+            st.rate_limiter.set_rate(cfg.remote_write.rate_limit_samples_per_second);
+        }
+    }
+
+    fn internal_targets(&self, cfg: &Day2Config) -> Vec<InternalTarget> {
+        let mut out = Vec::new();
+        let default_interval = cfg.global.scrape_interval;
+        if cfg.host_metrics.enabled {
+            out.push(InternalTarget {
+                job: cfg.host_metrics.job.clone().unwrap_or_else(|| "node".into()),
+                instance: hostname(),
+                interval: cfg.host_metrics.scrape_interval.unwrap_or(default_interval),
+                source: Arc::new(|| day2_host::render().map(String::into_bytes).map_err(|e| e.to_string())),
+            });
+        }
+        if cfg.self_metrics.enabled {
+            let state = self.state.clone();
+            out.push(InternalTarget {
+                job: cfg.self_metrics.job.clone().unwrap_or_else(|| "day2".into()),
+                instance: cfg.server.listen.to_string(),
+                interval: cfg.self_metrics.scrape_interval.unwrap_or(default_interval),
+                source: Arc::new(move || {
+                    let st = state.upgrade().ok_or("server is shutting down")?;
+                    Ok(day2_server::render_metrics(&st).into_bytes())
+                }),
+            });
+        }
+        out
+    }
+
+    async fn reload(&self) -> Result<(), String> {
+        let _guard = self.reload_lock.lock().await;
+        let cfg = load(self.config_path.as_ref()).map_err(|e| format!("{e:#}"))?;
+        self.apply(&cfg).await;
+        tracing::info!(file = ?self.config_path, "configuration reloaded");
+        Ok(())
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Storage figures for `/metrics`.
+struct StorageMetrics(Arc<Db>);
+
+impl MetricsSource for StorageMetrics {
+    fn render(&self, out: &mut String) {
+        self.0.stats().render(out);
+    }
+}
+
+/// Scrape figures for `/metrics`.
+struct ScrapeMetrics(Arc<ScrapeManager>);
+
+impl MetricsSource for ScrapeMetrics {
+    fn render(&self, out: &mut String) {
+        self.0.stats().render(out);
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DAY2_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let mut cfg = load(args.config.as_ref())?;
+    if let Some(l) = args.listen {
+        cfg.server.listen = l;
+    }
+    if let Some(d) = &args.data_dir {
+        cfg.server.data_dir = d.clone();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(args, cfg))
+}
+
+async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
+    let dir = cfg.server.data_dir.clone();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let opts = storage_options(&cfg);
+    let db_dir = dir.clone();
+    let db = tokio::task::spawn_blocking(move || Db::open(&db_dir, opts))
+        .await?
+        .with_context(|| format!("opening storage in {}", dir.display()))?;
+    let db = Arc::new(db);
+    let rec = db.recovery();
+    tracing::info!(data_dir = %dir.display(), recovery = ?rec, "storage opened");
+
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.server.listen))?;
+
+    let scrape = Arc::new(ScrapeManager::new(db.clone()));
+    // The reload hook reaches the App through a weak link set once App exists.
+    let app_cell: Arc<OnceLock<Weak<App>>> = Arc::new(OnceLock::new());
+    let hook_cell = app_cell.clone();
+    let state = Arc::new(ServerState {
+        appender: db.clone(),
+        queryable: db.clone(),
+        metrics: Arc::new(day2_server::SelfMetrics::new()),
+        sources: vec![Arc::new(StorageMetrics(db.clone())), Arc::new(ScrapeMetrics(scrape.clone()))],
+        write_limits: parking_lot::RwLock::new(WriteLimits::default()),
+        rate_limiter: day2_server::RateLimiter::new(0),
+        reload: Arc::new(move || -> ReloadFuture {
+            let app = hook_cell.get().and_then(Weak::upgrade);
+            Box::pin(async move {
+                match app {
+                    Some(app) => app.reload().await,
+                    None => Err("server is starting or shutting down".into()),
+                }
+            })
+        }),
+    });
+    let app = Arc::new(App {
+        config_path: args.config.clone(),
+        db: db.clone(),
+        scrape,
+        state: Arc::downgrade(&state),
+        reload_lock: tokio::sync::Mutex::new(()),
+    });
+    let _ = app_cell.set(Arc::downgrade(&app));
+    app.apply(&cfg).await;
+
+    // Cut blocks, compact and apply retention in the background.
+    let maint_db = db.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let db = maint_db.clone();
+            let now = now_ms();
+            match tokio::task::spawn_blocking(move || db.maintain(now)).await {
+                Ok(Ok(report)) => tracing::debug!(?report, "storage maintenance done"),
+                Ok(Err(e)) => tracing::error!(error = %e, "storage maintenance failed"),
+                Err(e) => tracing::error!(error = %e, "storage maintenance task failed"),
+            }
+        }
+    });
+
+    // SIGHUP reloads, like Prometheus.
+    let hup_app = app.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match hup_app.reload().await {
+                Ok(()) => {}
+                Err(e) => tracing::error!(error = %e, "configuration reload refused; the previous configuration keeps running"),
+            }
+        }
+    });
+
+    tracing::info!(listen = %cfg.server.listen, config = ?args.config, "day2 is ready");
+    axum::serve(listener, day2_server::router(state.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("HTTP server failed")?;
+
+    tracing::info!("shutting down");
+    app.scrape.stop().await;
+    let db2 = db.clone();
+    tokio::task::spawn_blocking(move || db2.close()).await?.context("closing storage")?;
+    drop(state);
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
