@@ -1,0 +1,337 @@
+//! The in-memory head: recent samples of every series in compressed chunks,
+//! series interned to dense ids, and the postings index.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use day2_model::{Labels, Matcher, Sample};
+use parking_lot::{Mutex, RwLock};
+
+use crate::chunk::{ChunkEncoder, ChunkIter, SAMPLES_PER_CHUNK};
+use crate::postings::Postings;
+
+/// A full chunk, no longer appended to.
+#[derive(Debug, Clone)]
+pub struct ClosedChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub data: Box<[u8]>,
+}
+
+/// What to do with one incoming sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Append,
+    OutOfOrder,
+    Duplicate,
+    Conflict,
+    TooOld,
+}
+
+/// One series' head data.
+#[derive(Debug)]
+pub struct MemSeries {
+    pub labels: Labels,
+    closed: Vec<ClosedChunk>,
+    open: ChunkEncoder,
+    last_v: u64,
+    /// Samples older than the newest, sorted by time; merged into chunks when large.
+    ooo: Vec<Sample>,
+}
+
+impl MemSeries {
+    fn new(labels: Labels) -> Self {
+        MemSeries { labels, closed: Vec::new(), open: ChunkEncoder::new(), last_v: 0, ooo: Vec::new() }
+    }
+
+    pub fn max_time(&self) -> Option<i64> {
+        (self.open.count() > 0).then(|| self.open.max_time()).or_else(|| self.closed.last().map(|c| c.max_t))
+    }
+
+    pub fn min_time(&self) -> Option<i64> {
+        let chunk_min = self.closed.first().map(|c| c.min_t).or((self.open.count() > 0).then(|| self.open.min_time()));
+        match (chunk_min, self.ooo.first().map(|s| s.t)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Value stored at exactly `t`, if any.
+    fn value_at(&self, t: i64) -> Option<f64> {
+        if let Ok(i) = self.ooo.binary_search_by(|s| s.t.cmp(&t)) {
+            return Some(self.ooo[i].v);
+        }
+        let open_bytes;
+        let mut chunks: Vec<&[u8]> = self.closed.iter().filter(|c| c.min_t <= t && t <= c.max_t).map(|c| &c.data[..]).collect();
+        if self.open.count() > 0 && self.open.min_time() <= t && t <= self.open.max_time() {
+            open_bytes = self.open.bytes();
+            chunks.push(&open_bytes);
+        }
+        chunks.iter().find_map(|c| ChunkIter::new(c).find(|(st, _)| *st == t).map(|(_, v)| v))
+    }
+
+    /// Classifies a sample without changing anything. `pending` are samples of
+    /// this series accepted earlier in the same batch; `min_allowed` is the
+    /// oldest timestamp the out-of-order window admits.
+    pub fn classify(&self, t: i64, v: f64, pending: &[Sample], min_allowed: i64) -> Verdict {
+        let newest = pending.iter().map(|s| s.t).chain(self.max_time()).max();
+        match newest {
+            None => return Verdict::Append,
+            Some(n) if t > n => return Verdict::Append,
+            _ => {}
+        }
+        let existing = pending.iter().rev().find(|s| s.t == t).map(|s| s.v).or_else(|| self.value_at(t));
+        match existing {
+            Some(e) if e.to_bits() == v.to_bits() => Verdict::Duplicate,
+            Some(_) => Verdict::Conflict,
+            None if t < min_allowed => Verdict::TooOld,
+            None => Verdict::OutOfOrder,
+        }
+    }
+
+    /// Applies a sample previously classified as `Append` or `OutOfOrder`.
+    pub fn apply(&mut self, t: i64, v: f64) {
+        match self.max_time() {
+            Some(m) if t <= m => {
+                if self.value_at(t).is_none() {
+                    let i = self.ooo.partition_point(|s| s.t < t);
+                    self.ooo.insert(i, Sample::new(t, v));
+                    if self.ooo.len() > SAMPLES_PER_CHUNK as usize {
+                        self.merge_ooo();
+                    }
+                }
+            }
+            _ => {
+                if self.open.count() >= SAMPLES_PER_CHUNK {
+                    let data = self.open.bytes().into_boxed_slice();
+                    self.closed.push(ClosedChunk { min_t: self.open.min_time(), max_t: self.open.max_time(), data });
+                    self.open = ChunkEncoder::new();
+                }
+                self.open.append(t, v);
+                self.last_v = v.to_bits();
+            }
+        }
+    }
+
+    /// Rebuilds chunks from all samples (used after out-of-order buffering and block cuts).
+    fn rebuild(&mut self, samples: &[Sample]) {
+        self.closed.clear();
+        self.open = ChunkEncoder::new();
+        self.ooo.clear();
+        for s in samples {
+            if self.open.count() >= SAMPLES_PER_CHUNK {
+                let data = self.open.bytes().into_boxed_slice();
+                self.closed.push(ClosedChunk { min_t: self.open.min_time(), max_t: self.open.max_time(), data });
+                self.open = ChunkEncoder::new();
+            }
+            self.open.append(s.t, s.v);
+        }
+    }
+
+    fn merge_ooo(&mut self) {
+        let all = self.samples(i64::MIN, i64::MAX);
+        self.rebuild(&all);
+    }
+
+    /// Samples in `[mint, maxt]`, sorted, without duplicates.
+    pub fn samples(&self, mint: i64, maxt: i64) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for c in self.closed.iter().filter(|c| c.max_t >= mint && c.min_t <= maxt) {
+            out.extend(ChunkIter::new(&c.data).filter(|(t, _)| *t >= mint && *t <= maxt).map(|(t, v)| Sample::new(t, v)));
+        }
+        if self.open.count() > 0 && self.open.max_time() >= mint && self.open.min_time() <= maxt {
+            out.extend(ChunkIter::new(&self.open.bytes()).filter(|(t, _)| *t >= mint && *t <= maxt).map(|(t, v)| Sample::new(t, v)));
+        }
+        let ooo: Vec<Sample> = self.ooo.iter().filter(|s| s.t >= mint && s.t <= maxt).copied().collect();
+        if !ooo.is_empty() {
+            out.extend(ooo);
+            out.sort_by_key(|s| s.t);
+            out.dedup_by_key(|s| s.t);
+        }
+        out
+    }
+
+    pub fn has_samples_in(&self, mint: i64, maxt: i64) -> bool {
+        match (self.min_time(), self.max_time()) {
+            (Some(a), Some(b)) => a <= maxt && b.max(self.ooo.last().map_or(i64::MIN, |s| s.t)) >= mint,
+            _ => false,
+        }
+    }
+
+    /// Removes and returns samples older than `before`; keeps the rest.
+    pub fn split_off_before(&mut self, before: i64) -> Vec<Sample> {
+        let all = self.samples(i64::MIN, i64::MAX);
+        let cut = all.partition_point(|s| s.t < before);
+        let (old, keep) = all.split_at(cut);
+        let old = old.to_vec();
+        if !old.is_empty() {
+            self.rebuild(keep);
+        }
+        old
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.closed.len() + usize::from(self.open.count() > 0)
+    }
+
+    pub fn sample_count(&self) -> usize {
+        self.closed.len() * SAMPLES_PER_CHUNK as usize + self.open.count() as usize + self.ooo.len()
+    }
+}
+
+#[derive(Default)]
+struct HeadIndex {
+    series: Vec<Arc<Mutex<MemSeries>>>,
+    by_hash: HashMap<u64, Vec<u32>>,
+    postings: Postings,
+}
+
+/// All in-memory series.
+#[derive(Default)]
+pub struct Head {
+    index: RwLock<HeadIndex>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl Head {
+    pub fn new() -> Self {
+        Head { index: RwLock::new(HeadIndex::default()), hasher: foldhash::fast::FixedState::with_seed(0x6461_7932) }
+    }
+
+    fn hash(&self, labels: &Labels) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        labels.hash(&mut h);
+        h.finish()
+    }
+
+    /// Finds a series by labels.
+    pub fn get(&self, labels: &Labels) -> Option<(u32, Arc<Mutex<MemSeries>>)> {
+        let h = self.hash(labels);
+        let idx = self.index.read();
+        let ids = idx.by_hash.get(&h)?;
+        ids.iter().find(|&&id| idx.series[id as usize].lock().labels == *labels).map(|&id| (id, idx.series[id as usize].clone()))
+    }
+
+    /// Finds or creates a series; `true` when it was created.
+    pub fn get_or_create(&self, labels: &Labels) -> (u32, Arc<Mutex<MemSeries>>, bool) {
+        if let Some((id, s)) = self.get(labels) {
+            return (id, s, false);
+        }
+        let h = self.hash(labels);
+        let mut idx = self.index.write();
+        if let Some(ids) = idx.by_hash.get(&h)
+            && let Some(&id) = ids.iter().find(|&&id| idx.series[id as usize].lock().labels == *labels)
+        {
+            return (id, idx.series[id as usize].clone(), false);
+        }
+        let id = idx.series.len() as u32;
+        let s = Arc::new(Mutex::new(MemSeries::new(labels.clone())));
+        idx.series.push(s.clone());
+        idx.by_hash.entry(h).or_default().push(id);
+        idx.postings.add(id, labels);
+        (id, s, true)
+    }
+
+    /// Creates a series with a given id during WAL replay (ids are dense).
+    pub fn restore_series(&self, id: u32, labels: Labels) -> Result<(), String> {
+        let mut idx = self.index.write();
+        if id as usize != idx.series.len() {
+            if (id as usize) < idx.series.len() && idx.series[id as usize].lock().labels == labels {
+                return Ok(()); // seen in the checkpoint already
+            }
+            return Err(format!("series id {id} out of sequence (expected {})", idx.series.len()));
+        }
+        let h = self.hash(&labels);
+        idx.postings.add(id, &labels);
+        idx.by_hash.entry(h).or_default().push(id);
+        idx.series.push(Arc::new(Mutex::new(MemSeries::new(labels))));
+        Ok(())
+    }
+
+    pub fn series_by_id(&self, id: u32) -> Option<Arc<Mutex<MemSeries>>> {
+        self.index.read().series.get(id as usize).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.read().series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every series (id order).
+    pub fn all(&self) -> Vec<Arc<Mutex<MemSeries>>> {
+        self.index.read().series.clone()
+    }
+
+    /// Series matching all matchers.
+    pub fn select(&self, matchers: &[Matcher]) -> Vec<Arc<Mutex<MemSeries>>> {
+        let idx = self.index.read();
+        let ids: Vec<u32> = match idx.postings.candidates(matchers) {
+            Some(ids) => ids,
+            None => (0..idx.series.len() as u32).collect(),
+        };
+        ids.into_iter()
+            .map(|id| idx.series[id as usize].clone())
+            .filter(|s| {
+                let s = s.lock();
+                matchers.iter().all(|m| m.matches_labels(&s.labels))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_in_order_duplicate_conflict_ooo_and_too_old() {
+        let mut s = MemSeries::new(Labels::from_pairs([("a", "b")]));
+        for t in 0..10 {
+            s.apply(t * 1000, t as f64);
+        }
+        assert_eq!(s.classify(10_000, 1.0, &[], 0), Verdict::Append);
+        assert_eq!(s.classify(9_000, 9.0, &[], 0), Verdict::Duplicate);
+        assert_eq!(s.classify(9_000, 8.0, &[], 0), Verdict::Conflict);
+        assert_eq!(s.classify(4_500, 1.0, &[], 0), Verdict::OutOfOrder);
+        assert_eq!(s.classify(4_500, 1.0, &[], 5_000), Verdict::TooOld);
+        let pending = [Sample::new(20_000, 2.0)];
+        assert_eq!(s.classify(15_000, 1.0, &pending, 0), Verdict::OutOfOrder);
+        assert_eq!(s.classify(20_000, 2.0, &pending, 0), Verdict::Duplicate);
+        s.apply(4_500, 7.0);
+        let got = s.samples(4_000, 5_000);
+        assert_eq!(got, vec![Sample::new(4_000, 4.0), Sample::new(4_500, 7.0), Sample::new(5_000, 5.0)]);
+    }
+
+    #[test]
+    fn many_out_of_order_samples_merge_into_chunks() {
+        let mut s = MemSeries::new(Labels::from_pairs([("a", "b")]));
+        s.apply(1_000_000, 0.0);
+        for t in (0..500).rev() {
+            s.apply(t, t as f64);
+        }
+        let all = s.samples(i64::MIN, i64::MAX);
+        assert_eq!(all.len(), 501);
+        assert!(all.windows(2).all(|w| w[0].t < w[1].t));
+        let old = s.split_off_before(250);
+        assert_eq!(old.len(), 250);
+        assert_eq!(s.samples(i64::MIN, i64::MAX).len(), 251);
+    }
+
+    #[test]
+    fn interning_and_selection() {
+        let h = Head::new();
+        let a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let (id1, _, created) = h.get_or_create(&a);
+        assert!(created);
+        let (id2, _, created) = h.get_or_create(&a);
+        assert!(!created);
+        assert_eq!(id1, id2);
+        h.get_or_create(&Labels::from_pairs([("__name__", "up"), ("job", "b")]));
+        assert_eq!(h.select(&[Matcher::eq("job", "b")]).len(), 1);
+        assert_eq!(h.select(&[Matcher::eq("__name__", "up")]).len(), 2);
+    }
+}
