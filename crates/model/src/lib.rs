@@ -3,6 +3,7 @@
 //! from the storage engine. This crate does no I/O and has no async.
 
 pub mod duration;
+pub mod gofloat;
 pub mod labels;
 pub mod matcher;
 pub mod sample;
