@@ -198,10 +198,8 @@ pub fn filesystem_ignored(m: &Mount) -> bool {
     }
     let mp = m.mountpoint.as_str();
     let under = |p: &str| mp == p || mp.starts_with(&format!("{p}/"));
-    under("/dev")
-        || under("/proc")
-        || under("/sys")
-        || mp.starts_with("/run/credentials/")
+    // Debian's node_exporter default: ^/(dev|proc|run|sys|mnt|media|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)
+    ["/dev", "/proc", "/run", "/sys", "/mnt", "/media"].iter().any(|p| under(p))
         || mp.starts_with("/var/lib/docker/")
         || mp.starts_with("/var/lib/containers/storage/")
 }
@@ -416,9 +414,9 @@ mod tests {
         assert!(parse_loadavg("garbage").is_err());
         let mounts = parse_mounts(&fixture("mounts"));
         let spaced = mounts.iter().find(|m| m.mountpoint.contains(' ')).unwrap();
-        assert_eq!(spaced.mountpoint, "/mnt/my disk");
+        assert_eq!(spaced.mountpoint, "/data/my disk");
         let kept: Vec<&str> = mounts.iter().filter(|m| !filesystem_ignored(m)).map(|m| m.mountpoint.as_str()).collect();
-        assert_eq!(kept, ["/", "/mnt/my disk", "/boot"]);
+        assert_eq!(kept, ["/", "/data/my disk", "/boot"]);
         let disks = parse_diskstats(&fixture("diskstats"));
         let kept: Vec<&str> = disks.iter().filter(|d| !disk_ignored(&d.device)).map(|d| d.device.as_str()).collect();
         assert_eq!(kept, ["sda", "nvme0n1", "dm-0"]);
