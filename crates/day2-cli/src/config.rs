@@ -265,9 +265,21 @@ impl Day2Config {
                 let inner = e.into_inner();
                 let loc = inner.location();
                 let mut msg = inner.to_string();
-                // serde_yaml_ng appends " at line L column C"; we print the place up front
+                // serde_yaml_ng appends " at line L column C" and may prefix the
+                // path; we print both up front
                 if let Some(i) = msg.find(" at line ") {
                     msg.truncate(i);
+                }
+                while let Some((head, rest)) = msg.split_once(": ") {
+                    if head.contains(' ') || !path.starts_with(head) {
+                        break;
+                    }
+                    msg = rest.to_string();
+                }
+                // A known field path locates a value error better than the
+                // parser's position (which is where the enclosing map starts).
+                if let Some(line) = (!path.is_empty()).then(|| yamlpath::locate(text, &yamlpath::parse_path(&path))).flatten() {
+                    return Err(err(&path, Some(line), None, msg));
                 }
                 return Err(err(&path, loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()), msg));
             }

@@ -139,6 +139,60 @@ impl MetricsSource for ScrapeMetrics {
     }
 }
 
+fn labels_json(l: &day2_model::Labels) -> serde_json::Value {
+    serde_json::Value::Object(l.iter().map(|x| (x.name.clone(), serde_json::Value::String(x.value.clone()))).collect())
+}
+
+impl day2_server::ScrapeStatus for ScrapeMetrics {
+    fn targets(&self, state: &str) -> serde_json::Value {
+        let (active, dropped) = self.0.targets();
+        let active: Vec<serde_json::Value> = active
+            .iter()
+            .map(|t| {
+                let last = t
+                    .last_scrape
+                    .and_then(|s| jiff::Timestamp::try_from(s).ok())
+                    .map(|ts| ts.to_string())
+                    .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+                serde_json::json!({
+                    "discoveredLabels": labels_json(&t.discovered_labels),
+                    "labels": labels_json(&t.labels),
+                    "scrapePool": t.scrape_pool,
+                    "scrapeUrl": t.scrape_url,
+                    "globalUrl": t.scrape_url,
+                    "lastError": t.last_error,
+                    "lastScrape": last,
+                    "lastScrapeDuration": t.last_scrape_duration.as_secs_f64(),
+                    "health": t.health,
+                    "scrapeInterval": day2_model::format_duration(t.scrape_interval),
+                    "scrapeTimeout": day2_model::format_duration(t.scrape_timeout),
+                })
+            })
+            .collect();
+        let dropped: Vec<serde_json::Value> = dropped.iter().map(|(_, l)| serde_json::json!({"discoveredLabels": labels_json(l)})).collect();
+        match state {
+            "active" => serde_json::json!({"activeTargets": active, "droppedTargets": []}),
+            "dropped" => serde_json::json!({"activeTargets": [], "droppedTargets": dropped}),
+            _ => serde_json::json!({"activeTargets": active, "droppedTargets": dropped}),
+        }
+    }
+
+    fn metadata(&self, metric: Option<&str>, limit: Option<usize>) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for (family, entries) in self.0.metadata() {
+            if metric.is_some_and(|m| m != family) {
+                continue;
+            }
+            if limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+            let list: Vec<serde_json::Value> = entries.iter().map(|(t, h, u)| serde_json::json!({"type": t, "help": h, "unit": u})).collect();
+            out.insert(family, serde_json::Value::Array(list));
+        }
+        serde_json::Value::Object(out)
+    }
+}
+
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DAY2_LOG").unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -190,6 +244,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         queryable: db.clone(),
         metrics: Arc::new(day2_server::SelfMetrics::new()),
         sources: vec![Arc::new(StorageMetrics(db.clone())), Arc::new(ScrapeMetrics(scrape.clone()))],
+        scrape_status: Arc::new(ScrapeMetrics(scrape.clone())),
         write_limits: parking_lot::RwLock::new(WriteLimits::default()),
         rate_limiter: day2_server::RateLimiter::new(0),
         reload: Arc::new(move || -> ReloadFuture {

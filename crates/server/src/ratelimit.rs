@@ -25,9 +25,12 @@ impl RateLimiter {
     /// Changes the rate (config reload); keeps the current fill level within the new burst.
     pub fn set_rate(&self, samples_per_second: u64) {
         let mut b = self.inner.lock();
+        let was_off = b.rate <= 0.0;
         b.rate = samples_per_second as f64;
         b.burst = b.rate;
-        b.tokens = b.tokens.min(b.burst);
+        // turning the limit on starts with a full bucket
+        b.tokens = if was_off { b.burst } else { b.tokens.min(b.burst) };
+        b.last = Instant::now();
     }
 
     /// Takes `n` tokens, or returns how long to wait until they would be available.
@@ -62,6 +65,14 @@ mod tests {
         assert!(l.try_take(100).is_ok());
         let wait = l.try_take(50).unwrap_err();
         assert!(wait > Duration::from_millis(100) && wait <= Duration::from_millis(500), "{wait:?}");
+    }
+
+    #[test]
+    fn enabling_the_limit_starts_full() {
+        let l = RateLimiter::new(0);
+        l.set_rate(10);
+        assert!(l.try_take(10).is_ok());
+        assert!(l.try_take(10).is_err());
     }
 
     #[test]
