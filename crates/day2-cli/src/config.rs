@@ -44,7 +44,10 @@ pub struct ServerSection {
 
 impl Default for ServerSection {
     fn default() -> Self {
-        ServerSection { listen: default_listen(), data_dir: default_data_dir() }
+        ServerSection {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+        }
     }
 }
 
@@ -158,7 +161,11 @@ pub struct SelfScrapeSection {
 
 impl Default for SelfScrapeSection {
     fn default() -> Self {
-        SelfScrapeSection { enabled: true, scrape_interval: None, job: None }
+        SelfScrapeSection {
+            enabled: true,
+            scrape_interval: None,
+            job: None,
+        }
     }
 }
 
@@ -193,7 +200,9 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected a number and a unit such as 512MB"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number and a unit such as 512MB"))?;
     let mult: u64 = match unit.to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "KB" | "KIB" => 1 << 10,
@@ -201,9 +210,14 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "GB" | "GIB" => 1 << 30,
         "TB" | "TIB" => 1 << 40,
         "PB" | "PIB" => 1 << 50,
-        _ => return Err(format!("invalid size {s:?}: unknown unit {unit:?} (use B, KB, MB, GB, TB, PB)")),
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit {unit:?} (use B, KB, MB, GB, TB, PB)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("invalid size {s:?}: too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
 /// A configuration error with its place: `file:line: field: message`.
@@ -249,13 +263,14 @@ impl Day2Config {
 
     /// Parses and validates config text; `file` is only used in messages.
     pub fn parse(text: &str, file: &str) -> Result<Day2Config, ConfigError> {
-        let err = |path: &str, line: Option<usize>, column: Option<usize>, message: String| ConfigError {
-            file: file.to_string(),
-            line: line.or_else(|| yamlpath::locate(text, &yamlpath::parse_path(path))),
-            column,
-            field: path.to_string(),
-            message,
-        };
+        let err =
+            |path: &str, line: Option<usize>, column: Option<usize>, message: String| ConfigError {
+                file: file.to_string(),
+                line: line.or_else(|| yamlpath::locate(text, &yamlpath::parse_path(path))),
+                column,
+                field: path.to_string(),
+                message,
+            };
         let de = serde_yaml_ng::Deserializer::from_str(text);
         let cfg: Day2Config = match serde_path_to_error::deserialize(de) {
             Ok(c) => c,
@@ -278,23 +293,38 @@ impl Day2Config {
                 }
                 // A known field path locates a value error better than the
                 // parser's position (which is where the enclosing map starts).
-                if let Some(line) = (!path.is_empty()).then(|| yamlpath::locate(text, &yamlpath::parse_path(&path))).flatten() {
+                if let Some(line) = (!path.is_empty())
+                    .then(|| yamlpath::locate(text, &yamlpath::parse_path(&path)))
+                    .flatten()
+                {
                     return Err(err(&path, Some(line), None, msg));
                 }
-                return Err(err(&path, loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()), msg));
+                return Err(err(
+                    &path,
+                    loc.as_ref().map(|l| l.line()),
+                    loc.as_ref().map(|l| l.column()),
+                    msg,
+                ));
             }
         };
-        cfg.validate().map_err(|(path, msg)| err(&path, None, None, msg))?;
+        cfg.validate()
+            .map_err(|(path, msg)| err(&path, None, None, msg))?;
         Ok(cfg)
     }
 
     /// Checks what the types cannot: returns the field path and the message.
     fn validate(&self) -> Result<(), (String, String)> {
         if self.storage.block_duration < Duration::from_secs(60) {
-            return Err(("storage.block_duration".into(), "must be at least 1m".into()));
+            return Err((
+                "storage.block_duration".into(),
+                "must be at least 1m".into(),
+            ));
         }
         if self.storage.fsync == FsyncMode::Interval && self.storage.fsync_interval.is_zero() {
-            return Err(("storage.fsync_interval".into(), "must be greater than 0 with fsync: interval".into()));
+            return Err((
+                "storage.fsync_interval".into(),
+                "must be greater than 0 with fsync: interval".into(),
+            ));
         }
         if self.remote_write.max_decoded_size < self.remote_write.max_body_size {
             return Err((
@@ -305,9 +335,13 @@ impl Day2Config {
         let mut jobs = std::collections::HashSet::new();
         for (i, sc) in self.scrape_configs.iter().enumerate() {
             if !jobs.insert(sc.job_name.clone()) {
-                return Err((format!("scrape_configs[{i}].job_name"), format!("duplicate job name {:?}", sc.job_name)));
+                return Err((
+                    format!("scrape_configs[{i}].job_name"),
+                    format!("duplicate job name {:?}", sc.job_name),
+                ));
             }
-            sc.validate(&self.global).map_err(|e| (format!("scrape_configs[{i}]"), e.to_string()))?;
+            sc.validate(&self.global)
+                .map_err(|e| (format!("scrape_configs[{i}]"), e.to_string()))?;
         }
         Ok(())
     }
@@ -347,7 +381,11 @@ mod tests {
         let text = "remote_write:\n  max_body_size: 64MB\n  max_decoded_size: 1MB\n";
         let e = Day2Config::parse(text, "day2.yml").unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
-        assert!(e.to_string().starts_with("day2.yml:3: remote_write.max_decoded_size:"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("day2.yml:3: remote_write.max_decoded_size:"),
+            "{e}"
+        );
     }
 
     #[test]

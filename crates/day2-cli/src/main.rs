@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "day2", version, about = "Observe, detect, notify, remediate, run the incident and learn, in one binary.")]
+#[command(
+    name = "day2",
+    version,
+    about = "Observe, detect, notify, remediate, run the incident and learn, in one binary."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,7 +51,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Check { what: CheckWhat::Config { files } } => {
+        Command::Check {
+            what: CheckWhat::Config { files },
+        } => {
             let mut ok = true;
             for f in &files {
                 match config::Day2Config::load(f) {
@@ -64,7 +70,11 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -64,7 +64,9 @@ impl App {
     /// Applies a validated configuration to the running parts.
     async fn apply(&self, cfg: &Day2Config) {
         let internal = self.internal_targets(cfg);
-        self.scrape.apply(cfg.global.clone(), cfg.scrape_configs.clone(), internal).await;
+        self.scrape
+            .apply(cfg.global.clone(), cfg.scrape_configs.clone(), internal)
+            .await;
         self.db.set_retention(
             Some(cfg.storage.retention_time).filter(|d| !d.is_zero()),
             Some(cfg.storage.retention_size).filter(|n| *n > 0),
@@ -74,7 +76,8 @@ impl App {
                 max_body_bytes: cfg.remote_write.max_body_size as usize,
                 max_decoded_bytes: cfg.remote_write.max_decoded_size as usize,
             };
-            st.rate_limiter.set_rate(cfg.remote_write.rate_limit_samples_per_second);
+            st.rate_limiter
+                .set_rate(cfg.remote_write.rate_limit_samples_per_second);
         }
     }
 
@@ -83,16 +86,28 @@ impl App {
         let default_interval = cfg.global.scrape_interval;
         if cfg.host_metrics.enabled {
             out.push(InternalTarget {
-                job: cfg.host_metrics.job.clone().unwrap_or_else(|| "node".into()),
+                job: cfg
+                    .host_metrics
+                    .job
+                    .clone()
+                    .unwrap_or_else(|| "node".into()),
                 instance: hostname(),
                 interval: cfg.host_metrics.scrape_interval.unwrap_or(default_interval),
-                source: Arc::new(|| day2_host::render().map(String::into_bytes).map_err(|e| e.to_string())),
+                source: Arc::new(|| {
+                    day2_host::render()
+                        .map(String::into_bytes)
+                        .map_err(|e| e.to_string())
+                }),
             });
         }
         if cfg.self_metrics.enabled {
             let state = self.state.clone();
             out.push(InternalTarget {
-                job: cfg.self_metrics.job.clone().unwrap_or_else(|| "day2".into()),
+                job: cfg
+                    .self_metrics
+                    .job
+                    .clone()
+                    .unwrap_or_else(|| "day2".into()),
                 instance: cfg.server.listen.to_string(),
                 interval: cfg.self_metrics.scrape_interval.unwrap_or(default_interval),
                 source: Arc::new(move || {
@@ -140,7 +155,11 @@ impl MetricsSource for ScrapeMetrics {
 }
 
 fn labels_json(l: &day2_model::Labels) -> serde_json::Value {
-    serde_json::Value::Object(l.iter().map(|x| (x.name.clone(), serde_json::Value::String(x.value.clone()))).collect())
+    serde_json::Value::Object(
+        l.iter()
+            .map(|x| (x.name.clone(), serde_json::Value::String(x.value.clone())))
+            .collect(),
+    )
 }
 
 impl day2_server::ScrapeStatus for ScrapeMetrics {
@@ -169,7 +188,10 @@ impl day2_server::ScrapeStatus for ScrapeMetrics {
                 })
             })
             .collect();
-        let dropped: Vec<serde_json::Value> = dropped.iter().map(|(_, l)| serde_json::json!({"discoveredLabels": labels_json(l)})).collect();
+        let dropped: Vec<serde_json::Value> = dropped
+            .iter()
+            .map(|(_, l)| serde_json::json!({"discoveredLabels": labels_json(l)}))
+            .collect();
         match state {
             "active" => serde_json::json!({"activeTargets": active, "droppedTargets": []}),
             "dropped" => serde_json::json!({"activeTargets": [], "droppedTargets": dropped}),
@@ -186,7 +208,10 @@ impl day2_server::ScrapeStatus for ScrapeMetrics {
             if limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
-            let list: Vec<serde_json::Value> = entries.iter().map(|(t, h, u)| serde_json::json!({"type": t, "help": h, "unit": u})).collect();
+            let list: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|(t, h, u)| serde_json::json!({"type": t, "help": h, "unit": u}))
+                .collect();
             out.insert(family, serde_json::Value::Array(list));
         }
         serde_json::Value::Object(out)
@@ -194,8 +219,11 @@ impl day2_server::ScrapeStatus for ScrapeMetrics {
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DAY2_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("DAY2_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -221,7 +249,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
     let dir = cfg.server.data_dir.clone();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
     let opts = storage_options(&cfg);
     let db_dir = dir.clone();
     let db = tokio::task::spawn_blocking(move || Db::open(&db_dir, opts))
@@ -243,7 +272,10 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         appender: db.clone(),
         queryable: db.clone(),
         metrics: Arc::new(day2_server::SelfMetrics::new()),
-        sources: vec![Arc::new(StorageMetrics(db.clone())), Arc::new(ScrapeMetrics(scrape.clone()))],
+        sources: vec![
+            Arc::new(StorageMetrics(db.clone())),
+            Arc::new(ScrapeMetrics(scrape.clone())),
+        ],
         scrape_status: Arc::new(ScrapeMetrics(scrape.clone())),
         write_limits: parking_lot::RwLock::new(WriteLimits::default()),
         rate_limiter: day2_server::RateLimiter::new(0),
@@ -287,13 +319,16 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
     // SIGHUP reloads, like Prometheus.
     let hup_app = app.clone();
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             return;
         };
         while hup.recv().await.is_some() {
             match hup_app.reload().await {
                 Ok(()) => {}
-                Err(e) => tracing::error!(error = %e, "configuration reload refused; the previous configuration keeps running"),
+                Err(e) => {
+                    tracing::error!(error = %e, "configuration reload refused; the previous configuration keeps running")
+                }
             }
         }
     });
@@ -307,13 +342,18 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     app.scrape.stop().await;
     let db2 = db.clone();
-    tokio::task::spawn_blocking(move || db2.close()).await?.context("closing storage")?;
+    tokio::task::spawn_blocking(move || db2.close())
+        .await?
+        .context("closing storage")?;
     drop(state);
     Ok(())
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 async fn shutdown_signal() {

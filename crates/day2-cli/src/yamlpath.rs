@@ -53,8 +53,16 @@ fn lines(text: &str) -> Vec<Line<'_>> {
             let item = t == "-" || t.starts_with("- ");
             let body = if item { t[1..].trim_start() } else { t };
             let key_col = raw.len() - body.len();
-            let key = body.split_once(':').map(|(k, _)| k.trim().trim_matches(|c| c == '"' || c == '\''));
-            Some(Line { no: i + 1, indent, item, key_col, key })
+            let key = body
+                .split_once(':')
+                .map(|(k, _)| k.trim().trim_matches(|c| c == '"' || c == '\''));
+            Some(Line {
+                no: i + 1,
+                indent,
+                item,
+                key_col,
+                key,
+            })
         })
         .collect()
 }
@@ -69,7 +77,9 @@ pub fn locate(text: &str, path: &[Step]) -> Option<usize> {
         match step {
             Step::Key(k) => {
                 let col = first.key_col;
-                let pos = window.iter().position(|l| l.key_col == col && l.key == Some(k.as_str()))?;
+                let pos = window
+                    .iter()
+                    .position(|l| l.key_col == col && l.key == Some(k.as_str()))?;
                 let at = &window[pos];
                 found = Some(at.no);
                 // children: following lines indented deeper than the key, or a
@@ -83,7 +93,12 @@ pub fn locate(text: &str, path: &[Step]) -> Option<usize> {
             }
             Step::Index(n) => {
                 let col = first.indent;
-                let items: Vec<usize> = window.iter().enumerate().filter(|(_, l)| l.item && l.indent == col).map(|(i, _)| i).collect();
+                let items: Vec<usize> = window
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.item && l.indent == col)
+                    .map(|(i, _)| i)
+                    .collect();
                 let &start = items.get(*n)?;
                 let end = items.get(n + 1).copied().unwrap_or(window.len());
                 found = Some(window[start].no);
@@ -114,10 +129,22 @@ scrape_configs:
     #[test]
     fn finds_nested_keys_and_items() {
         assert_eq!(locate(DOC, &parse_path("server.listen")), Some(2));
-        assert_eq!(locate(DOC, &parse_path("scrape_configs[0].scrape_interval")), Some(5));
+        assert_eq!(
+            locate(DOC, &parse_path("scrape_configs[0].scrape_interval")),
+            Some(5)
+        );
         assert_eq!(locate(DOC, &parse_path("scrape_configs[1]")), Some(7));
-        assert_eq!(locate(DOC, &parse_path("scrape_configs[1].scrape_timeout")), Some(10));
-        assert_eq!(locate(DOC, &parse_path("scrape_configs[1].static_configs[0].targets")), Some(9));
+        assert_eq!(
+            locate(DOC, &parse_path("scrape_configs[1].scrape_timeout")),
+            Some(10)
+        );
+        assert_eq!(
+            locate(
+                DOC,
+                &parse_path("scrape_configs[1].static_configs[0].targets")
+            ),
+            Some(9)
+        );
         assert_eq!(locate(DOC, &parse_path("scrape_configs[5]")), None);
     }
 }

@@ -57,10 +57,24 @@ async fn every_acknowledged_sample_survives_sigkill() {
                 let mut t = start_t;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let batch: Vec<_> = (0..20)
-                        .map(|s| series(&[("__name__", "kill9_test"), ("writer", &w.to_string()), ("s", &s.to_string())], &[(t, t as f64)]))
+                        .map(|s| {
+                            series(
+                                &[
+                                    ("__name__", "kill9_test"),
+                                    ("writer", &w.to_string()),
+                                    ("s", &s.to_string()),
+                                ],
+                                &[(t, t as f64)],
+                            )
+                        })
                         .collect();
                     let body = day2_ingest::remote_write::encode(&batch);
-                    let res = c.post(&url).header("Content-Encoding", "snappy").body(body).send().await;
+                    let res = c
+                        .post(&url)
+                        .header("Content-Encoding", "snappy")
+                        .body(body)
+                        .send()
+                        .await;
                     match res {
                         Ok(r) if r.status().is_success() => {
                             let mut a = acked.lock();
@@ -93,7 +107,10 @@ async fn every_acknowledged_sample_survives_sigkill() {
     }
     let d = Day2::start_with(tmp.path(), &config, free_port()).await;
     verify(&d, &acked, 5).await;
-    assert!(acked.lock().values().map(|s| s.len()).sum::<usize>() > 100, "the test must have written something");
+    assert!(
+        acked.lock().values().map(|s| s.len()).sum::<usize>() > 100,
+        "the test must have written something"
+    );
 }
 
 async fn verify(d: &Day2, acked: &Acked, round: usize) {
@@ -106,16 +123,37 @@ async fn verify(d: &Day2, acked: &Acked, round: usize) {
         .await
         .into_iter()
         .map(|(m, samples)| {
-            let labels = day2_model::Labels::from_pairs(m.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())));
-            (labels.to_string(), samples.into_iter().map(|(t, v)| {
-                assert_eq!(v, t as f64, "value of sample at {t}");
-                t
-            }).collect())
+            let labels = day2_model::Labels::from_pairs(
+                m.as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
+            );
+            (
+                labels.to_string(),
+                samples
+                    .into_iter()
+                    .map(|(t, v)| {
+                        assert_eq!(v, t as f64, "value of sample at {t}");
+                        t
+                    })
+                    .collect(),
+            )
         })
         .collect();
     for (series, ts) in &expected {
-        let have = got.get(series).unwrap_or_else(|| panic!("after restart {round}: series {series} lost\nlog:\n{}", d.log()));
+        let have = got.get(series).unwrap_or_else(|| {
+            panic!(
+                "after restart {round}: series {series} lost\nlog:\n{}",
+                d.log()
+            )
+        });
         let missing: Vec<_> = ts.difference(have).collect();
-        assert!(missing.is_empty(), "after restart {round}: {series} lost {} acknowledged samples, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+        assert!(
+            missing.is_empty(),
+            "after restart {round}: {series} lost {} acknowledged samples, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
     }
 }

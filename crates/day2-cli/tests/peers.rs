@@ -29,7 +29,10 @@ async fn real_prometheus_remote_writes_into_day2_and_samples_match() {
     let _prom = Peer(
         Command::new(prom_bin)
             .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", tmp.path().join("prom-data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("prom-data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::from(prom_log))
@@ -38,10 +41,14 @@ async fn real_prometheus_remote_writes_into_day2_and_samples_match() {
     );
 
     // Prometheus scrapes itself and forwards every sample to day2.
-    let series = wait_for("prometheus samples in day2", Duration::from_secs(60), || async {
-        let s = d.export("up{job=\"prom_self\"}").await;
-        (s.first().is_some_and(|(_, v)| v.len() >= 3)).then_some(s)
-    })
+    let series = wait_for(
+        "prometheus samples in day2",
+        Duration::from_secs(60),
+        || async {
+            let s = d.export("up{job=\"prom_self\"}").await;
+            (s.first().is_some_and(|(_, v)| v.len() >= 3)).then_some(s)
+        },
+    )
     .await;
     let (labels, _) = &series[0];
     assert_eq!(labels["replica"], "r1", "external labels arrive: {labels}");
@@ -64,19 +71,34 @@ async fn real_prometheus_remote_writes_into_day2_and_samples_match() {
         .unwrap()
         .iter()
         .flat_map(|s| s["values"].as_array().unwrap().clone())
-        .map(|p| (((p[0].as_f64().unwrap()) * 1000.0).round() as i64, p[1].as_str().unwrap().to_string()))
+        .map(|p| {
+            (
+                ((p[0].as_f64().unwrap()) * 1000.0).round() as i64,
+                p[1].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert!(!prom_samples.is_empty(), "{prom}");
     let last_t = prom_samples.iter().map(|(t, _)| *t).max().unwrap();
-    let got = wait_for("day2 to catch up with Prometheus", Duration::from_secs(30), || async {
-        let s = d.export(metric).await;
-        let all: BTreeSet<(i64, String)> = s.iter().flat_map(|(_, v)| v.iter().map(|&(t, v)| (t, format!("{v}")))).collect();
-        all.iter().any(|(t, _)| *t >= last_t).then_some(all)
-    })
+    let got = wait_for(
+        "day2 to catch up with Prometheus",
+        Duration::from_secs(30),
+        || async {
+            let s = d.export(metric).await;
+            let all: BTreeSet<(i64, String)> = s
+                .iter()
+                .flat_map(|(_, v)| v.iter().map(|&(t, v)| (t, format!("{v}"))))
+                .collect();
+            all.iter().any(|(t, _)| *t >= last_t).then_some(all)
+        },
+    )
     .await;
     for (t, v) in &prom_samples {
         let parsed: f64 = v.parse().unwrap();
-        assert!(got.contains(&(*t, format!("{parsed}"))), "sample {metric}@{t}={v} held by Prometheus is missing in day2");
+        assert!(
+            got.contains(&(*t, format!("{parsed}"))),
+            "sample {metric}@{t}={v} held by Prometheus is missing in day2"
+        );
     }
 }
 
@@ -88,18 +110,33 @@ async fn day2_scrapes_a_real_node_exporter() {
     let _ne = Peer(
         Command::new(ne_bin)
             .arg(format!("--web.listen-address=127.0.0.1:{ne_port}"))
-            .args(["--collector.disable-defaults", "--collector.cpu", "--collector.meminfo", "--collector.loadavg", "--collector.netdev", "--collector.stat"])
+            .args([
+                "--collector.disable-defaults",
+                "--collector.cpu",
+                "--collector.meminfo",
+                "--collector.loadavg",
+                "--collector.netdev",
+                "--collector.stat",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start node exporter"),
     );
     let c = client();
-    let exposed = wait_for("node exporter to answer", Duration::from_secs(30), || async {
-        let r = c.get(format!("http://127.0.0.1:{ne_port}/metrics")).send().await.ok()?;
-        r.status().is_success().then_some(())?;
-        r.text().await.ok()
-    })
+    let exposed = wait_for(
+        "node exporter to answer",
+        Duration::from_secs(30),
+        || async {
+            let r = c
+                .get(format!("http://127.0.0.1:{ne_port}/metrics"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())?;
+            r.text().await.ok()
+        },
+    )
     .await;
     let d = Day2::start(
         tmp.path(),
@@ -108,10 +145,16 @@ async fn day2_scrapes_a_real_node_exporter() {
         )),
     )
     .await;
-    wait_for("two successful scrapes of node exporter", Duration::from_secs(30), || async {
-        let s = d.export("up{job=\"node\"}").await;
-        (s.first().is_some_and(|(_, v)| v.iter().filter(|&&(_, x)| x == 1.0).count() >= 2)).then_some(())
-    })
+    wait_for(
+        "two successful scrapes of node exporter",
+        Duration::from_secs(30),
+        || async {
+            let s = d.export("up{job=\"node\"}").await;
+            (s.first()
+                .is_some_and(|(_, v)| v.iter().filter(|&&(_, x)| x == 1.0).count() >= 2))
+            .then_some(())
+        },
+    )
     .await;
     // Every metric name the exporter exposes (minus go/process/promhttp internals that may vary) is stored.
     let names: BTreeSet<String> = exposed
@@ -121,15 +164,30 @@ async fn day2_scrapes_a_real_node_exporter() {
         .filter(|n| n.starts_with("node_"))
         .collect();
     assert!(names.len() > 10, "{names:?}");
-    let v = d.get_json("/api/v1/label/__name__/values?match[]={job=\"node\"}").await;
-    let stored: BTreeSet<String> = v["data"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+    let v = d
+        .get_json("/api/v1/label/__name__/values?match[]={job=\"node\"}")
+        .await;
+    let stored: BTreeSet<String> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
     let missing: Vec<_> = names.difference(&stored).collect();
-    assert!(missing.is_empty(), "metrics exposed by node exporter but not stored: {missing:?}");
-    let s = d.get_json("/api/v1/series?match[]=node_cpu_seconds_total").await;
+    assert!(
+        missing.is_empty(),
+        "metrics exposed by node exporter but not stored: {missing:?}"
+    );
+    let s = d
+        .get_json("/api/v1/series?match[]=node_cpu_seconds_total")
+        .await;
     let first = &s["data"][0];
     assert_eq!(first["job"], "node");
     assert_eq!(first["env"], "test");
     assert_eq!(first["instance"], format!("127.0.0.1:{ne_port}"));
     let scraped = d.export("scrape_samples_scraped{job=\"node\"}").await;
-    assert!(scraped[0].1.iter().any(|&(_, v)| v as usize >= names.len()), "{scraped:?}");
+    assert!(
+        scraped[0].1.iter().any(|&(_, v)| v as usize >= names.len()),
+        "{scraped:?}"
+    );
 }

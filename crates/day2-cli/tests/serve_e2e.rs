@@ -13,14 +13,33 @@ async fn remote_write_then_read_api_returns_exactly_what_was_written() {
     let d = Day2::start(tmp.path(), &base_config("")).await;
     let t0 = now_ms() - 60_000;
     let batch = vec![
-        series(&[("__name__", "http_requests_total"), ("job", "api"), ("code", "200")], &[(t0, 1.0), (t0 + 15_000, 5.0)]),
-        series(&[("__name__", "http_requests_total"), ("job", "api"), ("code", "500")], &[(t0, 0.0)]),
-        series(&[("__name__", "node_load1"), ("job", "node")], &[(t0, 0.25)]),
+        series(
+            &[
+                ("__name__", "http_requests_total"),
+                ("job", "api"),
+                ("code", "200"),
+            ],
+            &[(t0, 1.0), (t0 + 15_000, 5.0)],
+        ),
+        series(
+            &[
+                ("__name__", "http_requests_total"),
+                ("job", "api"),
+                ("code", "500"),
+            ],
+            &[(t0, 0.0)],
+        ),
+        series(
+            &[("__name__", "node_load1"), ("job", "node")],
+            &[(t0, 0.25)],
+        ),
     ];
     let (status, body) = d.remote_write(&batch).await;
     assert_eq!(status, 204, "{body}");
 
-    let v = d.get_json("/api/v1/series?match[]=http_requests_total").await;
+    let v = d
+        .get_json("/api/v1/series?match[]=http_requests_total")
+        .await;
     assert_eq!(v["status"], "success");
     let data = v["data"].as_array().unwrap();
     assert_eq!(data.len(), 2, "{v}");
@@ -28,16 +47,28 @@ async fn remote_write_then_read_api_returns_exactly_what_was_written() {
     assert_eq!(data[0]["code"], "200");
 
     let v = d.get_json("/api/v1/labels").await;
-    let names: Vec<&str> = v["data"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    let names: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
     assert_eq!(names, ["__name__", "code", "job"]);
 
     let v = d.get_json("/api/v1/label/job/values").await;
     assert_eq!(v["data"], serde_json::json!(["api", "node"]));
-    let v = d.get_json("/api/v1/label/code/values?match[]=http_requests_total{code=~\"5..\"}").await;
+    let v = d
+        .get_json("/api/v1/label/code/values?match[]=http_requests_total{code=~\"5..\"}")
+        .await;
     assert_eq!(v["data"], serde_json::json!(["500"]));
 
     // time range excludes everything
-    let v = d.get_json(&format!("/api/v1/series?match[]=node_load1&start=0&end={}", (t0 - 3_600_000) / 1000)).await;
+    let v = d
+        .get_json(&format!(
+            "/api/v1/series?match[]=node_load1&start=0&end={}",
+            (t0 - 3_600_000) / 1000
+        ))
+        .await;
     assert_eq!(v["data"].as_array().unwrap().len(), 0, "{v}");
 
     let got = d.export("http_requests_total{code=\"200\"}").await;
@@ -45,7 +76,11 @@ async fn remote_write_then_read_api_returns_exactly_what_was_written() {
     assert_eq!(got[0].1, vec![(t0, 1.0), (t0 + 15_000, 5.0)]);
 
     // bad selector: 400 with Prometheus's error shape
-    let r = client().get(d.url("/api/v1/series?match[]=sum(up)")).send().await.unwrap();
+    let r = client()
+        .get(d.url("/api/v1/series?match[]=sum(up)"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["status"], "error");
@@ -57,7 +92,11 @@ async fn remote_write_then_read_api_returns_exactly_what_was_written() {
 #[tokio::test]
 async fn remote_write_status_codes_follow_the_spec() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Day2::start(tmp.path(), &base_config("storage:\n  out_of_order_window: 10m\n")).await;
+    let d = Day2::start(
+        tmp.path(),
+        &base_config("storage:\n  out_of_order_window: 10m\n"),
+    )
+    .await;
     let c = client();
     let now = now_ms();
 
@@ -70,31 +109,66 @@ async fn remote_write_status_codes_follow_the_spec() {
     }
     bomb.push(n as u8);
     bomb.extend_from_slice(&[0u8; 16]);
-    let r = c.post(d.url("/api/v1/write")).header("Content-Encoding", "snappy").body(bomb).send().await.unwrap();
+    let r = c
+        .post(d.url("/api/v1/write"))
+        .header("Content-Encoding", "snappy")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().await.unwrap().contains("limit"));
 
-    let r = c.post(d.url("/api/v1/write")).header("Content-Encoding", "snappy").body("not snappy at all").send().await.unwrap();
+    let r = c
+        .post(d.url("/api/v1/write"))
+        .header("Content-Encoding", "snappy")
+        .body("not snappy at all")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 
-    let r = c.post(d.url("/api/v1/write")).header("Content-Encoding", "gzip").body("x").send().await.unwrap();
+    let r = c
+        .post(d.url("/api/v1/write"))
+        .header("Content-Encoding", "gzip")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 415);
 
     // one valid series, one too old, one with an invalid metric name: 400, valid kept
-    let batch = vec![
+    let batch = [
         series(&[("__name__", "ok_metric")], &[(now, 1.0)]),
         series(&[("__name__", "old_metric")], &[(now, 1.0)]),
         series(&[("__name__", "bad-name")], &[(now, 1.0)]),
     ];
     let (status, _) = d.remote_write(&batch[..2]).await;
     assert_eq!(status, 204);
-    let (status, body) = d.remote_write(&[series(&[("__name__", "old_metric")], &[(now - 3_600_000, 2.0)])]).await;
-    assert_eq!(status, 400, "sample an hour before the newest is outside the 10m window: {body}");
-    let (status, body) = d.remote_write(&[batch[2].clone(), series(&[("__name__", "ok_metric")], &[(now + 1000, 2.0)])]).await;
+    let (status, body) = d
+        .remote_write(&[series(
+            &[("__name__", "old_metric")],
+            &[(now - 3_600_000, 2.0)],
+        )])
+        .await;
+    assert_eq!(
+        status, 400,
+        "sample an hour before the newest is outside the 10m window: {body}"
+    );
+    let (status, body) = d
+        .remote_write(&[
+            batch[2].clone(),
+            series(&[("__name__", "ok_metric")], &[(now + 1000, 2.0)]),
+        ])
+        .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("bad-name"), "{body}");
     let got = d.export("ok_metric").await;
-    assert_eq!(got[0].1, vec![(now, 1.0), (now + 1000, 2.0)], "the valid part of a 400 request is stored");
+    assert_eq!(
+        got[0].1,
+        vec![(now, 1.0), (now + 1000, 2.0)],
+        "the valid part of a 400 request is stored"
+    );
 
     // resending the same samples is idempotent (duplicates are not errors)
     let (status, body) = d.remote_write(&batch[..1]).await;
@@ -104,21 +178,42 @@ async fn remote_write_status_codes_follow_the_spec() {
 #[tokio::test]
 async fn over_the_rate_limit_gets_429_with_retry_after() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Day2::start(tmp.path(), &base_config("remote_write:\n  rate_limit_samples_per_second: 100\n")).await;
+    let d = Day2::start(
+        tmp.path(),
+        &base_config("remote_write:\n  rate_limit_samples_per_second: 100\n"),
+    )
+    .await;
     let now = now_ms();
     let many: Vec<(i64, f64)> = (0..100).map(|i| (now + i, i as f64)).collect();
     let (status, _) = d.remote_write(&[series(&[("__name__", "m")], &many)]).await;
     assert_eq!(status, 204);
     let more: Vec<(i64, f64)> = (100..200).map(|i| (now + i, i as f64)).collect();
     let body = day2_ingest::remote_write::encode(&[series(&[("__name__", "m")], &more)]);
-    let r = client().post(d.url("/api/v1/write")).header("Content-Encoding", "snappy").body(body).send().await.unwrap();
+    let r = client()
+        .post(d.url("/api/v1/write"))
+        .header("Content-Encoding", "snappy")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 429);
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry), "retry-after {retry}");
 }
 
 async fn metric_value(d: &Day2, name_and_labels: &str) -> Option<f64> {
-    let text = client().get(d.url("/metrics")).send().await.ok()?.text().await.ok()?;
+    let text = client()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     text.lines()
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -134,10 +229,18 @@ async fn bad_reload_is_refused_and_good_reload_applies_by_http_and_sighup() {
     let r = c.post(d.url("/-/reload")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 500);
     let body = r.text().await.unwrap();
-    assert!(body.contains("day2.yml:2") && body.contains("storage.fsync"), "{body}");
-    assert_eq!(metric_value(&d, "day2_config_last_reload_successful").await, Some(0.0));
+    assert!(
+        body.contains("day2.yml:2") && body.contains("storage.fsync"),
+        "{body}"
+    );
+    assert_eq!(
+        metric_value(&d, "day2_config_last_reload_successful").await,
+        Some(0.0)
+    );
     // still serving writes
-    let (status, _) = d.remote_write(&[series(&[("__name__", "alive")], &[(now_ms(), 1.0)])]).await;
+    let (status, _) = d
+        .remote_write(&[series(&[("__name__", "alive")], &[(now_ms(), 1.0)])])
+        .await;
     assert_eq!(status, 204);
 
     // a good config with a scrape job of day2's own /metrics
@@ -148,20 +251,32 @@ async fn bad_reload_is_refused_and_good_reload_applies_by_http_and_sighup() {
     std::fs::write(&d.config, base_config(&job)).unwrap();
     let r = c.post(d.url("/-/reload")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(metric_value(&d, "day2_config_last_reload_successful").await, Some(1.0));
+    assert_eq!(
+        metric_value(&d, "day2_config_last_reload_successful").await,
+        Some(1.0)
+    );
     wait_for("up{job=\"self\"} == 1", Duration::from_secs(20), || async {
         let s = d.export("up{job=\"self\"}").await;
-        s.first().and_then(|(_, v)| v.iter().any(|&(_, x)| x == 1.0).then_some(()))
+        s.first()
+            .and_then(|(_, v)| v.iter().any(|&(_, x)| x == 1.0).then_some(()))
     })
     .await;
 
     // SIGHUP with a renamed job
-    std::fs::write(&d.config, base_config(&job.replace("job_name: self", "job_name: hup"))).unwrap();
+    std::fs::write(
+        &d.config,
+        base_config(&job.replace("job_name: self", "job_name: hup")),
+    )
+    .unwrap();
     d.signal(libc::SIGHUP);
-    wait_for("up{job=\"hup\"} after SIGHUP", Duration::from_secs(20), || async {
-        let s = d.export("up{job=\"hup\"}").await;
-        (!s.is_empty()).then_some(())
-    })
+    wait_for(
+        "up{job=\"hup\"} after SIGHUP",
+        Duration::from_secs(20),
+        || async {
+            let s = d.export("up{job=\"hup\"}").await;
+            (!s.is_empty()).then_some(())
+        },
+    )
     .await;
     d.kill9();
 }
@@ -171,17 +286,29 @@ async fn host_metrics_are_scraped_in_process_under_node_exporter_names() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = "host_metrics:\n  enabled: true\n  scrape_interval: 200ms\nself_metrics:\n  enabled: true\n  scrape_interval: 200ms\n";
     let d = Day2::start(tmp.path(), cfg).await;
-    for metric in ["node_cpu_seconds_total", "node_memory_MemTotal_bytes", "node_load1", "day2_start_time_seconds"] {
+    for metric in [
+        "node_cpu_seconds_total",
+        "node_memory_MemTotal_bytes",
+        "node_load1",
+        "day2_start_time_seconds",
+    ] {
         wait_for(metric, Duration::from_secs(20), || async {
-            let v = d.get_json(&format!("/api/v1/series?match[]={metric}")).await;
+            let v = d
+                .get_json(&format!("/api/v1/series?match[]={metric}"))
+                .await;
             (!v["data"].as_array()?.is_empty()).then_some(())
         })
         .await;
     }
-    let v = d.get_json("/api/v1/series?match[]=node_cpu_seconds_total").await;
+    let v = d
+        .get_json("/api/v1/series?match[]=node_cpu_seconds_total")
+        .await;
     let first = &v["data"][0];
     assert_eq!(first["job"], "node");
-    assert!(first["cpu"].is_string() && first["mode"].is_string(), "{first}");
+    assert!(
+        first["cpu"].is_string() && first["mode"].is_string(),
+        "{first}"
+    );
     let up = d.export("up{job=\"node\"}").await;
     assert!(up[0].1.iter().all(|&(_, v)| v == 1.0), "{up:?}");
 }
@@ -191,8 +318,16 @@ fn check_config_reports_file_line_and_field() {
     let tmp = tempfile::tempdir().unwrap();
     let good = tmp.path().join("good.yml");
     std::fs::write(&good, "server:\n  listen: 127.0.0.1:9999\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_day2")).args(["check", "config"]).arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args(["check", "config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let bad = tmp.path().join("bad.yml");
     std::fs::write(
@@ -200,9 +335,19 @@ fn check_config_reports_file_line_and_field() {
         "global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n    static_configs:\n      - targets: [x:1]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_day2")).args(["check", "config"]).arg(&bad).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args(["check", "config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with(&format!("day2: {}:4", bad.display())), "{err}");
-    assert!(err.contains("scrape_configs[0]") && err.contains("timeout"), "{err}");
+    assert!(
+        err.starts_with(&format!("day2: {}:4", bad.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("scrape_configs[0]") && err.contains("timeout"),
+        "{err}"
+    );
 }

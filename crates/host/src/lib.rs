@@ -32,14 +32,20 @@ impl Default for Writer {
 
 /// Escapes a label value for the text format.
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn number(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -47,11 +53,21 @@ fn number(v: f64) -> String {
 
 impl Writer {
     pub fn new() -> Self {
-        Writer { out: String::new(), families: Default::default() }
+        Writer {
+            out: String::new(),
+            families: Default::default(),
+        }
     }
 
     /// Adds one sample to family `name`.
-    pub fn sample(&mut self, name: &str, kind: &'static str, help: &str, labels: &[(&str, &str)], value: f64) {
+    pub fn sample(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
         let mut line = String::from(name);
         if !labels.is_empty() {
             line.push('{');
@@ -64,7 +80,11 @@ impl Writer {
             line.push('}');
         }
         let _ = write!(line, " {}", number(value));
-        self.families.entry(name.to_string()).or_insert_with(|| (help.to_string(), kind, Vec::new())).2.push(line);
+        self.families
+            .entry(name.to_string())
+            .or_insert_with(|| (help.to_string(), kind, Vec::new()))
+            .2
+            .push(line);
     }
 
     pub fn finish(mut self) -> String {
@@ -100,7 +120,11 @@ pub fn render() -> Result<String, HostError> {
     let mut any = false;
     for (name, collect) in COLLECTORS {
         let start = Instant::now();
-        let ok = if cfg!(target_os = "linux") { collect(&mut w) } else { Err("not supported on this OS".into()) };
+        let ok = if cfg!(target_os = "linux") {
+            collect(&mut w)
+        } else {
+            Err("not supported on this OS".into())
+        };
         let took = start.elapsed().as_secs_f64();
         any |= ok.is_ok();
         w.sample(

@@ -62,14 +62,23 @@ fn http_get(port: u16) -> Option<String> {
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     let (head, body) = resp.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.0 200").then(|| body.to_string()).or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
 }
 
 #[test]
 fn families_types_and_labels_match_the_real_node_exporter() {
     let bin = "/usr/bin/prometheus-node-exporter";
-    assert!(std::path::Path::new(bin).exists(), "{bin} missing: apt-get install prometheus-node-exporter (scripts/test.sh does)");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    assert!(
+        std::path::Path::new(bin).exists(),
+        "{bin} missing: apt-get install prometheus-node-exporter (scripts/test.sh does)"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let _ne = Kill(
         Command::new(bin)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -95,7 +104,10 @@ fn families_types_and_labels_match_the_real_node_exporter() {
         if let Some(b) = http_get(port) {
             break b;
         }
-        assert!(Instant::now() < deadline, "node exporter did not answer on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "node exporter did not answer on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let ours = day2_host::render().unwrap();
@@ -115,20 +127,54 @@ fn families_types_and_labels_match_the_real_node_exporter() {
         assert_eq!(f.kind, t.kind, "type of {name}");
         assert_eq!(f.label_names, t.label_names, "label names of {name}");
     }
-    for core in ["node_cpu_seconds_total", "node_memory_MemTotal_bytes", "node_memory_MemAvailable_bytes", "node_load1", "node_boot_time_seconds", "node_network_receive_bytes_total", "node_uname_info"] {
+    for core in [
+        "node_cpu_seconds_total",
+        "node_memory_MemTotal_bytes",
+        "node_memory_MemAvailable_bytes",
+        "node_load1",
+        "node_boot_time_seconds",
+        "node_network_receive_bytes_total",
+        "node_uname_info",
+    ] {
         assert!(ours.contains_key(core), "we expose {core}");
         assert!(theirs.contains_key(core), "node exporter exposes {core}");
     }
     let value = |fams: &BTreeMap<String, Family>, name: &str| fams[name].samples[0].1;
-    assert_eq!(value(&ours, "node_memory_MemTotal_bytes"), value(&theirs, "node_memory_MemTotal_bytes"));
-    assert_eq!(value(&ours, "node_boot_time_seconds"), value(&theirs, "node_boot_time_seconds"));
-    let label_set = |fams: &BTreeMap<String, Family>, name: &str, label: &str| -> BTreeSet<String> {
-        fams.get(name).map(|f| f.samples.iter().filter_map(|(l, _)| l.get(label).cloned()).collect()).unwrap_or_default()
-    };
-    assert_eq!(label_set(&ours, "node_cpu_seconds_total", "cpu"), label_set(&theirs, "node_cpu_seconds_total", "cpu"));
-    assert_eq!(label_set(&ours, "node_network_receive_bytes_total", "device"), label_set(&theirs, "node_network_receive_bytes_total", "device"));
-    assert_eq!(label_set(&ours, "node_disk_read_bytes_total", "device"), label_set(&theirs, "node_disk_read_bytes_total", "device"));
+    assert_eq!(
+        value(&ours, "node_memory_MemTotal_bytes"),
+        value(&theirs, "node_memory_MemTotal_bytes")
+    );
+    assert_eq!(
+        value(&ours, "node_boot_time_seconds"),
+        value(&theirs, "node_boot_time_seconds")
+    );
+    let label_set =
+        |fams: &BTreeMap<String, Family>, name: &str, label: &str| -> BTreeSet<String> {
+            fams.get(name)
+                .map(|f| {
+                    f.samples
+                        .iter()
+                        .filter_map(|(l, _)| l.get(label).cloned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+    assert_eq!(
+        label_set(&ours, "node_cpu_seconds_total", "cpu"),
+        label_set(&theirs, "node_cpu_seconds_total", "cpu")
+    );
+    assert_eq!(
+        label_set(&ours, "node_network_receive_bytes_total", "device"),
+        label_set(&theirs, "node_network_receive_bytes_total", "device")
+    );
+    assert_eq!(
+        label_set(&ours, "node_disk_read_bytes_total", "device"),
+        label_set(&theirs, "node_disk_read_bytes_total", "device")
+    );
     let our_mounts = label_set(&ours, "node_filesystem_size_bytes", "mountpoint");
     let their_mounts = label_set(&theirs, "node_filesystem_size_bytes", "mountpoint");
-    assert!(our_mounts.is_subset(&their_mounts), "ours {our_mounts:?} vs theirs {their_mounts:?}");
+    assert!(
+        our_mounts.is_subset(&their_mounts),
+        "ours {our_mounts:?} vs theirs {their_mounts:?}"
+    );
 }

@@ -59,11 +59,18 @@ const DEFAULT_REGEX: &str = "(.*)";
 
 /// Validates and compiles a list of rules (error names the rule index and field).
 pub fn compile(cfgs: &[RelabelConfig]) -> Result<Vec<RelabelRule>, RelabelError> {
-    cfgs.iter().enumerate().map(|(i, c)| compile_one(c).map_err(|message| RelabelError { index: i, message })).collect()
+    cfgs.iter()
+        .enumerate()
+        .map(|(i, c)| compile_one(c).map_err(|message| RelabelError { index: i, message }))
+        .collect()
 }
 
 fn compile_one(c: &RelabelConfig) -> Result<RelabelRule, String> {
-    let action_name = c.action.as_deref().unwrap_or("replace").to_ascii_lowercase();
+    let action_name = c
+        .action
+        .as_deref()
+        .unwrap_or("replace")
+        .to_ascii_lowercase();
     let action = match action_name.as_str() {
         "replace" => Action::Replace,
         "keep" => Action::Keep,
@@ -79,28 +86,68 @@ fn compile_one(c: &RelabelConfig) -> Result<RelabelRule, String> {
         other => return Err(format!("action: unknown relabel action {other:?}")),
     };
     let pattern = c.regex.as_deref().unwrap_or(DEFAULT_REGEX);
-    let regex = Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| format!("regex: invalid regular expression {pattern:?}: {e}"))?;
+    let regex = Regex::new(&format!("^(?s:{pattern})$"))
+        .map_err(|e| format!("regex: invalid regular expression {pattern:?}: {e}"))?;
     let target = c.target_label.clone().unwrap_or_default();
-    let needs_target = matches!(action, Action::Replace | Action::HashMod | Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual);
+    let needs_target = matches!(
+        action,
+        Action::Replace
+            | Action::HashMod
+            | Action::Lowercase
+            | Action::Uppercase
+            | Action::KeepEqual
+            | Action::DropEqual
+    );
     if needs_target && target.is_empty() {
-        return Err(format!("target_label: the {action_name} action requires a target_label"));
+        return Err(format!(
+            "target_label: the {action_name} action requires a target_label"
+        ));
     }
-    if action == Action::Replace && !target.is_empty() && !target.contains('$') && !is_valid_label_name(&target) {
-        return Err(format!("target_label: {target:?} is not a valid label name"));
+    if action == Action::Replace
+        && !target.is_empty()
+        && !target.contains('$')
+        && !is_valid_label_name(&target)
+    {
+        return Err(format!(
+            "target_label: {target:?} is not a valid label name"
+        ));
     }
-    if matches!(action, Action::HashMod | Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual) && !is_valid_label_name(&target) {
-        return Err(format!("target_label: {target:?} is not a valid label name"));
+    if matches!(
+        action,
+        Action::HashMod
+            | Action::Lowercase
+            | Action::Uppercase
+            | Action::KeepEqual
+            | Action::DropEqual
+    ) && !is_valid_label_name(&target)
+    {
+        return Err(format!(
+            "target_label: {target:?} is not a valid label name"
+        ));
     }
     if action == Action::HashMod && c.modulus.unwrap_or(0) == 0 {
         return Err("modulus: the hashmod action requires a non-zero modulus".into());
     }
     if matches!(action, Action::LabelDrop | Action::LabelKeep)
-        && (!c.source_labels.is_empty() || c.target_label.is_some() || c.modulus.is_some() || c.separator.is_some() || c.replacement.is_some())
+        && (!c.source_labels.is_empty()
+            || c.target_label.is_some()
+            || c.modulus.is_some()
+            || c.separator.is_some()
+            || c.replacement.is_some())
     {
-        return Err(format!("the {action_name} action takes only 'regex', no other fields"));
+        return Err(format!(
+            "the {action_name} action takes only 'regex', no other fields"
+        ));
     }
-    if matches!(action, Action::KeepEqual | Action::DropEqual) && (c.regex.is_some() || c.modulus.is_some() || c.separator.is_some() || c.replacement.is_some()) {
-        return Err(format!("the {action_name} action takes only 'source_labels' and 'target_label', no other fields"));
+    if matches!(action, Action::KeepEqual | Action::DropEqual)
+        && (c.regex.is_some()
+            || c.modulus.is_some()
+            || c.separator.is_some()
+            || c.replacement.is_some())
+    {
+        return Err(format!(
+            "the {action_name} action takes only 'source_labels' and 'target_label', no other fields"
+        ));
     }
     for s in &c.source_labels {
         if !is_valid_label_name(s) {
@@ -138,7 +185,12 @@ pub fn apply_to_builder(b: &mut LabelsBuilder, rules: &[RelabelRule]) -> bool {
 }
 
 fn apply_one(b: &mut LabelsBuilder, r: &RelabelRule) -> bool {
-    let val = r.source_labels.iter().map(|n| b.get(n).unwrap_or("")).collect::<Vec<_>>().join(&r.separator);
+    let val = r
+        .source_labels
+        .iter()
+        .map(|n| b.get(n).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(&r.separator);
     match r.action {
         Action::Keep => return r.regex.is_match(&val),
         Action::Drop => return !r.regex.is_match(&val),
@@ -173,7 +225,10 @@ fn apply_one(b: &mut LabelsBuilder, r: &RelabelRule) -> bool {
             b.set(r.target_label.clone(), (h % r.modulus).to_string());
         }
         Action::LabelMap => {
-            let pairs: Vec<(String, String)> = b.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+            let pairs: Vec<(String, String)> = b
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
             for (name, value) in pairs {
                 if let Some(caps) = r.regex.captures(&name) {
                     let mut new = String::new();
@@ -207,18 +262,31 @@ mod tests {
 
     #[test]
     fn replace_with_groups_and_defaults() {
-        let r = rules("- source_labels: [__address__]\n  regex: '([^:]+):\\d+'\n  target_label: host\n- source_labels: [a, b]\n  target_label: ab\n");
-        let out = apply(&l(&[("__address__", "web-1:9100"), ("a", "x"), ("b", "y")]), &r).unwrap();
+        let r = rules(
+            "- source_labels: [__address__]\n  regex: '([^:]+):\\d+'\n  target_label: host\n- source_labels: [a, b]\n  target_label: ab\n",
+        );
+        let out = apply(
+            &l(&[("__address__", "web-1:9100"), ("a", "x"), ("b", "y")]),
+            &r,
+        )
+        .unwrap();
         assert_eq!(out.get("host"), Some("web-1"));
         assert_eq!(out.get("ab"), Some("x;y"));
         // no match leaves labels alone; empty result deletes the target
-        let r = rules("- source_labels: [a]\n  regex: 'zzz'\n  target_label: a\n  replacement: gone\n- source_labels: [missing]\n  target_label: b\n");
+        let r = rules(
+            "- source_labels: [a]\n  regex: 'zzz'\n  target_label: a\n  replacement: gone\n- source_labels: [missing]\n  target_label: b\n",
+        );
         let out = apply(&l(&[("a", "x"), ("b", "y")]), &r).unwrap();
         assert_eq!(out.get("a"), Some("x"));
         assert_eq!(out.get("b"), None);
         // target label expanded from groups
-        let r = rules("- source_labels: [k]\n  regex: '(.+)=(.+)'\n  target_label: 'tag_$1'\n  replacement: '$2'\n");
-        assert_eq!(apply(&l(&[("k", "env=prod")]), &r).unwrap().get("tag_env"), Some("prod"));
+        let r = rules(
+            "- source_labels: [k]\n  regex: '(.+)=(.+)'\n  target_label: 'tag_$1'\n  replacement: '$2'\n",
+        );
+        assert_eq!(
+            apply(&l(&[("k", "env=prod")]), &r).unwrap().get("tag_env"),
+            Some("prod")
+        );
     }
 
     #[test]
@@ -238,15 +306,24 @@ mod tests {
 
     #[test]
     fn label_map_drop_keep_case_and_hashmod() {
-        let r = rules("- regex: '__meta_(.+)'\n  action: labelmap\n- regex: '__meta_.*'\n  action: labeldrop\n");
+        let r = rules(
+            "- regex: '__meta_(.+)'\n  action: labelmap\n- regex: '__meta_.*'\n  action: labeldrop\n",
+        );
         let out = apply(&l(&[("__meta_zone", "eu"), ("job", "x")]), &r).unwrap();
         assert_eq!(out, l(&[("zone", "eu"), ("job", "x")]));
         let r = rules("- regex: 'job|instance'\n  action: labelkeep\n");
-        assert_eq!(apply(&l(&[("job", "x"), ("other", "y")]), &r).unwrap(), l(&[("job", "x")]));
-        let r = rules("- source_labels: [a]\n  target_label: lo\n  action: lowercase\n- source_labels: [a]\n  target_label: up\n  action: uppercase\n");
+        assert_eq!(
+            apply(&l(&[("job", "x"), ("other", "y")]), &r).unwrap(),
+            l(&[("job", "x")])
+        );
+        let r = rules(
+            "- source_labels: [a]\n  target_label: lo\n  action: lowercase\n- source_labels: [a]\n  target_label: up\n  action: uppercase\n",
+        );
         let out = apply(&l(&[("a", "MiX")]), &r).unwrap();
         assert_eq!((out.get("lo"), out.get("up")), (Some("mix"), Some("MIX")));
-        let r = rules("- source_labels: [__address__]\n  target_label: shard\n  modulus: 8\n  action: hashmod\n");
+        let r = rules(
+            "- source_labels: [__address__]\n  target_label: shard\n  modulus: 8\n  action: hashmod\n",
+        );
         let a = apply(&l(&[("__address__", "host-1:9100")]), &r).unwrap();
         let shard: u64 = a.get("shard").unwrap().parse().unwrap();
         assert!(shard < 8);
@@ -261,10 +338,17 @@ mod tests {
             compile(&cfgs).unwrap_err().to_string()
         };
         assert!(bad("- action: keep\n- action: nope\n").starts_with("relabel rule 1: action"));
-        assert!(bad("- source_labels: [a]\n  action: hashmod\n  target_label: t\n").contains("modulus"));
+        assert!(
+            bad("- source_labels: [a]\n  action: hashmod\n  target_label: t\n").contains("modulus")
+        );
         assert!(bad("- source_labels: [a]\n  action: replace\n").contains("target_label"));
         assert!(bad("- regex: '('\n  action: keep\n").contains("regex"));
-        assert!(bad("- regex: 'x'\n  action: labeldrop\n  target_label: y\n").contains("only 'regex'"));
-        assert!(serde_yaml_ng::from_str::<Vec<RelabelConfig>>("- regexx: a\n").is_err(), "unknown fields refused");
+        assert!(
+            bad("- regex: 'x'\n  action: labeldrop\n  target_label: y\n").contains("only 'regex'")
+        );
+        assert!(
+            serde_yaml_ng::from_str::<Vec<RelabelConfig>>("- regexx: a\n").is_err(),
+            "unknown fields refused"
+        );
     }
 }

@@ -21,7 +21,10 @@ pub enum DecodeError {
     #[error("protobuf: {0}")]
     Protobuf(String),
     #[error("series {series_index}: {message}")]
-    InvalidLabels { series_index: usize, message: String },
+    InvalidLabels {
+        series_index: usize,
+        message: String,
+    },
 }
 
 mod pb {
@@ -90,21 +93,29 @@ mod pb {
 pub fn decode(body: &[u8], limits: DecodeLimits) -> Result<Vec<TimeSeries>, DecodeError> {
     use prost::Message;
     // The block format starts with the decoded length: refuse a bomb before allocating.
-    let claimed = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    let claimed =
+        snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if claimed > limits.max_decoded_bytes {
-        return Err(DecodeError::TooLarge { claimed, limit: limits.max_decoded_bytes });
+        return Err(DecodeError::TooLarge {
+            claimed,
+            limit: limits.max_decoded_bytes,
+        });
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| DecodeError::Snappy(e.to_string()))?;
-    let req = pb::WriteRequest::decode(raw.as_slice()).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+    let req = pb::WriteRequest::decode(raw.as_slice())
+        .map_err(|e| DecodeError::Protobuf(e.to_string()))?;
     let mut out = Vec::with_capacity(req.timeseries.len());
     for (i, ts) in req.timeseries.into_iter().enumerate() {
         let mut labels: Vec<Label> = ts
             .labels
             .into_iter()
             .filter(|l| !l.value.is_empty())
-            .map(|l| Label { name: l.name, value: l.value })
+            .map(|l| Label {
+                name: l.name,
+                value: l.value,
+            })
             .collect();
         // Senders normally send labels sorted; sort only when they did not.
         if !labels.windows(2).all(|w| w[0].name < w[1].name) {
@@ -116,8 +127,15 @@ pub fn decode(body: &[u8], limits: DecodeLimits) -> Result<Vec<TimeSeries>, Deco
                 });
             }
         }
-        let samples = ts.samples.into_iter().map(|s| Sample::new(s.timestamp, s.value)).collect();
-        out.push(TimeSeries { labels: Labels::from_sorted_unchecked(labels), samples });
+        let samples = ts
+            .samples
+            .into_iter()
+            .map(|s| Sample::new(s.timestamp, s.value))
+            .collect();
+        out.push(TimeSeries {
+            labels: Labels::from_sorted_unchecked(labels),
+            samples,
+        });
     }
     Ok(out)
 }
@@ -129,22 +147,40 @@ pub fn encode(series: &[TimeSeries]) -> Vec<u8> {
         timeseries: series
             .iter()
             .map(|s| pb::TimeSeries {
-                labels: s.labels.iter().map(|l| pb::Label { name: l.name.clone(), value: l.value.clone() }).collect(),
-                samples: s.samples.iter().map(|p| pb::Sample { value: p.v, timestamp: p.t }).collect(),
+                labels: s
+                    .labels
+                    .iter()
+                    .map(|l| pb::Label {
+                        name: l.name.clone(),
+                        value: l.value.clone(),
+                    })
+                    .collect(),
+                samples: s
+                    .samples
+                    .iter()
+                    .map(|p| pb::Sample {
+                        value: p.v,
+                        timestamp: p.t,
+                    })
+                    .collect(),
                 exemplars: Vec::new(),
             })
             .collect(),
         metadata: Vec::new(),
     };
     let raw = req.encode_to_vec();
-    snap::raw::Encoder::new().compress_vec(&raw).expect("snappy compression of an in-memory buffer cannot fail")
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("snappy compression of an in-memory buffer cannot fail")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LIMITS: DecodeLimits = DecodeLimits { max_decoded_bytes: 1 << 20 };
+    const LIMITS: DecodeLimits = DecodeLimits {
+        max_decoded_bytes: 1 << 20,
+    };
 
     fn ts(pairs: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
         TimeSeries {
@@ -156,7 +192,10 @@ mod tests {
     #[test]
     fn round_trips() {
         let input = vec![
-            ts(&[("__name__", "up"), ("job", "a")], &[(1000, 1.0), (2000, 0.0)]),
+            ts(
+                &[("__name__", "up"), ("job", "a")],
+                &[(1000, 1.0), (2000, 0.0)],
+            ),
             ts(&[("__name__", "x")], &[(5, f64::INFINITY)]),
         ];
         let got = decode(&encode(&input), LIMITS).unwrap();
@@ -178,9 +217,17 @@ mod tests {
 
     #[test]
     fn garbage_is_a_clear_error() {
-        assert!(matches!(decode(b"\x05hello", LIMITS), Err(DecodeError::Snappy(_))));
-        let not_proto = snap::raw::Encoder::new().compress_vec(&[0xff, 0xff, 0xff]).unwrap();
-        assert!(matches!(decode(&not_proto, LIMITS), Err(DecodeError::Protobuf(_))));
+        assert!(matches!(
+            decode(b"\x05hello", LIMITS),
+            Err(DecodeError::Snappy(_))
+        ));
+        let not_proto = snap::raw::Encoder::new()
+            .compress_vec(&[0xff, 0xff, 0xff])
+            .unwrap();
+        assert!(matches!(
+            decode(&not_proto, LIMITS),
+            Err(DecodeError::Protobuf(_))
+        ));
     }
 
     #[test]
@@ -189,24 +236,42 @@ mod tests {
         let mk = |names: &[&str]| {
             let req = pb::WriteRequest {
                 timeseries: vec![pb::TimeSeries {
-                    labels: names.iter().map(|n| pb::Label { name: n.to_string(), value: "v".into() }).collect(),
-                    samples: vec![pb::Sample { value: 1.0, timestamp: 1 }],
+                    labels: names
+                        .iter()
+                        .map(|n| pb::Label {
+                            name: n.to_string(),
+                            value: "v".into(),
+                        })
+                        .collect(),
+                    samples: vec![pb::Sample {
+                        value: 1.0,
+                        timestamp: 1,
+                    }],
                     exemplars: vec![],
                 }],
                 metadata: vec![],
             };
-            snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
+            snap::raw::Encoder::new()
+                .compress_vec(&req.encode_to_vec())
+                .unwrap()
         };
         let got = decode(&mk(&["b", "a"]), LIMITS).unwrap();
         assert_eq!(got[0].labels.as_slice()[0].name, "a");
         let err = decode(&mk(&["b", "a", "b"]), LIMITS).unwrap_err();
-        assert!(err.to_string().contains("duplicate label name \"b\""), "{err}");
+        assert!(
+            err.to_string().contains("duplicate label name \"b\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_fields_are_ignored() {
         use prost::Message;
-        let mut raw = pb::WriteRequest { timeseries: vec![], metadata: vec![] }.encode_to_vec();
+        let mut raw = pb::WriteRequest {
+            timeseries: vec![],
+            metadata: vec![],
+        }
+        .encode_to_vec();
         // field 15, varint 7 (unknown to us)
         raw.extend_from_slice(&[15 << 3, 7]);
         let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap();

@@ -22,7 +22,14 @@ impl Format {
     /// Chooses the parser from a `Content-Type` header (OpenMetrics when it says so).
     pub fn from_content_type(ct: Option<&str>) -> Format {
         match ct {
-            Some(ct) if ct.trim_start().to_ascii_lowercase().starts_with("application/openmetrics-text") => Format::OpenMetrics,
+            Some(ct)
+                if ct
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/openmetrics-text") =>
+            {
+                Format::OpenMetrics
+            }
             _ => Format::Prometheus,
         }
     }
@@ -111,7 +118,11 @@ struct Line<'a> {
 
 impl<'a> Line<'a> {
     fn new(s: &'a str) -> Self {
-        Line { s, b: s.as_bytes(), pos: 0 }
+        Line {
+            s,
+            b: s.as_bytes(),
+            pos: 0,
+        }
     }
     fn peek(&self) -> Option<u8> {
         self.b.get(self.pos).copied()
@@ -132,7 +143,10 @@ impl<'a> Line<'a> {
     fn ident(&mut self, metric: bool) -> &'a str {
         let start = self.pos;
         while let Some(c) = self.peek() {
-            let ok = c.is_ascii_alphabetic() || c == b'_' || (metric && c == b':') || (self.pos > start && c.is_ascii_digit());
+            let ok = c.is_ascii_alphabetic()
+                || c == b'_'
+                || (metric && c == b':')
+                || (self.pos > start && c.is_ascii_digit());
             if !ok {
                 break;
             }
@@ -163,7 +177,9 @@ impl<'a> Line<'a> {
                         Some(b'\\') => out.push('\\'),
                         Some(b'"') => out.push('"'),
                         Some(b'n') => out.push('\n'),
-                        Some(c) => return Err(format!("invalid escape sequence '\\{}'", c as char)),
+                        Some(c) => {
+                            return Err(format!("invalid escape sequence '\\{}'", c as char));
+                        }
                         None => return Err("unterminated escape".into()),
                     }
                     self.pos += 1;
@@ -196,7 +212,10 @@ fn parse_value(s: &str) -> Option<f64> {
         "-Inf" | "-inf" => return Some(f64::NEG_INFINITY),
         _ => {}
     }
-    if s.is_empty() || s.bytes().any(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'.' | b'+' | b'-' | b'_'))) {
+    if s.is_empty()
+        || s.bytes()
+            .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'.' | b'+' | b'-' | b'_')))
+    {
         return None;
     }
     s.parse::<f64>().ok().or_else(|| {
@@ -271,7 +290,10 @@ fn parse_labels(l: &mut Line, labels: &mut Vec<Label>) -> Result<Option<String>,
         if !l.eat(b',') {
             l.skip_ws();
             if !l.eat(b'}') {
-                return Err(format!("expected ',' or '}}' after label value, found {:?}", truncate(l.rest())));
+                return Err(format!(
+                    "expected ',' or '}}' after label value, found {:?}",
+                    truncate(l.rest())
+                ));
             }
             return Ok(quoted_name);
         }
@@ -287,7 +309,11 @@ fn canonical_float_label(v: &str) -> String {
     match parse_value(v) {
         Some(f) => {
             let s = format_g(f);
-            if s.contains(['.', 'e', 'I', 'N']) { s } else { format!("{s}.0") }
+            if s.contains(['.', 'e', 'I', 'N']) {
+                s
+            } else {
+                format!("{s}.0")
+            }
         }
         None => v.to_string(),
     }
@@ -296,8 +322,15 @@ fn canonical_float_label(v: &str) -> String {
 /// Parses a whole body; any malformed line fails the whole body (nothing partly ingested).
 pub fn parse(input: &[u8], format: Format) -> Result<Parsed, ParseError> {
     let text = std::str::from_utf8(input).map_err(|e| {
-        let line = input[..e.valid_up_to()].iter().filter(|&&c| c == b'\n').count() + 1;
-        ParseError { line, message: "invalid UTF-8".into() }
+        let line = input[..e.valid_up_to()]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count()
+            + 1;
+        ParseError {
+            line,
+            message: "invalid UTF-8".into(),
+        }
     })?;
     let om = format == Format::OpenMetrics;
     let mut out = Parsed::default();
@@ -306,7 +339,10 @@ pub fn parse(input: &[u8], format: Format) -> Result<Parsed, ParseError> {
     let mut seen_eof = false;
     for (i, raw) in text.split('\n').enumerate() {
         let lineno = i + 1;
-        let err = |message: String| ParseError { line: lineno, message };
+        let err = |message: String| ParseError {
+            line: lineno,
+            message,
+        };
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         if seen_eof {
             if line.is_empty() && i + 1 == text.split('\n').count() {
@@ -330,14 +366,26 @@ pub fn parse(input: &[u8], format: Format) -> Result<Parsed, ParseError> {
                 }
                 "HELP" | "TYPE" | "UNIT" => {
                     l.skip_ws();
-                    let family = if l.peek() == Some(b'"') { l.quoted().map_err(&err)? } else { l.ident(true).to_string() };
+                    let family = if l.peek() == Some(b'"') {
+                        l.quoted().map_err(&err)?
+                    } else {
+                        l.ident(true).to_string()
+                    };
                     if family.is_empty() {
                         return Err(err(format!("# {kw} needs a metric name")));
                     }
                     let rest = l.rest();
-                    let rest = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('\t')).unwrap_or(rest);
+                    let rest = rest
+                        .strip_prefix(' ')
+                        .or_else(|| rest.strip_prefix('\t'))
+                        .unwrap_or(rest);
                     let idx = *meta_index.entry(family.clone()).or_insert_with(|| {
-                        out.metadata.push(MetricMetadata { family: family.clone(), kind: MetricType::Unknown, help: String::new(), unit: String::new() });
+                        out.metadata.push(MetricMetadata {
+                            family: family.clone(),
+                            kind: MetricType::Unknown,
+                            help: String::new(),
+                            unit: String::new(),
+                        });
                         out.metadata.len() - 1
                     });
                     let m = &mut out.metadata[idx];
@@ -346,9 +394,12 @@ pub fn parse(input: &[u8], format: Format) -> Result<Parsed, ParseError> {
                         "UNIT" => m.unit = rest.trim().to_string(),
                         _ => {
                             let t = rest.trim();
-                            let kind = MetricType::parse(t).ok_or_else(|| err(format!("invalid metric type {t:?}")))?;
+                            let kind = MetricType::parse(t)
+                                .ok_or_else(|| err(format!("invalid metric type {t:?}")))?;
                             if om && t == "untyped" {
-                                return Err(err("invalid metric type \"untyped\" in OpenMetrics".into()));
+                                return Err(err(
+                                    "invalid metric type \"untyped\" in OpenMetrics".into()
+                                ));
                             }
                             m.kind = kind;
                             types.insert(family.clone(), kind);
@@ -389,25 +440,33 @@ pub fn parse(input: &[u8], format: Format) -> Result<Parsed, ParseError> {
             return Err(err("missing metric name".into()));
         }
         if !spaced {
-            return Err(err(format!("expected a space before the value of {metric:?}")));
+            return Err(err(format!(
+                "expected a space before the value of {metric:?}"
+            )));
         }
         let vtok = l.token();
-        let value = parse_value(vtok).ok_or_else(|| err(format!("invalid value {vtok:?} for {metric:?}")))?;
+        let value = parse_value(vtok)
+            .ok_or_else(|| err(format!("invalid value {vtok:?} for {metric:?}")))?;
         l.skip_ws();
         let mut timestamp_ms = None;
         if l.peek().is_some() && l.peek() != Some(b'#') {
             let ttok = l.token();
             timestamp_ms = Some(if om {
-                let secs = parse_value(ttok).filter(|f| f.is_finite()).ok_or_else(|| err(format!("invalid timestamp {ttok:?}")))?;
+                let secs = parse_value(ttok)
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| err(format!("invalid timestamp {ttok:?}")))?;
                 (secs * 1000.0).round() as i64
             } else {
-                ttok.parse::<i64>().map_err(|_| err(format!("invalid timestamp {ttok:?}")))?
+                ttok.parse::<i64>()
+                    .map_err(|_| err(format!("invalid timestamp {ttok:?}")))?
             });
             l.skip_ws();
         }
         if l.peek() == Some(b'#') {
             if !om {
-                return Err(err("unexpected '#' after the value (exemplars are OpenMetrics only)".into()));
+                return Err(err(
+                    "unexpected '#' after the value (exemplars are OpenMetrics only)".into(),
+                ));
             }
             // exemplar: validate its shape, then discard it
             l.pos += 1;
@@ -428,12 +487,18 @@ pub fn parse(input: &[u8], format: Format) -> Result<Parsed, ParseError> {
             }
         }
         if l.peek().is_some() {
-            return Err(err(format!("unexpected text after the sample: {:?}", truncate(l.rest()))));
+            return Err(err(format!(
+                "unexpected text after the sample: {:?}",
+                truncate(l.rest())
+            )));
         }
         // label checks and normalisation
         labels.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some(w) = labels.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(err(format!("duplicate label name {:?} in {metric:?}", w[0].name)));
+            return Err(err(format!(
+                "duplicate label name {:?} in {metric:?}",
+                w[0].name
+            )));
         }
         if let Some(bad) = labels.iter().find(|l| !is_valid_label_name(&l.name) && !om) {
             return Err(err(format!("invalid label name {:?}", bad.name)));
@@ -441,18 +506,33 @@ pub fn parse(input: &[u8], format: Format) -> Result<Parsed, ParseError> {
         if om {
             let family = family_of(&metric, &types);
             match types.get(family) {
-                Some(MetricType::Histogram | MetricType::GaugeHistogram) => normalise(&mut labels, "le"),
+                Some(MetricType::Histogram | MetricType::GaugeHistogram) => {
+                    normalise(&mut labels, "le")
+                }
                 Some(MetricType::Summary) => normalise(&mut labels, "quantile"),
                 _ => {}
             }
         }
         labels.retain(|l| !l.value.is_empty());
         let pos = labels.partition_point(|l| l.name.as_str() < METRIC_NAME);
-        labels.insert(pos, Label { name: METRIC_NAME.to_string(), value: metric });
-        out.samples.push(ParsedSample { labels: Labels::from_sorted_unchecked(labels), timestamp_ms, value });
+        labels.insert(
+            pos,
+            Label {
+                name: METRIC_NAME.to_string(),
+                value: metric,
+            },
+        );
+        out.samples.push(ParsedSample {
+            labels: Labels::from_sorted_unchecked(labels),
+            timestamp_ms,
+            value,
+        });
     }
     if om && !seen_eof {
-        return Err(ParseError { line: text.split('\n').count(), message: "OpenMetrics body does not end with # EOF".into() });
+        return Err(ParseError {
+            line: text.split('\n').count(),
+            message: "OpenMetrics body does not end with # EOF".into(),
+        });
     }
     Ok(out)
 }
@@ -465,11 +545,16 @@ fn normalise(labels: &mut [Label], name: &str) {
 
 /// The family a sample belongs to: its name minus a histogram/summary/counter suffix
 /// when that family was declared.
-fn family_of<'a>(metric: &'a str, types: &std::collections::HashMap<String, MetricType>) -> &'a str {
+fn family_of<'a>(
+    metric: &'a str,
+    types: &std::collections::HashMap<String, MetricType>,
+) -> &'a str {
     if types.contains_key(metric) {
         return metric;
     }
-    for suffix in ["_bucket", "_count", "_sum", "_total", "_created", "_gcount", "_gsum", "_info"] {
+    for suffix in [
+        "_bucket", "_count", "_sum", "_total", "_created", "_gcount", "_gsum", "_info",
+    ] {
         if let Some(base) = metric.strip_suffix(suffix)
             && types.contains_key(base)
         {
@@ -491,12 +576,19 @@ mod tests {
 
     #[test]
     fn text_format_samples() {
-        let s = one("# HELP x Some help\\n more\n# TYPE x counter\nx{a=\"1\",b=\"q\\\"uote\\\\\\n\"} 12.5 1700000000000\n", Format::Prometheus);
+        let s = one(
+            "# HELP x Some help\\n more\n# TYPE x counter\nx{a=\"1\",b=\"q\\\"uote\\\\\\n\"} 12.5 1700000000000\n",
+            Format::Prometheus,
+        );
         assert_eq!(s.labels.get("__name__"), Some("x"));
         assert_eq!(s.labels.get("b"), Some("q\"uote\\\n"));
         assert_eq!(s.value, 12.5);
         assert_eq!(s.timestamp_ms, Some(1_700_000_000_000));
-        let p = parse(b"# HELP x Some help\\n more\n# TYPE x counter\nx 1\n", Format::Prometheus).unwrap();
+        let p = parse(
+            b"# HELP x Some help\\n more\n# TYPE x counter\nx 1\n",
+            Format::Prometheus,
+        )
+        .unwrap();
         assert_eq!(p.metadata[0].help, "Some help\n more");
         assert_eq!(p.metadata[0].kind, MetricType::Counter);
         assert!(one("x NaN", Format::Prometheus).value.is_nan());
@@ -543,8 +635,14 @@ mod tests {
 
     #[test]
     fn content_type_selects_the_format() {
-        assert_eq!(Format::from_content_type(Some("application/openmetrics-text; version=1.0.0")), Format::OpenMetrics);
-        assert_eq!(Format::from_content_type(Some("text/plain; version=0.0.4")), Format::Prometheus);
+        assert_eq!(
+            Format::from_content_type(Some("application/openmetrics-text; version=1.0.0")),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::from_content_type(Some("text/plain; version=0.0.4")),
+            Format::Prometheus
+        );
         assert_eq!(Format::from_content_type(None), Format::Prometheus);
     }
 }

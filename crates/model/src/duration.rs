@@ -22,7 +22,10 @@ const UNITS: [(&str, u64); 8] = [
 
 /// Parses a Prometheus duration. `"0"` is accepted; a bare number is not.
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
-    let err = |reason| DurationError { input: s.to_string(), reason };
+    let err = |reason| DurationError {
+        input: s.to_string(),
+        reason,
+    };
     if s == "0" {
         return Ok(Duration::ZERO);
     }
@@ -89,7 +92,10 @@ mod tests {
         assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
         assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_duration("1w").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(
+            parse_duration("1w").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
     }
 
     #[test]

@@ -10,7 +10,11 @@ fn shortest_digits(v: f64) -> (String, i32) {
     let exp: i32 = exp.parse().expect("exponent");
     let digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
     let digits = digits.trim_end_matches('0').to_string();
-    let digits = if digits.is_empty() { "0".to_string() } else { digits };
+    let digits = if digits.is_empty() {
+        "0".to_string()
+    } else {
+        digits
+    };
     (digits, exp + 1)
 }
 
@@ -32,7 +36,11 @@ pub fn format_g(v: f64) -> String {
         return s.to_string();
     }
     if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let (digits, dp) = shortest_digits(v);
     let sign = if v < 0.0 { "-" } else { "" };
@@ -75,7 +83,11 @@ pub fn format_f(v: f64) -> String {
         return s.to_string();
     }
     if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let (digits, dp) = shortest_digits(v);
     let sign = if v < 0.0 { "-" } else { "" };
@@ -109,7 +121,13 @@ mod tests {
 
     #[test]
     fn f_matches_go() {
-        for (v, want) in [(1.0, "1"), (0.001, "0.001"), (1e6, "1000000"), (1.5e-7, "0.00000015"), (-3.25, "-3.25")] {
+        for (v, want) in [
+            (1.0, "1"),
+            (0.001, "0.001"),
+            (1e6, "1000000"),
+            (1.5e-7, "0.00000015"),
+            (-3.25, "-3.25"),
+        ] {
             assert_eq!(format_f(v), want, "{v}");
         }
     }

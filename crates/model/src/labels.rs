@@ -13,7 +13,10 @@ pub struct Label {
 
 impl Label {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Label { name: name.into(), value: value.into() }
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -29,7 +32,9 @@ impl Labels {
 
     /// Builds a label set from pairs: sorts, drops empty values, and keeps the
     /// last value when a name repeats.
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         let mut b = LabelsBuilder::new();
         for (n, v) in pairs {
             b.set(n, v);
@@ -40,7 +45,10 @@ impl Labels {
     /// Wraps labels that the caller guarantees are sorted, unique and non-empty
     /// (e.g. decoded from our own storage). Debug builds check the claim.
     pub fn from_sorted_unchecked(labels: Vec<Label>) -> Self {
-        debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name), "labels not sorted/unique");
+        debug_assert!(
+            labels.windows(2).all(|w| w[0].name < w[1].name),
+            "labels not sorted/unique"
+        );
         Labels(labels)
     }
 
@@ -77,7 +85,9 @@ impl Labels {
 
     /// Starts a builder seeded with these labels.
     pub fn to_builder(&self) -> LabelsBuilder {
-        LabelsBuilder { labels: self.0.clone() }
+        LabelsBuilder {
+            labels: self.0.clone(),
+        }
     }
 
     /// Checks Prometheus's naming rules; returns a message naming the bad part.
@@ -155,7 +165,10 @@ impl LabelsBuilder {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|l| l.name == name).map(|l| l.value.as_str())
+        self.labels
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.value.as_str())
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&Label) -> bool) -> &mut Self {
@@ -214,10 +227,18 @@ mod tests {
 
     #[test]
     fn validation_names_the_bad_part() {
-        assert!(Labels::from_pairs([("__name__", "ok_name:x")]).validate().is_ok());
-        let err = Labels::from_pairs([("__name__", "1bad")]).validate().unwrap_err();
+        assert!(
+            Labels::from_pairs([("__name__", "ok_name:x")])
+                .validate()
+                .is_ok()
+        );
+        let err = Labels::from_pairs([("__name__", "1bad")])
+            .validate()
+            .unwrap_err();
         assert!(err.contains("1bad"), "{err}");
-        let err = Labels::from_pairs([("__name__", "x"), ("bad-name", "v")]).validate().unwrap_err();
+        let err = Labels::from_pairs([("__name__", "x"), ("bad-name", "v")])
+            .validate()
+            .unwrap_err();
         assert!(err.contains("bad-name"), "{err}");
     }
 }

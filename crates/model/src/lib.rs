@@ -9,8 +9,10 @@ pub mod matcher;
 pub mod sample;
 pub mod storage;
 
-pub use duration::{format_duration, parse_duration, DurationError};
+pub use duration::{DurationError, format_duration, parse_duration};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
-pub use sample::{is_stale_nan, Sample, STALE_NAN};
-pub use storage::{AppendError, AppendOutcome, Appender, QueryError, Queryable, Series, TimeSeries};
+pub use sample::{STALE_NAN, Sample, is_stale_nan};
+pub use storage::{
+    AppendError, AppendOutcome, Appender, QueryError, Queryable, Series, TimeSeries,
+};

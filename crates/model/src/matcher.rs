@@ -41,7 +41,11 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Self, MatcherError> {
+    pub fn new(
+        op: MatchOp,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, MatcherError> {
         let (name, value) = (name.into(), value.into());
         let re = match op {
             MatchOp::Regex | MatchOp::NotRegex => Some(
@@ -54,11 +58,21 @@ impl Matcher {
             ),
             _ => None,
         };
-        Ok(Matcher { name, op, value, re })
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            re,
+        })
     }
 
     pub fn eq(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Matcher { name: name.into(), op: MatchOp::Equal, value: value.into(), re: None }
+        Matcher {
+            name: name.into(),
+            op: MatchOp::Equal,
+            value: value.into(),
+            re: None,
+        }
     }
 
     /// Does `value` (empty when the label is absent) satisfy this matcher?
@@ -117,7 +131,9 @@ mod tests {
 
     #[test]
     fn bad_regex_names_label_and_pattern() {
-        let err = Matcher::new(MatchOp::Regex, "job", "(").unwrap_err().to_string();
+        let err = Matcher::new(MatchOp::Regex, "job", "(")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("job") && err.contains('('), "{err}");
     }
 }

@@ -65,14 +65,27 @@ pub enum QueryError {
 /// Read access to stored series. Time bounds are inclusive milliseconds.
 pub trait Queryable: Send + Sync {
     /// Series matching all matchers that have samples in `[mint, maxt]`, with those samples.
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, QueryError>;
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64)
+    -> Result<Vec<Series>, QueryError>;
 
     /// Label sets of matching series (no samples). Empty `matchers` means all series.
-    fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>, QueryError>;
+    fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64)
+    -> Result<Vec<Labels>, QueryError>;
 
     /// Sorted label names of series matching the matchers (all series when empty).
-    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, QueryError>;
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError>;
 
     /// Sorted values of label `name` over matching series.
-    fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, QueryError>;
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError>;
 }

@@ -17,11 +17,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_data(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, kind: "bad_data", message: message.into() }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "bad_data",
+            message: message.into(),
+        }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, kind: "internal", message: message.into() }
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "internal",
+            message: message.into(),
+        }
     }
 }
 
@@ -48,22 +56,33 @@ pub fn parse_time(name: &str, value: Option<&str>, default: i64) -> Result<i64, 
     };
     if let Ok(secs) = v.parse::<f64>() {
         if !secs.is_finite() {
-            return Err(ApiError::bad_data(format!("invalid parameter {name:?}: {v:?} is not a finite time")));
+            return Err(ApiError::bad_data(format!(
+                "invalid parameter {name:?}: {v:?} is not a finite time"
+            )));
         }
-        return Ok((secs * 1000.0).round().clamp(MIN_TIME_MS as f64, MAX_TIME_MS as f64) as i64);
+        return Ok((secs * 1000.0)
+            .round()
+            .clamp(MIN_TIME_MS as f64, MAX_TIME_MS as f64) as i64);
     }
     v.parse::<jiff::Timestamp>()
         .map(|ts| ts.as_millisecond())
-        .map_err(|e| ApiError::bad_data(format!("invalid parameter {name:?}: cannot parse {v:?} to a valid timestamp: {e}")))
+        .map_err(|e| {
+            ApiError::bad_data(format!(
+                "invalid parameter {name:?}: cannot parse {v:?} to a valid timestamp: {e}"
+            ))
+        })
 }
 
 /// Parses one series selector (`up{job="x"}`) into matcher groups. `or` inside
 /// braces yields several groups whose results are unioned.
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, ApiError> {
     use promql_parser::parser::Expr;
-    let expr = promql_parser::parser::parse(s).map_err(|e| ApiError::bad_data(format!("invalid match[] {s:?}: {e}")))?;
+    let expr = promql_parser::parser::parse(s)
+        .map_err(|e| ApiError::bad_data(format!("invalid match[] {s:?}: {e}")))?;
     let Expr::VectorSelector(vs) = expr else {
-        return Err(ApiError::bad_data(format!("invalid match[] {s:?}: not a series selector")));
+        return Err(ApiError::bad_data(format!(
+            "invalid match[] {s:?}: not a series selector"
+        )));
     };
     let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, ApiError> {
         let mut out = Vec::with_capacity(ms.len() + 1);
@@ -77,7 +96,10 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, ApiError> {
                 promql_parser::label::MatchOp::Re(_) => MatchOp::Regex,
                 promql_parser::label::MatchOp::NotRe(_) => MatchOp::NotRegex,
             };
-            out.push(Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| ApiError::bad_data(e.to_string()))?);
+            out.push(
+                Matcher::new(op, m.name.clone(), m.value.clone())
+                    .map_err(|e| ApiError::bad_data(e.to_string()))?,
+            );
         }
         if out.iter().all(|m| m.matches_empty()) {
             return Err(ApiError::bad_data(format!(
@@ -95,12 +117,28 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, ApiError> {
 
 /// Collects repeated `key` parameters from a query string or form body.
 pub fn params<'a>(pairs: &'a [(String, String)], key: &str) -> impl Iterator<Item = &'a str> {
-    pairs.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .filter(move |(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Last value of `key`.
 pub fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     params(pairs, key).last()
+}
+
+/// A float as JSON: a number when finite, else Prometheus's strings `NaN`, `+Inf`, `-Inf`.
+pub fn float_json(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        json!(v)
+    } else if v.is_nan() {
+        json!("NaN")
+    } else if v > 0.0 {
+        json!("+Inf")
+    } else {
+        json!("-Inf")
+    }
 }
 
 #[cfg(test)]
@@ -110,7 +148,10 @@ mod tests {
     #[test]
     fn times_accept_seconds_and_rfc3339() {
         assert_eq!(parse_time("t", Some("1.5"), 0).unwrap(), 1500);
-        assert_eq!(parse_time("t", Some("2015-07-01T20:10:51.781Z"), 0).unwrap(), 1435781451781);
+        assert_eq!(
+            parse_time("t", Some("2015-07-01T20:10:51.781Z"), 0).unwrap(),
+            1435781451781
+        );
         assert_eq!(parse_time("t", None, 7).unwrap(), 7);
         let err = parse_time("start", Some("yesterday"), 0).unwrap_err();
         assert!(err.message.contains("start"), "{}", err.message);
@@ -125,18 +166,5 @@ mod tests {
         assert!(names.contains(&"job=~\"a.*\"".to_string()), "{names:?}");
         assert!(parse_selector("sum(up)").is_err());
         assert!(parse_selector(r#"{job=~".*"}"#).is_err());
-    }
-}
-
-/// A float as JSON: a number when finite, else Prometheus's strings `NaN`, `+Inf`, `-Inf`.
-pub fn float_json(v: f64) -> serde_json::Value {
-    if v.is_finite() {
-        json!(v)
-    } else if v.is_nan() {
-        json!("NaN")
-    } else if v > 0.0 {
-        json!("+Inf")
-    } else {
-        json!("-Inf")
     }
 }

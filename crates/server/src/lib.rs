@@ -3,8 +3,8 @@
 //! the way Prometheus clients expect. No business logic lives here.
 
 mod api;
-mod read;
 pub mod ratelimit;
+mod read;
 pub mod selfmetrics;
 mod write;
 
@@ -53,7 +53,10 @@ pub struct WriteLimits {
 
 impl Default for WriteLimits {
     fn default() -> Self {
-        WriteLimits { max_body_bytes: 32 << 20, max_decoded_bytes: 256 << 20 }
+        WriteLimits {
+            max_body_bytes: 32 << 20,
+            max_decoded_bytes: 256 << 20,
+        }
     }
 }
 
@@ -85,7 +88,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/-/healthy", get(|| async { "day2 is Healthy.\n" }))
         .route("/-/ready", get(|| async { "day2 is Ready.\n" }))
         .route("/-/reload", post(reload).put(reload))
-        .layer(middleware::from_fn_with_state(state.clone(), observe_latency))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe_latency,
+        ))
         .with_state(state)
 }
 
@@ -100,19 +106,31 @@ pub fn render_metrics(state: &ServerState) -> String {
 }
 
 async fn self_metrics(State(state): State<Arc<ServerState>>) -> Response {
-    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], render_metrics(&state)).into_response()
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        render_metrics(&state),
+    )
+        .into_response()
 }
 
-async fn targets(State(state): State<Arc<ServerState>>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+async fn targets(
+    State(state): State<Arc<ServerState>>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
     let pairs = read::query_pairs(q);
     let which = api::param(&pairs, "state").unwrap_or("any").to_string();
     api::success(state.scrape_status.targets(&which))
 }
 
-async fn metadata(State(state): State<Arc<ServerState>>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+async fn metadata(
+    State(state): State<Arc<ServerState>>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
     let pairs = read::query_pairs(q);
     let metric = api::param(&pairs, "metric").filter(|m| !m.is_empty());
-    let limit = api::param(&pairs, "limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let limit = api::param(&pairs, "limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
     api::success(state.scrape_status.metadata(metric, limit))
 }
 
@@ -125,13 +143,21 @@ async fn reload(State(state): State<Arc<ServerState>>) -> Response {
         Err(e) => {
             state.metrics.reloads(false);
             tracing::error!(error = %e, "configuration reload refused; the previous configuration keeps running");
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")).into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("failed to reload config: {e}\n"),
+            )
+                .into_response()
         }
     }
 }
 
 /// Records request latency per matched route and status code.
-async fn observe_latency(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
+async fn observe_latency(
+    State(state): State<Arc<ServerState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let handler = req
         .extensions()
         .get::<MatchedPath>()
@@ -139,6 +165,8 @@ async fn observe_latency(State(state): State<Arc<ServerState>>, req: Request, ne
         .unwrap_or_else(|| "other".into());
     let start = Instant::now();
     let resp = next.run(req).await;
-    state.metrics.observe_http(&handler, resp.status().as_u16(), start.elapsed());
+    state
+        .metrics
+        .observe_http(&handler, resp.status().as_u16(), start.elapsed());
     resp
 }

@@ -19,7 +19,14 @@ struct Bucket {
 impl RateLimiter {
     pub fn new(samples_per_second: u64) -> Self {
         let rate = samples_per_second as f64;
-        RateLimiter { inner: Mutex::new(Bucket { rate, burst: rate, tokens: rate, last: Instant::now() }) }
+        RateLimiter {
+            inner: Mutex::new(Bucket {
+                rate,
+                burst: rate,
+                tokens: rate,
+                last: Instant::now(),
+            }),
+        }
     }
 
     /// Changes the rate (config reload); keeps the current fill level within the new burst.
@@ -29,7 +36,11 @@ impl RateLimiter {
         b.rate = samples_per_second as f64;
         b.burst = b.rate;
         // turning the limit on starts with a full bucket
-        b.tokens = if was_off { b.burst } else { b.tokens.min(b.burst) };
+        b.tokens = if was_off {
+            b.burst
+        } else {
+            b.tokens.min(b.burst)
+        };
         b.last = Instant::now();
     }
 
@@ -64,7 +75,10 @@ mod tests {
         let l = RateLimiter::new(100);
         assert!(l.try_take(100).is_ok());
         let wait = l.try_take(50).unwrap_err();
-        assert!(wait > Duration::from_millis(100) && wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(100) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -41,14 +43,21 @@ impl Default for SelfMetrics {
 }
 
 fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 impl SelfMetrics {
     pub fn new() -> Self {
         let now = now_secs();
         SelfMetrics {
-            inner: Mutex::new(Inner { last_reload_ok: true, last_reload_time: now, ..Inner::default() }),
+            inner: Mutex::new(Inner {
+                last_reload_ok: true,
+                last_reload_time: now,
+                ..Inner::default()
+            }),
             start_time: now,
         }
     }
@@ -89,43 +98,112 @@ impl SelfMetrics {
 
     pub fn render(&self, out: &mut String) {
         let g = self.inner.lock();
-        let _ = writeln!(out, "# HELP day2_start_time_seconds Start time of the process since the Unix epoch.");
+        let _ = writeln!(
+            out,
+            "# HELP day2_start_time_seconds Start time of the process since the Unix epoch."
+        );
         let _ = writeln!(out, "# TYPE day2_start_time_seconds gauge");
         let _ = writeln!(out, "day2_start_time_seconds {}", self.start_time);
-        let _ = writeln!(out, "# HELP day2_http_request_duration_seconds Latency of HTTP requests by route and status code.");
+        let _ = writeln!(
+            out,
+            "# HELP day2_http_request_duration_seconds Latency of HTTP requests by route and status code."
+        );
         let _ = writeln!(out, "# TYPE day2_http_request_duration_seconds histogram");
         for ((handler, code), h) in &g.http {
             let labels = format!("handler=\"{}\",code=\"{code}\"", escape(handler));
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "day2_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}", h.counts[i]);
+                let _ = writeln!(
+                    out,
+                    "day2_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
             }
-            let _ = writeln!(out, "day2_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "day2_http_request_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "day2_http_request_duration_seconds_count{{{labels}}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "day2_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "day2_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "day2_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
         }
-        let _ = writeln!(out, "# HELP day2_remote_write_requests_total Remote-write requests by response status code.");
+        let _ = writeln!(
+            out,
+            "# HELP day2_remote_write_requests_total Remote-write requests by response status code."
+        );
         let _ = writeln!(out, "# TYPE day2_remote_write_requests_total counter");
         for (code, n) in &g.remote_write {
-            let _ = writeln!(out, "day2_remote_write_requests_total{{code=\"{code}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "day2_remote_write_requests_total{{code=\"{code}\"}} {n}"
+            );
         }
-        let _ = writeln!(out, "# HELP day2_remote_write_samples_total Samples received by remote write, by outcome.");
+        let _ = writeln!(
+            out,
+            "# HELP day2_remote_write_samples_total Samples received by remote write, by outcome."
+        );
         let _ = writeln!(out, "# TYPE day2_remote_write_samples_total counter");
-        let _ = writeln!(out, "day2_remote_write_samples_total{{outcome=\"accepted\"}} {}", g.samples_accepted);
-        let _ = writeln!(out, "day2_remote_write_samples_total{{outcome=\"rejected\"}} {}", g.samples_rejected);
-        let _ = writeln!(out, "# HELP day2_config_reloads_total Configuration reloads by result.");
+        let _ = writeln!(
+            out,
+            "day2_remote_write_samples_total{{outcome=\"accepted\"}} {}",
+            g.samples_accepted
+        );
+        let _ = writeln!(
+            out,
+            "day2_remote_write_samples_total{{outcome=\"rejected\"}} {}",
+            g.samples_rejected
+        );
+        let _ = writeln!(
+            out,
+            "# HELP day2_config_reloads_total Configuration reloads by result."
+        );
         let _ = writeln!(out, "# TYPE day2_config_reloads_total counter");
-        let _ = writeln!(out, "day2_config_reloads_total{{result=\"success\"}} {}", g.reloads_ok);
-        let _ = writeln!(out, "day2_config_reloads_total{{result=\"failure\"}} {}", g.reloads_failed);
-        let _ = writeln!(out, "# HELP day2_config_last_reload_successful Whether the last configuration reload succeeded.");
+        let _ = writeln!(
+            out,
+            "day2_config_reloads_total{{result=\"success\"}} {}",
+            g.reloads_ok
+        );
+        let _ = writeln!(
+            out,
+            "day2_config_reloads_total{{result=\"failure\"}} {}",
+            g.reloads_failed
+        );
+        let _ = writeln!(
+            out,
+            "# HELP day2_config_last_reload_successful Whether the last configuration reload succeeded."
+        );
         let _ = writeln!(out, "# TYPE day2_config_last_reload_successful gauge");
-        let _ = writeln!(out, "day2_config_last_reload_successful {}", u8::from(g.last_reload_ok));
-        let _ = writeln!(out, "# HELP day2_config_last_reload_success_timestamp_seconds Time of the last reload attempt.");
-        let _ = writeln!(out, "# TYPE day2_config_last_reload_success_timestamp_seconds gauge");
-        let _ = writeln!(out, "day2_config_last_reload_success_timestamp_seconds {}", g.last_reload_time);
+        let _ = writeln!(
+            out,
+            "day2_config_last_reload_successful {}",
+            u8::from(g.last_reload_ok)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP day2_config_last_reload_success_timestamp_seconds Time of the last reload attempt."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE day2_config_last_reload_success_timestamp_seconds gauge"
+        );
+        let _ = writeln!(
+            out,
+            "day2_config_last_reload_success_timestamp_seconds {}",
+            g.last_reload_time
+        );
     }
 }
 
 /// Escapes a label value for the text format.
 pub fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -59,11 +59,18 @@ pub enum BlockError {
     #[error("block {dir}: {source}")]
     Io { dir: String, source: io::Error },
     #[error("block {dir}: corrupt {what}: {why}")]
-    Corrupt { dir: String, what: &'static str, why: String },
+    Corrupt {
+        dir: String,
+        what: &'static str,
+        why: String,
+    },
 }
 
 fn io_err(dir: &Path) -> impl Fn(io::Error) -> BlockError + '_ {
-    move |source| BlockError::Io { dir: dir.display().to_string(), source }
+    move |source| BlockError::Io {
+        dir: dir.display().to_string(),
+        source,
+    }
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -73,7 +80,12 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 /// Writes a block from series with time-sorted, deduplicated samples.
 /// Returns the new block directory.
-pub fn write_block(parent: &Path, series: &[(Labels, Vec<Sample>)], level: u32, sources: Vec<String>) -> Result<PathBuf, BlockError> {
+pub fn write_block(
+    parent: &Path,
+    series: &[(Labels, Vec<Sample>)],
+    level: u32,
+    sources: Vec<String>,
+) -> Result<PathBuf, BlockError> {
     let mut min_time = i64::MAX;
     let mut max_time = i64::MIN;
     let mut chunks_file = Vec::new();
@@ -82,7 +94,8 @@ pub fn write_block(parent: &Path, series: &[(Labels, Vec<Sample>)], level: u32, 
     let mut num_samples = 0u64;
     let mut num_chunks = 0u64;
     let mut num_series = 0u64;
-    let nonempty: Vec<&(Labels, Vec<Sample>)> = series.iter().filter(|(_, s)| !s.is_empty()).collect();
+    let nonempty: Vec<&(Labels, Vec<Sample>)> =
+        series.iter().filter(|(_, s)| !s.is_empty()).collect();
     index.extend_from_slice(&(nonempty.len() as u32).to_le_bytes());
     for (labels, samples) in nonempty {
         num_series += 1;
@@ -98,7 +111,12 @@ pub fn write_block(parent: &Path, series: &[(Labels, Vec<Sample>)], level: u32, 
                 enc.append(s.t, s.v);
             }
             let bytes = enc.bytes();
-            refs.push(ChunkRef { min_t: part[0].t, max_t: part[part.len() - 1].t, offset: chunks_file.len() as u64, len: bytes.len() as u32 });
+            refs.push(ChunkRef {
+                min_t: part[0].t,
+                max_t: part[part.len() - 1].t,
+                offset: chunks_file.len() as u64,
+                len: bytes.len() as u32,
+            });
             chunks_file.extend_from_slice(&bytes);
             num_chunks += 1;
         }
@@ -116,9 +134,25 @@ pub fn write_block(parent: &Path, series: &[(Labels, Vec<Sample>)], level: u32, 
     let crc = crc32fast::hash(&index);
     index.extend_from_slice(&crc.to_le_bytes());
 
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let id = format!("{:016x}-{:08x}", min_time.max(0), (nanos & 0xffff_ffff) as u32 ^ (num_series as u32).rotate_left(16));
-    let meta = BlockMeta { id: id.clone(), min_time, max_time, num_series, num_samples, num_chunks, level, sources };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let id = format!(
+        "{:016x}-{:08x}",
+        min_time.max(0),
+        (nanos & 0xffff_ffff) as u32 ^ (num_series as u32).rotate_left(16)
+    );
+    let meta = BlockMeta {
+        id: id.clone(),
+        min_time,
+        max_time,
+        num_series,
+        num_samples,
+        num_chunks,
+        level,
+        sources,
+    };
     let tmp = parent.join(format!("{id}.tmp"));
     let dir = parent.join(&id);
     let e = io_err(&tmp);
@@ -129,7 +163,12 @@ pub fn write_block(parent: &Path, series: &[(Labels, Vec<Sample>)], level: u32, 
         f.sync_all().map_err(&e)?;
     }
     let mut f = File::create(tmp.join("meta.json")).map_err(&e)?;
-    f.write_all(serde_json::to_string_pretty(&meta).expect("meta serialises").as_bytes()).map_err(&e)?;
+    f.write_all(
+        serde_json::to_string_pretty(&meta)
+            .expect("meta serialises")
+            .as_bytes(),
+    )
+    .map_err(&e)?;
     f.sync_all().map_err(&e)?;
     crate::wal::sync_dir(&tmp).map_err(&e)?;
     fs::rename(&tmp, &dir).map_err(&e)?;
@@ -144,7 +183,11 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.data.len()).ok_or_else(|| format!("truncated at byte {}", self.pos))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.data.len())
+            .ok_or_else(|| format!("truncated at byte {}", self.pos))?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -165,8 +208,13 @@ impl Block {
     /// Opens a block directory: reads meta and index, maps the chunks.
     pub fn open(dir: &Path) -> Result<Block, BlockError> {
         let e = io_err(dir);
-        let corrupt = |what, why: String| BlockError::Corrupt { dir: dir.display().to_string(), what, why };
-        let meta: BlockMeta = serde_json::from_slice(&fs::read(dir.join("meta.json")).map_err(&e)?).map_err(|x| corrupt("meta.json", x.to_string()))?;
+        let corrupt = |what, why: String| BlockError::Corrupt {
+            dir: dir.display().to_string(),
+            what,
+            why,
+        };
+        let meta: BlockMeta = serde_json::from_slice(&fs::read(dir.join("meta.json")).map_err(&e)?)
+            .map_err(|x| corrupt("meta.json", x.to_string()))?;
         let index = fs::read(dir.join("index")).map_err(&e)?;
         if index.len() < 12 || &index[..4] != INDEX_MAGIC {
             return Err(corrupt("index", "bad magic or too short".into()));
@@ -183,14 +231,25 @@ impl Block {
                 let nl = c.u32()? as usize;
                 let mut labels = Vec::with_capacity(nl.min(64));
                 for _ in 0..nl {
-                    labels.push(Label { name: c.string()?, value: c.string()? });
+                    labels.push(Label {
+                        name: c.string()?,
+                        value: c.string()?,
+                    });
                 }
                 let nc = c.u32()? as usize;
                 let mut chunks = Vec::with_capacity(nc.min(1 << 16));
                 for _ in 0..nc {
-                    chunks.push(ChunkRef { min_t: c.u64()? as i64, max_t: c.u64()? as i64, offset: c.u64()?, len: c.u32()? });
+                    chunks.push(ChunkRef {
+                        min_t: c.u64()? as i64,
+                        max_t: c.u64()? as i64,
+                        offset: c.u64()?,
+                        len: c.u32()?,
+                    });
                 }
-                series.push(BlockSeries { labels: Labels::from_sorted_unchecked(labels), chunks });
+                series.push(BlockSeries {
+                    labels: Labels::from_sorted_unchecked(labels),
+                    chunks,
+                });
             }
             Ok(series)
         };
@@ -198,13 +257,24 @@ impl Block {
         let file = File::open(dir.join("chunks")).map_err(&e)?;
         let len = file.metadata().map_err(&e)?.len();
         // SAFETY: block files are immutable once renamed into place; we never write them again.
-        let chunks = if len > 0 { Some(unsafe { Mmap::map(&file) }.map_err(&e)?) } else { None };
+        let chunks = if len > 0 {
+            Some(unsafe { Mmap::map(&file) }.map_err(&e)?)
+        } else {
+            None
+        };
         let mut postings = Postings::default();
         for (i, s) in series.iter().enumerate() {
             postings.add(i as u32, &s.labels);
         }
         let size_bytes = dir_size(dir);
-        Ok(Block { meta, dir: dir.to_path_buf(), series, postings, chunks, size_bytes })
+        Ok(Block {
+            meta,
+            dir: dir.to_path_buf(),
+            series,
+            postings,
+            chunks,
+            size_bytes,
+        })
     }
 
     fn chunk_bytes(&self, r: &ChunkRef) -> &[u8] {
@@ -215,7 +285,14 @@ impl Block {
     }
 
     /// Series matching `matchers`, with samples in `[mint, maxt]` (possibly empty).
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, with_samples: bool, out: &mut Vec<(Labels, Vec<Sample>)>) {
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        with_samples: bool,
+        out: &mut Vec<(Labels, Vec<Sample>)>,
+    ) {
         if self.meta.max_time < mint || self.meta.min_time > maxt {
             return;
         }
@@ -230,12 +307,20 @@ impl Block {
             }
             let mut samples = Vec::new();
             let mut any = false;
-            for r in s.chunks.iter().filter(|r| r.max_t >= mint && r.min_t <= maxt) {
+            for r in s
+                .chunks
+                .iter()
+                .filter(|r| r.max_t >= mint && r.min_t <= maxt)
+            {
                 any = true;
                 if !with_samples {
                     break;
                 }
-                samples.extend(ChunkIter::new(self.chunk_bytes(r)).filter(|(t, _)| *t >= mint && *t <= maxt).map(|(t, v)| Sample::new(t, v)));
+                samples.extend(
+                    ChunkIter::new(self.chunk_bytes(r))
+                        .filter(|(t, _)| *t >= mint && *t <= maxt)
+                        .map(|(t, v)| Sample::new(t, v)),
+                );
             }
             if any && (!with_samples || !samples.is_empty()) {
                 out.push((s.labels.clone(), samples));
@@ -254,7 +339,12 @@ impl Block {
 /// Total size of the files in a directory (not recursive).
 pub fn dir_size(dir: &Path) -> u64 {
     fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()?.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -268,7 +358,16 @@ mod tests {
         let a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
         let b = Labels::from_pairs([("__name__", "up"), ("job", "b")]);
         let samples: Vec<Sample> = (0..300).map(|i| Sample::new(i * 1000, i as f64)).collect();
-        let path = write_block(dir.path(), &[(a.clone(), samples.clone()), (b.clone(), vec![Sample::new(5, 1.0)])], 1, vec![]).unwrap();
+        let path = write_block(
+            dir.path(),
+            &[
+                (a.clone(), samples.clone()),
+                (b.clone(), vec![Sample::new(5, 1.0)]),
+            ],
+            1,
+            vec![],
+        )
+        .unwrap();
         let blk = Block::open(&path).unwrap();
         assert_eq!(blk.meta.num_series, 2);
         assert_eq!(blk.meta.num_samples, 301);
@@ -284,7 +383,13 @@ mod tests {
     #[test]
     fn corrupt_index_is_refused_with_a_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write_block(dir.path(), &[(Labels::from_pairs([("a", "b")]), vec![Sample::new(1, 1.0)])], 1, vec![]).unwrap();
+        let path = write_block(
+            dir.path(),
+            &[(Labels::from_pairs([("a", "b")]), vec![Sample::new(1, 1.0)])],
+            1,
+            vec![],
+        )
+        .unwrap();
         let idx = path.join("index");
         let mut data = fs::read(&idx).unwrap();
         data[6] ^= 1;

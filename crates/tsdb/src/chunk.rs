@@ -142,7 +142,10 @@ pub struct ChunkEncoder {
 
 impl ChunkEncoder {
     pub fn new() -> Self {
-        ChunkEncoder { leading: 0xff, ..Default::default() }
+        ChunkEncoder {
+            leading: 0xff,
+            ..Default::default()
+        }
     }
 
     pub fn count(&self) -> u16 {
@@ -186,7 +189,8 @@ impl ChunkEncoder {
 
     fn write_dod(&mut self, dod: i64) {
         let w = &mut self.w;
-        let fits = |bits: u32| -> bool { dod >= -(1i64 << (bits - 1)) && dod < (1i64 << (bits - 1)) };
+        let fits =
+            |bits: u32| -> bool { dod >= -(1i64 << (bits - 1)) && dod < (1i64 << (bits - 1)) };
         if dod == 0 {
             w.write_bit(false);
         } else if fits(14) {
@@ -257,7 +261,11 @@ pub struct ChunkIter<'a> {
 
 impl<'a> ChunkIter<'a> {
     pub fn new(chunk: &'a [u8]) -> Self {
-        let count = if chunk.len() >= 2 { u16::from_be_bytes([chunk[0], chunk[1]]) } else { 0 };
+        let count = if chunk.len() >= 2 {
+            u16::from_be_bytes([chunk[0], chunk[1]])
+        } else {
+            0
+        };
         ChunkIter {
             r: BitReader::new(chunk.get(2..).unwrap_or(&[])),
             remaining: count,
@@ -383,7 +391,9 @@ mod tests {
 
     #[test]
     fn regular_series_compress_well_and_round_trip() {
-        let samples: Vec<(i64, f64)> = (0..120).map(|i| (1_700_000_000_000 + i * 15_000, 100.0 + i as f64)).collect();
+        let samples: Vec<(i64, f64)> = (0..120)
+            .map(|i| (1_700_000_000_000 + i * 15_000, 100.0 + i as f64))
+            .collect();
         round_trip(&samples);
         let mut e = ChunkEncoder::new();
         for &(t, v) in &samples {
@@ -414,7 +424,9 @@ mod tests {
         let mut t = 0i64;
         let mut samples = Vec::new();
         for i in 0..200i64 {
-            t += 15_000 + (i * 7919 % 13) - 6 + if i % 50 == 0 { 1 << 18 } else { 0 } + if i % 77 == 0 { 1 << 30 } else { 0 };
+            t += 15_000 + (i * 7919 % 13) - 6
+                + if i % 50 == 0 { 1 << 18 } else { 0 }
+                + if i % 77 == 0 { 1 << 30 } else { 0 };
             samples.push((t, (i as f64).sin()));
         }
         round_trip(&samples);

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use day2_model::{AppendError, AppendOutcome, Appender, Labels, Matcher, QueryError, Queryable, Sample, Series, TimeSeries};
+use day2_model::{
+    AppendError, AppendOutcome, Appender, Labels, Matcher, QueryError, Queryable, Sample, Series,
+    TimeSeries,
+};
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::{self, Block};
@@ -48,13 +51,19 @@ impl Default for Options {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Block(#[from] block::BlockError),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.display().to_string(), source }
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// What opening the database found.
@@ -91,21 +100,84 @@ impl Stats {
     /// Renders the figures in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let rows: [(&str, &str, &str, f64); 12] = [
-            ("day2_tsdb_head_series", "gauge", "Series in the in-memory head.", self.head_series as f64),
-            ("day2_tsdb_head_samples", "gauge", "Samples in the in-memory head.", self.head_samples as f64),
-            ("day2_tsdb_head_chunks", "gauge", "Chunks in the in-memory head.", self.head_chunks as f64),
-            ("day2_tsdb_wal_size_bytes", "gauge", "Size of the write-ahead log.", self.wal_bytes as f64),
-            ("day2_tsdb_wal_segments", "gauge", "Segment files of the write-ahead log.", self.wal_segments as f64),
-            ("day2_tsdb_wal_corruptions_total", "counter", "WAL corruptions cut at start-up.", self.wal_corruptions_total as f64),
-            ("day2_tsdb_blocks_loaded", "gauge", "On-disk blocks.", self.blocks as f64),
-            ("day2_tsdb_storage_blocks_bytes", "gauge", "Size of the on-disk blocks.", self.blocks_bytes as f64),
-            ("day2_tsdb_samples_appended_total", "counter", "Samples stored.", self.samples_appended_total as f64),
-            ("day2_tsdb_out_of_order_samples_total", "counter", "Samples stored out of order (within the window).", self.out_of_order_samples_total as f64),
-            ("day2_tsdb_rejected_samples_total", "counter", "Samples refused (too old, conflicting, invalid series).", self.rejected_samples_total as f64),
-            ("day2_tsdb_compactions_total", "counter", "Blocks written by cutting the head or compacting.", self.compactions_total as f64),
+            (
+                "day2_tsdb_head_series",
+                "gauge",
+                "Series in the in-memory head.",
+                self.head_series as f64,
+            ),
+            (
+                "day2_tsdb_head_samples",
+                "gauge",
+                "Samples in the in-memory head.",
+                self.head_samples as f64,
+            ),
+            (
+                "day2_tsdb_head_chunks",
+                "gauge",
+                "Chunks in the in-memory head.",
+                self.head_chunks as f64,
+            ),
+            (
+                "day2_tsdb_wal_size_bytes",
+                "gauge",
+                "Size of the write-ahead log.",
+                self.wal_bytes as f64,
+            ),
+            (
+                "day2_tsdb_wal_segments",
+                "gauge",
+                "Segment files of the write-ahead log.",
+                self.wal_segments as f64,
+            ),
+            (
+                "day2_tsdb_wal_corruptions_total",
+                "counter",
+                "WAL corruptions cut at start-up.",
+                self.wal_corruptions_total as f64,
+            ),
+            (
+                "day2_tsdb_blocks_loaded",
+                "gauge",
+                "On-disk blocks.",
+                self.blocks as f64,
+            ),
+            (
+                "day2_tsdb_storage_blocks_bytes",
+                "gauge",
+                "Size of the on-disk blocks.",
+                self.blocks_bytes as f64,
+            ),
+            (
+                "day2_tsdb_samples_appended_total",
+                "counter",
+                "Samples stored.",
+                self.samples_appended_total as f64,
+            ),
+            (
+                "day2_tsdb_out_of_order_samples_total",
+                "counter",
+                "Samples stored out of order (within the window).",
+                self.out_of_order_samples_total as f64,
+            ),
+            (
+                "day2_tsdb_rejected_samples_total",
+                "counter",
+                "Samples refused (too old, conflicting, invalid series).",
+                self.rejected_samples_total as f64,
+            ),
+            (
+                "day2_tsdb_compactions_total",
+                "counter",
+                "Blocks written by cutting the head or compacting.",
+                self.compactions_total as f64,
+            ),
         ];
         for (name, kind, help, v) in rows {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         }
     }
 }
@@ -141,7 +213,8 @@ pub struct Db {
 }
 
 fn checkpoint_number(name: &str) -> Option<u64> {
-    name.strip_prefix("checkpoint.").and_then(|n| n.parse().ok())
+    name.strip_prefix("checkpoint.")
+        .and_then(|n| n.parse().ok())
 }
 
 impl Db {
@@ -186,45 +259,55 @@ impl Db {
                 checkpoint = Some((n, e.path()));
             }
         }
-        let replay = |path: &Path, report: &mut RecoveryReport| -> Result<Option<(u64, String)>, Error> {
-            let (_, bad) = wal::read_segment(path, |kind, payload| {
-                report.records_replayed += 1;
-                match kind {
-                    wal::REC_SERIES => {
-                        let mut err = Ok(());
-                        record::decode_series(payload, |id, labels| {
-                            if err.is_ok() {
-                                err = head.restore_series(id, labels);
-                            }
-                        })?;
-                        err
-                    }
-                    _ => {
-                        let mut decoded = Vec::new();
-                        record::decode_samples(payload, |id, t, v| decoded.push((id, t, v)))?;
-                        for (id, t, v) in decoded {
-                            let s = head.series_by_id(id).ok_or_else(|| format!("sample for unknown series {id}"))?;
-                            let mut s = s.lock();
-                            if matches!(s.classify(t, v, &[], i64::MIN), Verdict::Append | Verdict::OutOfOrder) {
-                                s.apply(t, v);
-                            }
-                            head_max.fetch_max(t, Ordering::Relaxed);
-                            report.samples_replayed += 1;
+        let replay =
+            |path: &Path, report: &mut RecoveryReport| -> Result<Option<(u64, String)>, Error> {
+                let (_, bad) = wal::read_segment(path, |kind, payload| {
+                    report.records_replayed += 1;
+                    match kind {
+                        wal::REC_SERIES => {
+                            let mut err = Ok(());
+                            record::decode_series(payload, |id, labels| {
+                                if err.is_ok() {
+                                    err = head.restore_series(id, labels);
+                                }
+                            })?;
+                            err
                         }
-                        Ok(())
+                        _ => {
+                            let mut decoded = Vec::new();
+                            record::decode_samples(payload, |id, t, v| decoded.push((id, t, v)))?;
+                            for (id, t, v) in decoded {
+                                let s = head
+                                    .series_by_id(id)
+                                    .ok_or_else(|| format!("sample for unknown series {id}"))?;
+                                let mut s = s.lock();
+                                if matches!(
+                                    s.classify(t, v, &[], i64::MIN),
+                                    Verdict::Append | Verdict::OutOfOrder
+                                ) {
+                                    s.apply(t, v);
+                                }
+                                head_max.fetch_max(t, Ordering::Relaxed);
+                                report.samples_replayed += 1;
+                            }
+                            Ok(())
+                        }
                     }
-                }
-            })
-            .map_err(io(path))?;
-            Ok(bad)
-        };
+                })
+                .map_err(io(path))?;
+                Ok(bad)
+            };
         let mut after = 0;
         if let Some((n, path)) = &checkpoint {
             report.checkpoint = Some(path.display().to_string());
             if let Some((off, why)) = replay(path, &mut report)? {
                 // A checkpoint is written whole and renamed; damage means the disk lied.
                 tracing::error!(checkpoint = %path.display(), offset = off, reason = %why, "checkpoint damaged; keeping its intact part");
-                report.corruptions.push(Corruption { segment: path.clone(), offset: off, reason: why });
+                report.corruptions.push(Corruption {
+                    segment: path.clone(),
+                    offset: off,
+                    reason: why,
+                });
             }
             after = *n;
         }
@@ -242,14 +325,22 @@ impl Db {
             last = n;
             if let Some((off, why)) = replay(&path, &mut report)? {
                 tracing::warn!(segment = %path.display(), offset = off, reason = %why, "WAL corruption: cutting the log at the last intact record");
-                let f = fs::OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(&path))?;
                 f.set_len(off).map_err(io(&path))?;
                 f.sync_all().map_err(io(&path))?;
-                report.corruptions.push(Corruption { segment: path.clone(), offset: off, reason: why });
+                report.corruptions.push(Corruption {
+                    segment: path.clone(),
+                    offset: off,
+                    reason: why,
+                });
                 cut = true;
             }
         }
-        let wal = Wal::open(&wal_dir, last.max(after), opts.wal_segment_size, opts.fsync).map_err(io(&wal_dir))?;
+        let wal = Wal::open(&wal_dir, last.max(after), opts.wal_segment_size, opts.fsync)
+            .map_err(io(&wal_dir))?;
         Ok(Db {
             dir: dir.to_path_buf(),
             opts: RwLock::new(opts),
@@ -309,7 +400,11 @@ impl Db {
         let _g = self.append_lock.lock();
         let window = self.opts.read().out_of_order_window.as_millis() as i64;
         let head_max = self.head_max.load(Ordering::Relaxed);
-        let min_allowed = if head_max == i64::MIN { i64::MIN } else { head_max.saturating_sub(window) };
+        let min_allowed = if head_max == i64::MIN {
+            i64::MIN
+        } else {
+            head_max.saturating_sub(window)
+        };
         let mut series_rec = Vec::new();
         let mut accepted: Vec<(u32, i64, f64)> = Vec::new();
         let mut targets = Vec::with_capacity(batch.len());
@@ -345,11 +440,23 @@ impl Db {
                     Verdict::Duplicate => out.duplicates += 1,
                     Verdict::Conflict => {
                         out.conflicts += 1;
-                        reject(&mut out, format!("series {}: sample at {} conflicts with a stored value", ts.labels, p.t));
+                        reject(
+                            &mut out,
+                            format!(
+                                "series {}: sample at {} conflicts with a stored value",
+                                ts.labels, p.t
+                            ),
+                        );
                     }
                     Verdict::TooOld => {
                         out.too_old += 1;
-                        reject(&mut out, format!("series {}: sample at {} is older than the out-of-order window", ts.labels, p.t));
+                        reject(
+                            &mut out,
+                            format!(
+                                "series {}: sample at {} is older than the out-of-order window",
+                                ts.labels, p.t
+                            ),
+                        );
                     }
                 }
             }
@@ -361,9 +468,15 @@ impl Db {
             wal::encode_record(&mut buf, wal::REC_SERIES, &series_rec);
         }
         if !accepted.is_empty() {
-            wal::encode_record(&mut buf, wal::REC_SAMPLES, &record::encode_samples(&accepted));
+            wal::encode_record(
+                &mut buf,
+                wal::REC_SAMPLES,
+                &record::encode_samples(&accepted),
+            );
         }
-        self.wal.write(&buf).map_err(|e| AppendError::Storage(format!("WAL write: {e}")))?;
+        self.wal
+            .write(&buf)
+            .map_err(|e| AppendError::Storage(format!("WAL write: {e}")))?;
         let mut ooo = 0u64;
         for (id, series) in targets {
             if let Some(samples) = pending.remove(&id) {
@@ -378,14 +491,24 @@ impl Db {
         }
         self.head_max.store(new_max, Ordering::Relaxed);
         out.accepted = accepted.len();
-        self.counters.appended.fetch_add(out.accepted as u64, Ordering::Relaxed);
+        self.counters
+            .appended
+            .fetch_add(out.accepted as u64, Ordering::Relaxed);
         self.counters.ooo.fetch_add(ooo, Ordering::Relaxed);
-        self.counters.rejected.fetch_add(out.rejected() as u64, Ordering::Relaxed);
+        self.counters
+            .rejected
+            .fetch_add(out.rejected() as u64, Ordering::Relaxed);
         Ok(out)
     }
 
     /// Series and samples from head and blocks, merged per label set.
-    fn gather(&self, matchers: &[Matcher], mint: i64, maxt: i64, with_samples: bool) -> Vec<Series> {
+    fn gather(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        with_samples: bool,
+    ) -> Vec<Series> {
         let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
         let mut from_blocks = Vec::new();
         for b in self.blocks.read().iter() {
@@ -433,7 +556,12 @@ impl Db {
         {
             let _g = self.append_lock.lock();
             let head_max = self.head_max.load(Ordering::Relaxed);
-            let head_min = self.head.all().iter().filter_map(|s| s.lock().min_time()).min();
+            let head_min = self
+                .head
+                .all()
+                .iter()
+                .filter_map(|s| s.lock().min_time())
+                .min();
             if let Some(head_min) = head_min
                 && head_max != i64::MIN
                 && head_max - head_min > bd * 3 / 2
@@ -491,10 +619,14 @@ impl Db {
         let tmp = wal_dir.join(format!("{name}.tmp"));
         let fin = wal_dir.join(&name);
         fs::write(&tmp, &buf).map_err(io(&tmp))?;
-        fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&tmp))?;
         fs::rename(&tmp, &fin).map_err(io(&fin))?;
         wal::sync_dir(&wal_dir).map_err(io(&wal_dir))?;
-        self.wal.remove_segments_upto(closed).map_err(io(&wal_dir))?;
+        self.wal
+            .remove_segments_upto(closed)
+            .map_err(io(&wal_dir))?;
         for e in fs::read_dir(&wal_dir).map_err(io(&wal_dir))?.flatten() {
             let n = e.file_name().to_string_lossy().to_string();
             if checkpoint_number(&n).is_some_and(|k| k < closed) {
@@ -526,7 +658,10 @@ impl Db {
                 for w in blocks.windows(3) {
                     let lvl = w[0].meta.level;
                     let span = w[2].meta.max_time - w[0].meta.min_time;
-                    if w.iter().all(|b| b.meta.level == lvl) && span <= max_span && span < (bd * 3i64.pow(lvl)) * 3 {
+                    if w.iter().all(|b| b.meta.level == lvl)
+                        && span <= max_span
+                        && span < (bd * 3i64.pow(lvl)) * 3
+                    {
                         plan = Some(w.to_vec());
                         break;
                     }
@@ -580,7 +715,8 @@ impl Db {
                 });
             }
             if let Some(limit) = opts.retention_size {
-                let mut total: u64 = blocks.iter().map(|b| b.size_bytes).sum::<u64>() + self.wal.size_bytes();
+                let mut total: u64 =
+                    blocks.iter().map(|b| b.size_bytes).sum::<u64>() + self.wal.size_bytes();
                 while total > limit && !blocks.is_empty() {
                     let b = blocks.remove(0);
                     total -= b.size_bytes;
@@ -609,15 +745,34 @@ impl Appender for Db {
 }
 
 impl Queryable for Db {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, QueryError> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Series>, QueryError> {
         Ok(self.gather(matchers, mint, maxt, true))
     }
 
-    fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>, QueryError> {
-        Ok(self.gather(matchers, mint, maxt, false).into_iter().map(|s| s.labels).collect())
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, QueryError> {
+        Ok(self
+            .gather(matchers, mint, maxt, false)
+            .into_iter()
+            .map(|s| s.labels)
+            .collect())
     }
 
-    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, QueryError> {
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
         let mut names = std::collections::BTreeSet::new();
         for s in self.gather(matchers, mint, maxt, false) {
             names.extend(s.labels.iter().map(|l| l.name.clone()));
@@ -625,7 +780,13 @@ impl Queryable for Db {
         Ok(names.into_iter().collect())
     }
 
-    fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, QueryError> {
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, QueryError> {
         let mut values = std::collections::BTreeSet::new();
         for s in self.gather(matchers, mint, maxt, false) {
             if let Some(v) = s.labels.get(name) {

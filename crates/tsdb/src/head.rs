@@ -2,7 +2,7 @@
 //! series interned to dense ids, and the postings index.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use day2_model::{Labels, Matcher, Sample};
@@ -42,15 +42,27 @@ pub struct MemSeries {
 
 impl MemSeries {
     fn new(labels: Labels) -> Self {
-        MemSeries { labels, closed: Vec::new(), open: ChunkEncoder::new(), last_v: 0, ooo: Vec::new() }
+        MemSeries {
+            labels,
+            closed: Vec::new(),
+            open: ChunkEncoder::new(),
+            last_v: 0,
+            ooo: Vec::new(),
+        }
     }
 
     pub fn max_time(&self) -> Option<i64> {
-        (self.open.count() > 0).then(|| self.open.max_time()).or_else(|| self.closed.last().map(|c| c.max_t))
+        (self.open.count() > 0)
+            .then(|| self.open.max_time())
+            .or_else(|| self.closed.last().map(|c| c.max_t))
     }
 
     pub fn min_time(&self) -> Option<i64> {
-        let chunk_min = self.closed.first().map(|c| c.min_t).or((self.open.count() > 0).then(|| self.open.min_time()));
+        let chunk_min = self
+            .closed
+            .first()
+            .map(|c| c.min_t)
+            .or((self.open.count() > 0).then(|| self.open.min_time()));
         match (chunk_min, self.ooo.first().map(|s| s.t)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -63,12 +75,19 @@ impl MemSeries {
             return Some(self.ooo[i].v);
         }
         let open_bytes;
-        let mut chunks: Vec<&[u8]> = self.closed.iter().filter(|c| c.min_t <= t && t <= c.max_t).map(|c| &c.data[..]).collect();
+        let mut chunks: Vec<&[u8]> = self
+            .closed
+            .iter()
+            .filter(|c| c.min_t <= t && t <= c.max_t)
+            .map(|c| &c.data[..])
+            .collect();
         if self.open.count() > 0 && self.open.min_time() <= t && t <= self.open.max_time() {
             open_bytes = self.open.bytes();
             chunks.push(&open_bytes);
         }
-        chunks.iter().find_map(|c| ChunkIter::new(c).find(|(st, _)| *st == t).map(|(_, v)| v))
+        chunks
+            .iter()
+            .find_map(|c| ChunkIter::new(c).find(|(st, _)| *st == t).map(|(_, v)| v))
     }
 
     /// Classifies a sample without changing anything. `pending` are samples of
@@ -81,7 +100,12 @@ impl MemSeries {
             Some(n) if t > n => return Verdict::Append,
             _ => {}
         }
-        let existing = pending.iter().rev().find(|s| s.t == t).map(|s| s.v).or_else(|| self.value_at(t));
+        let existing = pending
+            .iter()
+            .rev()
+            .find(|s| s.t == t)
+            .map(|s| s.v)
+            .or_else(|| self.value_at(t));
         match existing {
             Some(e) if e.to_bits() == v.to_bits() => Verdict::Duplicate,
             Some(_) => Verdict::Conflict,
@@ -105,7 +129,11 @@ impl MemSeries {
             _ => {
                 if self.open.count() >= SAMPLES_PER_CHUNK {
                     let data = self.open.bytes().into_boxed_slice();
-                    self.closed.push(ClosedChunk { min_t: self.open.min_time(), max_t: self.open.max_time(), data });
+                    self.closed.push(ClosedChunk {
+                        min_t: self.open.min_time(),
+                        max_t: self.open.max_time(),
+                        data,
+                    });
                     self.open = ChunkEncoder::new();
                 }
                 self.open.append(t, v);
@@ -122,7 +150,11 @@ impl MemSeries {
         for s in samples {
             if self.open.count() >= SAMPLES_PER_CHUNK {
                 let data = self.open.bytes().into_boxed_slice();
-                self.closed.push(ClosedChunk { min_t: self.open.min_time(), max_t: self.open.max_time(), data });
+                self.closed.push(ClosedChunk {
+                    min_t: self.open.min_time(),
+                    max_t: self.open.max_time(),
+                    data,
+                });
                 self.open = ChunkEncoder::new();
             }
             self.open.append(s.t, s.v);
@@ -137,13 +169,30 @@ impl MemSeries {
     /// Samples in `[mint, maxt]`, sorted, without duplicates.
     pub fn samples(&self, mint: i64, maxt: i64) -> Vec<Sample> {
         let mut out = Vec::new();
-        for c in self.closed.iter().filter(|c| c.max_t >= mint && c.min_t <= maxt) {
-            out.extend(ChunkIter::new(&c.data).filter(|(t, _)| *t >= mint && *t <= maxt).map(|(t, v)| Sample::new(t, v)));
+        for c in self
+            .closed
+            .iter()
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+        {
+            out.extend(
+                ChunkIter::new(&c.data)
+                    .filter(|(t, _)| *t >= mint && *t <= maxt)
+                    .map(|(t, v)| Sample::new(t, v)),
+            );
         }
         if self.open.count() > 0 && self.open.max_time() >= mint && self.open.min_time() <= maxt {
-            out.extend(ChunkIter::new(&self.open.bytes()).filter(|(t, _)| *t >= mint && *t <= maxt).map(|(t, v)| Sample::new(t, v)));
+            out.extend(
+                ChunkIter::new(&self.open.bytes())
+                    .filter(|(t, _)| *t >= mint && *t <= maxt)
+                    .map(|(t, v)| Sample::new(t, v)),
+            );
         }
-        let ooo: Vec<Sample> = self.ooo.iter().filter(|s| s.t >= mint && s.t <= maxt).copied().collect();
+        let ooo: Vec<Sample> = self
+            .ooo
+            .iter()
+            .filter(|s| s.t >= mint && s.t <= maxt)
+            .copied()
+            .collect();
         if !ooo.is_empty() {
             out.extend(ooo);
             out.sort_by_key(|s| s.t);
@@ -154,7 +203,9 @@ impl MemSeries {
 
     pub fn has_samples_in(&self, mint: i64, maxt: i64) -> bool {
         match (self.min_time(), self.max_time()) {
-            (Some(a), Some(b)) => a <= maxt && b.max(self.ooo.last().map_or(i64::MIN, |s| s.t)) >= mint,
+            (Some(a), Some(b)) => {
+                a <= maxt && b.max(self.ooo.last().map_or(i64::MIN, |s| s.t)) >= mint
+            }
             _ => false,
         }
     }
@@ -196,13 +247,14 @@ pub struct Head {
 
 impl Head {
     pub fn new() -> Self {
-        Head { index: RwLock::new(HeadIndex::default()), hasher: foldhash::fast::FixedState::with_seed(0x6461_7932) }
+        Head {
+            index: RwLock::new(HeadIndex::default()),
+            hasher: foldhash::fast::FixedState::with_seed(0x6461_7932),
+        }
     }
 
     fn hash(&self, labels: &Labels) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        labels.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(labels)
     }
 
     /// Finds a series by labels.
@@ -210,7 +262,9 @@ impl Head {
         let h = self.hash(labels);
         let idx = self.index.read();
         let ids = idx.by_hash.get(&h)?;
-        ids.iter().find(|&&id| idx.series[id as usize].lock().labels == *labels).map(|&id| (id, idx.series[id as usize].clone()))
+        ids.iter()
+            .find(|&&id| idx.series[id as usize].lock().labels == *labels)
+            .map(|&id| (id, idx.series[id as usize].clone()))
     }
 
     /// Finds or creates a series; `true` when it was created.
@@ -221,7 +275,9 @@ impl Head {
         let h = self.hash(labels);
         let mut idx = self.index.write();
         if let Some(ids) = idx.by_hash.get(&h)
-            && let Some(&id) = ids.iter().find(|&&id| idx.series[id as usize].lock().labels == *labels)
+            && let Some(&id) = ids
+                .iter()
+                .find(|&&id| idx.series[id as usize].lock().labels == *labels)
         {
             return (id, idx.series[id as usize].clone(), false);
         }
@@ -240,12 +296,16 @@ impl Head {
             if (id as usize) < idx.series.len() && idx.series[id as usize].lock().labels == labels {
                 return Ok(()); // seen in the checkpoint already
             }
-            return Err(format!("series id {id} out of sequence (expected {})", idx.series.len()));
+            return Err(format!(
+                "series id {id} out of sequence (expected {})",
+                idx.series.len()
+            ));
         }
         let h = self.hash(&labels);
         idx.postings.add(id, &labels);
         idx.by_hash.entry(h).or_default().push(id);
-        idx.series.push(Arc::new(Mutex::new(MemSeries::new(labels))));
+        idx.series
+            .push(Arc::new(Mutex::new(MemSeries::new(labels))));
         Ok(())
     }
 
@@ -303,7 +363,14 @@ mod tests {
         assert_eq!(s.classify(20_000, 2.0, &pending, 0), Verdict::Duplicate);
         s.apply(4_500, 7.0);
         let got = s.samples(4_000, 5_000);
-        assert_eq!(got, vec![Sample::new(4_000, 4.0), Sample::new(4_500, 7.0), Sample::new(5_000, 5.0)]);
+        assert_eq!(
+            got,
+            vec![
+                Sample::new(4_000, 4.0),
+                Sample::new(4_500, 7.0),
+                Sample::new(5_000, 5.0)
+            ]
+        );
     }
 
     #[test]

@@ -15,7 +15,12 @@ impl Postings {
     /// Adds series `id` (ids must be added in increasing order).
     pub fn add(&mut self, id: u32, labels: &Labels) {
         for l in labels {
-            self.map.entry(l.name.clone()).or_default().entry(l.value.clone()).or_default().push(id);
+            self.map
+                .entry(l.name.clone())
+                .or_default()
+                .entry(l.value.clone())
+                .or_default()
+                .push(id);
         }
         self.count = self.count.max(id + 1);
     }
@@ -40,7 +45,11 @@ impl Postings {
                 (_, None) => Vec::new(),
                 (MatchOp::Equal, Some(vals)) => vals.get(&m.value).cloned().unwrap_or_default(),
                 (_, Some(vals)) => {
-                    let lists: Vec<&Vec<u32>> = vals.iter().filter(|(v, _)| m.matches(v)).map(|(_, ids)| ids).collect();
+                    let lists: Vec<&Vec<u32>> = vals
+                        .iter()
+                        .filter(|(v, _)| m.matches(v))
+                        .map(|(_, ids)| ids)
+                        .collect();
                     union(&lists)
                 }
             };
@@ -106,9 +115,25 @@ mod tests {
         p.add(0, &Labels::from_pairs([("__name__", "up"), ("job", "a")]));
         p.add(1, &Labels::from_pairs([("__name__", "up"), ("job", "b")]));
         p.add(2, &Labels::from_pairs([("__name__", "x"), ("job", "a")]));
-        assert_eq!(p.candidates(&[m(MatchOp::Equal, "__name__", "up")]), Some(vec![0, 1]));
-        assert_eq!(p.candidates(&[m(MatchOp::Equal, "__name__", "up"), m(MatchOp::Regex, "job", "a|c")]), Some(vec![0]));
-        assert_eq!(p.candidates(&[m(MatchOp::NotEqual, "job", "a")]), None, "matches empty: no narrowing");
-        assert_eq!(p.candidates(&[m(MatchOp::Equal, "nope", "1")]), Some(vec![]));
+        assert_eq!(
+            p.candidates(&[m(MatchOp::Equal, "__name__", "up")]),
+            Some(vec![0, 1])
+        );
+        assert_eq!(
+            p.candidates(&[
+                m(MatchOp::Equal, "__name__", "up"),
+                m(MatchOp::Regex, "job", "a|c")
+            ]),
+            Some(vec![0])
+        );
+        assert_eq!(
+            p.candidates(&[m(MatchOp::NotEqual, "job", "a")]),
+            None,
+            "matches empty: no narrowing"
+        );
+        assert_eq!(
+            p.candidates(&[m(MatchOp::Equal, "nope", "1")]),
+            Some(vec![])
+        );
     }
 }

@@ -93,11 +93,15 @@ pub fn encode_samples(samples: &[(u32, i64, f64)]) -> Vec<u8> {
         pid = id as i64;
         pt = t;
     }
-    snap::raw::Encoder::new().compress_vec(&raw).expect("in-memory snappy cannot fail")
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("in-memory snappy cannot fail")
 }
 
 pub fn decode_samples(data: &[u8], mut visit: impl FnMut(u32, i64, f64)) -> Result<(), String> {
-    let raw = snap::raw::Decoder::new().decompress_vec(data).map_err(|e| format!("snappy: {e}"))?;
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(data)
+        .map_err(|e| format!("snappy: {e}"))?;
     let mut pos = 0;
     let (mut pid, mut pt) = (0i64, 0i64);
     while pos < raw.len() {
@@ -106,7 +110,11 @@ pub fn decode_samples(data: &[u8], mut visit: impl FnMut(u32, i64, f64)) -> Resu
         let b = raw.get(pos..pos + 8).ok_or("truncated sample value")?;
         pos += 8;
         let id = u32::try_from(pid).map_err(|_| format!("bad series id {pid}"))?;
-        visit(id, pt, f64::from_bits(u64::from_le_bytes(b.try_into().unwrap())));
+        visit(
+            id,
+            pt,
+            f64::from_bits(u64::from_le_bytes(b.try_into().unwrap())),
+        );
     }
     Ok(())
 }

@@ -86,7 +86,10 @@ pub fn read_segment(
     while off < data.len() {
         let bad = |reason: String| Ok((off as u64, Some((off as u64, reason))));
         if data.len() - off < HEADER_LEN {
-            return bad(format!("torn record header ({} of {HEADER_LEN} bytes)", data.len() - off));
+            return bad(format!(
+                "torn record header ({} of {HEADER_LEN} bytes)",
+                data.len() - off
+            ));
         }
         let kind = data[off];
         if kind != REC_SERIES && kind != REC_SAMPLES {
@@ -97,7 +100,10 @@ pub fn read_segment(
             return bad(format!("record length {len} over the maximum {MAX_RECORD}"));
         }
         if data.len() - off - HEADER_LEN < len {
-            return bad(format!("torn record: length {len} but only {} bytes left", data.len() - off - HEADER_LEN));
+            return bad(format!(
+                "torn record: length {len} but only {} bytes left",
+                data.len() - off - HEADER_LEN
+            ));
         }
         let crc = u32::from_le_bytes(data[off + 5..off + 9].try_into().unwrap());
         let payload = &data[off + HEADER_LEN..off + HEADER_LEN + len];
@@ -132,10 +138,18 @@ pub struct Wal {
 
 impl Wal {
     /// Opens the log for appending in a fresh segment numbered after `last`.
-    pub fn open(dir: &Path, last: u64, segment_size: u64, policy: FsyncPolicy) -> io::Result<Arc<Wal>> {
+    pub fn open(
+        dir: &Path,
+        last: u64,
+        segment_size: u64,
+        policy: FsyncPolicy,
+    ) -> io::Result<Arc<Wal>> {
         fs::create_dir_all(dir)?;
         let number = last + 1;
-        let file = OpenOptions::new().create(true).append(true).open(dir.join(segment_name(number)))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(segment_name(number)))?;
         sync_dir(dir)?;
         let existing: u64 = list_segments(dir)?
             .iter()
@@ -144,7 +158,11 @@ impl Wal {
             .sum();
         let wal = Arc::new(Wal {
             dir: dir.to_path_buf(),
-            active: Mutex::new(Active { file, number, size: 0 }),
+            active: Mutex::new(Active {
+                file,
+                number,
+                size: 0,
+            }),
             segment_size,
             policy,
             dirty: Arc::new(AtomicBool::new(false)),
@@ -155,15 +173,17 @@ impl Wal {
         if let FsyncPolicy::Interval(every) = policy {
             let weak = Arc::downgrade(&wal);
             let stop = wal.stop.clone();
-            let handle = std::thread::Builder::new().name("wal-fsync".into()).spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::park_timeout(every);
-                    let Some(w) = weak.upgrade() else { return };
-                    if let Err(e) = w.sync_if_dirty() {
-                        tracing::error!(error = %e, "WAL fsync failed");
+            let handle = std::thread::Builder::new()
+                .name("wal-fsync".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::park_timeout(every);
+                        let Some(w) = weak.upgrade() else { return };
+                        if let Err(e) = w.sync_if_dirty() {
+                            tracing::error!(error = %e, "WAL fsync failed");
+                        }
                     }
-                }
-            })?;
+                })?;
             *wal.syncer.lock() = Some(handle);
         }
         Ok(wal)
@@ -187,14 +207,18 @@ impl Wal {
         if a.size > 0 && a.size + records.len() as u64 > self.segment_size {
             a.file.sync_data()?;
             let number = a.number + 1;
-            a.file = OpenOptions::new().create(true).append(true).open(self.dir.join(segment_name(number)))?;
+            a.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(segment_name(number)))?;
             a.number = number;
             a.size = 0;
             sync_dir(&self.dir)?;
         }
         a.file.write_all(records)?;
         a.size += records.len() as u64;
-        self.total_bytes.fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.total_bytes
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
         match self.policy {
             FsyncPolicy::Always => a.file.sync_data()?,
             FsyncPolicy::Interval(_) => self.dirty.store(true, Ordering::Release),
@@ -209,7 +233,10 @@ impl Wal {
         a.file.sync_data()?;
         let closed = a.number;
         let number = closed + 1;
-        a.file = OpenOptions::new().create(true).append(true).open(self.dir.join(segment_name(number)))?;
+        a.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(segment_name(number)))?;
         a.number = number;
         a.size = 0;
         sync_dir(&self.dir)?;
@@ -223,7 +250,10 @@ impl Wal {
                 let p = self.dir.join(segment_name(n));
                 let len = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
                 fs::remove_file(&p)?;
-                self.total_bytes.fetch_sub(len.min(self.total_bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+                self.total_bytes.fetch_sub(
+                    len.min(self.total_bytes.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
             }
         }
         Ok(())
@@ -281,7 +311,13 @@ mod tests {
         .unwrap();
         assert_eq!(bad, None);
         assert_eq!(end, buf.len() as u64);
-        assert_eq!(seen, vec![(REC_SERIES, b"hello".to_vec()), (REC_SAMPLES, b"world!".to_vec())]);
+        assert_eq!(
+            seen,
+            vec![
+                (REC_SERIES, b"hello".to_vec()),
+                (REC_SAMPLES, b"world!".to_vec())
+            ]
+        );
 
         // flip a payload byte of the second record
         let mut data = fs::read(&seg).unwrap();
@@ -290,7 +326,10 @@ mod tests {
         fs::write(&seg, &data).unwrap();
         let (end, bad) = read_segment(&seg, |_, _| Ok(())).unwrap();
         assert_eq!(end, (HEADER_LEN + 5) as u64);
-        assert_eq!(bad.unwrap(), ((HEADER_LEN + 5) as u64, "checksum mismatch".to_string()));
+        assert_eq!(
+            bad.unwrap(),
+            ((HEADER_LEN + 5) as u64, "checksum mismatch".to_string())
+        );
     }
 
     #[test]

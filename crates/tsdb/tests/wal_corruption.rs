@@ -8,7 +8,10 @@ use day2_model::{Appender, Labels, Matcher, Queryable, Sample, TimeSeries};
 use day2_tsdb::{Db, FsyncPolicy, Options, wal};
 
 fn opts() -> Options {
-    Options { fsync: FsyncPolicy::Never, ..Options::default() }
+    Options {
+        fsync: FsyncPolicy::Never,
+        ..Options::default()
+    }
 }
 
 fn labels() -> Labels {
@@ -19,13 +22,19 @@ fn labels() -> Labels {
 fn write(dir: &Path, n: i64) {
     let db = Db::open(dir, opts()).unwrap();
     for i in 0..n {
-        db.append(vec![TimeSeries { labels: labels(), samples: vec![Sample::new(i * 1000, i as f64)] }]).unwrap();
+        db.append(vec![TimeSeries {
+            labels: labels(),
+            samples: vec![Sample::new(i * 1000, i as f64)],
+        }])
+        .unwrap();
     }
     db.close().unwrap();
 }
 
 fn read_all(db: &Db) -> Vec<Sample> {
-    let s = db.select(&[Matcher::eq("__name__", "m")], i64::MIN, i64::MAX).unwrap();
+    let s = db
+        .select(&[Matcher::eq("__name__", "m")], i64::MIN, i64::MAX)
+        .unwrap();
     s.into_iter().next().map(|s| s.samples).unwrap_or_default()
 }
 
@@ -59,18 +68,29 @@ fn expect_after_damage(damage: impl Fn(&Path, &[u64]), name: &str) {
     let db = Db::open(dir.path(), opts()).unwrap_or_else(|e| panic!("{name}: open failed: {e}"));
     let rec = db.recovery();
     assert_eq!(rec.corruptions.len(), 1, "{name}: {rec:?}");
-    assert_eq!(rec.corruptions[0].offset, offsets[20], "{name}: cut at the last record");
+    assert_eq!(
+        rec.corruptions[0].offset, offsets[20],
+        "{name}: cut at the last record"
+    );
     assert_eq!(db.stats().wal_corruptions_total, 1);
     let got = read_all(&db);
     let want: Vec<Sample> = (0..19).map(|i| Sample::new(i * 1000, i as f64)).collect();
     assert_eq!(got, want, "{name}: exactly the intact records");
 
     // writes after recovery work and survive another reopen
-    db.append(vec![TimeSeries { labels: labels(), samples: vec![Sample::new(100_000, 42.0)] }]).unwrap();
+    db.append(vec![TimeSeries {
+        labels: labels(),
+        samples: vec![Sample::new(100_000, 42.0)],
+    }])
+    .unwrap();
     db.close().unwrap();
     drop(db);
     let db = Db::open(dir.path(), opts()).unwrap();
-    assert!(db.recovery().corruptions.is_empty(), "{name}: clean after the cut: {:?}", db.recovery());
+    assert!(
+        db.recovery().corruptions.is_empty(),
+        "{name}: clean after the cut: {:?}",
+        db.recovery()
+    );
     let got = read_all(&db);
     assert_eq!(got.len(), 20, "{name}");
     assert_eq!(got.last(), Some(&Sample::new(100_000, 42.0)));
@@ -84,23 +104,41 @@ fn rewrite(seg: &Path, f: impl FnOnce(&mut Vec<u8>)) {
 
 #[test]
 fn torn_last_record() {
-    expect_after_damage(|seg, _| rewrite(seg, |d| d.truncate(d.len() - 3)), "torn record");
-    expect_after_damage(|seg, offs| rewrite(seg, |d| d.truncate(offs[20] as usize + 4)), "torn header");
+    expect_after_damage(
+        |seg, _| rewrite(seg, |d| d.truncate(d.len() - 3)),
+        "torn record",
+    );
+    expect_after_damage(
+        |seg, offs| rewrite(seg, |d| d.truncate(offs[20] as usize + 4)),
+        "torn header",
+    );
 }
 
 #[test]
 fn bad_record_type() {
-    expect_after_damage(|seg, offs| rewrite(seg, |d| d[offs[20] as usize] = 0x7f), "bad type");
+    expect_after_damage(
+        |seg, offs| rewrite(seg, |d| d[offs[20] as usize] = 0x7f),
+        "bad type",
+    );
 }
 
 #[test]
 fn bad_checksum() {
-    expect_after_damage(|seg, offs| rewrite(seg, |d| d[offs[20] as usize + 5] ^= 0xff), "bad checksum");
+    expect_after_damage(
+        |seg, offs| rewrite(seg, |d| d[offs[20] as usize + 5] ^= 0xff),
+        "bad checksum",
+    );
 }
 
 #[test]
 fn bad_length() {
-    let set_len = |v: u32| move |seg: &Path, offs: &[u64]| rewrite(seg, |d| d[offs[20] as usize + 1..offs[20] as usize + 5].copy_from_slice(&v.to_le_bytes()));
+    let set_len = |v: u32| {
+        move |seg: &Path, offs: &[u64]| {
+            rewrite(seg, |d| {
+                d[offs[20] as usize + 1..offs[20] as usize + 5].copy_from_slice(&v.to_le_bytes())
+            })
+        }
+    };
     expect_after_damage(set_len(u32::MAX), "length too large");
     expect_after_damage(set_len(1_000), "length past the end");
     expect_after_damage(set_len(2), "length too small");

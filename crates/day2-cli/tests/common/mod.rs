@@ -11,7 +11,11 @@ use day2_model::{Labels, Sample, TimeSeries};
 
 /// A free loopback port (bound then released; the race is acceptable in tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `deadline`.
@@ -25,14 +29,20 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
 /// A running day2 process; killed on drop.
@@ -53,7 +63,11 @@ impl Day2 {
     }
 
     pub async fn start_with(dir: &Path, config_path: &Path, port: u16) -> Day2 {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("day2.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("day2.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_day2"))
             .args(["serve", "--config"])
             .arg(config_path)
@@ -66,7 +80,12 @@ impl Day2 {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start day2");
-        let mut d = Day2 { child, port, dir: dir.to_path_buf(), config: config_path.to_path_buf() };
+        let mut d = Day2 {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+            config: config_path.to_path_buf(),
+        };
         d.wait_ready().await;
         d
     }
@@ -77,14 +96,21 @@ impl Day2 {
         let end = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("day2 exited with {status} before becoming ready; log:\n{}", self.log());
+                panic!(
+                    "day2 exited with {status} before becoming ready; log:\n{}",
+                    self.log()
+                );
             }
             if let Ok(r) = c.get(&url).send().await
                 && r.status().is_success()
             {
                 return;
             }
-            assert!(Instant::now() < end, "day2 not ready after 60s; log:\n{}", self.log());
+            assert!(
+                Instant::now() < end,
+                "day2 not ready after 60s; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -128,7 +154,8 @@ impl Day2 {
         let r = client().get(self.url(path_and_query)).send().await.unwrap();
         let status = r.status();
         let text = r.text().await.unwrap();
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path_and_query}: {status}: not JSON ({e}): {text}"))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("GET {path_and_query}: {status}: not JSON ({e}): {text}"))
     }
 
     /// Raw samples of the series matching `selector` via `/api/v1/export`.
@@ -193,7 +220,10 @@ pub fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// Minimal config: no in-process scrapes unless asked, fast fsync.

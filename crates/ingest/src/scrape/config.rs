@@ -36,7 +36,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected a number and a unit such as 10MB"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number and a unit such as 10MB"))?;
     let mult: u64 = match unit.to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "KB" | "KIB" => 1 << 10,
@@ -46,7 +48,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "PB" | "PIB" => 1 << 50,
         _ => return Err(format!("invalid size {s:?}: unknown unit {unit:?}")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("invalid size {s:?}: too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
 /// Prometheus's `global` block (the parts day2 uses).
@@ -260,7 +263,8 @@ impl ScrapeConfig {
 
     /// The job's timeout: its own, else the global one capped at the interval (as Prometheus).
     pub fn timeout(&self, g: &GlobalConfig) -> Duration {
-        self.scrape_timeout.unwrap_or_else(|| g.scrape_timeout.min(self.interval(g)))
+        self.scrape_timeout
+            .unwrap_or_else(|| g.scrape_timeout.min(self.interval(g)))
     }
 
     pub fn limits(&self, g: &GlobalConfig) -> Limits {
@@ -268,15 +272,23 @@ impl ScrapeConfig {
             sample_limit: self.sample_limit.unwrap_or(g.sample_limit),
             body_size_limit: self.body_size_limit.or(g.body_size_limit).unwrap_or(0),
             label_limit: self.label_limit.unwrap_or(g.label_limit),
-            label_name_length_limit: self.label_name_length_limit.unwrap_or(g.label_name_length_limit),
-            label_value_length_limit: self.label_value_length_limit.unwrap_or(g.label_value_length_limit),
+            label_name_length_limit: self
+                .label_name_length_limit
+                .unwrap_or(g.label_name_length_limit),
+            label_value_length_limit: self
+                .label_value_length_limit
+                .unwrap_or(g.label_value_length_limit),
             target_limit: self.target_limit.unwrap_or(g.target_limit),
         }
     }
 
     /// Checks what serde cannot; the error names the field.
     pub fn validate(&self, g: &GlobalConfig) -> Result<(), ConfigError> {
-        let err = |field: &str, message: String| ConfigError { job: self.job_name.clone(), field: field.to_string(), message };
+        let err = |field: &str, message: String| ConfigError {
+            job: self.job_name.clone(),
+            field: field.to_string(),
+            message,
+        };
         if self.job_name.is_empty() {
             return Err(err("job_name", "must not be empty".into()));
         }
@@ -301,30 +313,59 @@ impl ScrapeConfig {
             ));
         }
         if self.scheme != "http" && self.scheme != "https" {
-            return Err(err("scheme", format!("{:?} is not http or https", self.scheme)));
+            return Err(err(
+                "scheme",
+                format!("{:?} is not http or https", self.scheme),
+            ));
         }
         if !self.metrics_path.starts_with('/') {
-            return Err(err("metrics_path", format!("{:?} must start with '/'", self.metrics_path)));
+            return Err(err(
+                "metrics_path",
+                format!("{:?} must start with '/'", self.metrics_path),
+            ));
         }
-        let auths = [self.basic_auth.is_some(), self.bearer_token.is_some() || self.bearer_token_file.is_some(), self.authorization.is_some()];
+        let auths = [
+            self.basic_auth.is_some(),
+            self.bearer_token.is_some() || self.bearer_token_file.is_some(),
+            self.authorization.is_some(),
+        ];
         if auths.iter().filter(|a| **a).count() > 1 {
-            return Err(err("authorization", "at most one of basic_auth, bearer_token(_file) and authorization may be set".into()));
+            return Err(err(
+                "authorization",
+                "at most one of basic_auth, bearer_token(_file) and authorization may be set"
+                    .into(),
+            ));
         }
         if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
-            return Err(err("bearer_token", "bearer_token and bearer_token_file are mutually exclusive".into()));
+            return Err(err(
+                "bearer_token",
+                "bearer_token and bearer_token_file are mutually exclusive".into(),
+            ));
         }
         if let Some(b) = &self.basic_auth
             && b.password.is_some()
             && b.password_file.is_some()
         {
-            return Err(err("basic_auth", "password and password_file are mutually exclusive".into()));
+            return Err(err(
+                "basic_auth",
+                "password and password_file are mutually exclusive".into(),
+            ));
         }
         if let Some(a) = &self.authorization {
             if a.credentials.is_some() && a.credentials_file.is_some() {
-                return Err(err("authorization", "credentials and credentials_file are mutually exclusive".into()));
+                return Err(err(
+                    "authorization",
+                    "credentials and credentials_file are mutually exclusive".into(),
+                ));
             }
-            if a.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("basic")) {
-                return Err(err("authorization.type", "use basic_auth instead of authorization type Basic".into()));
+            if a.kind
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case("basic"))
+            {
+                return Err(err(
+                    "authorization.type",
+                    "use basic_auth instead of authorization type Basic".into(),
+                ));
             }
         }
         if let Some(t) = &self.tls_config
@@ -335,12 +376,18 @@ impl ScrapeConfig {
         for (i, s) in self.static_configs.iter().enumerate() {
             for t in &s.targets {
                 if t.is_empty() || t.contains('/') {
-                    return Err(err(&format!("static_configs[{i}].targets"), format!("{t:?} is not a valid host:port")));
+                    return Err(err(
+                        &format!("static_configs[{i}].targets"),
+                        format!("{t:?} is not a valid host:port"),
+                    ));
                 }
             }
             for name in s.labels.keys() {
                 if !day2_model::labels::is_valid_label_name(name) {
-                    return Err(err(&format!("static_configs[{i}].labels"), format!("{name:?} is not a valid label name")));
+                    return Err(err(
+                        &format!("static_configs[{i}].labels"),
+                        format!("{name:?} is not a valid label name"),
+                    ));
                 }
             }
         }
@@ -348,12 +395,17 @@ impl ScrapeConfig {
             for file in &f.files {
                 let ext_ok = [".json", ".yml", ".yaml"].iter().any(|e| file.ends_with(e));
                 if !ext_ok {
-                    return Err(err(&format!("file_sd_configs[{i}].files"), format!("{file:?} must end in .json, .yml or .yaml")));
+                    return Err(err(
+                        &format!("file_sd_configs[{i}].files"),
+                        format!("{file:?} must end in .json, .yml or .yaml"),
+                    ));
                 }
             }
         }
-        crate::relabel::compile(&self.relabel_configs).map_err(|e| err("relabel_configs", e.to_string()))?;
-        crate::relabel::compile(&self.metric_relabel_configs).map_err(|e| err("metric_relabel_configs", e.to_string()))?;
+        crate::relabel::compile(&self.relabel_configs)
+            .map_err(|e| err("relabel_configs", e.to_string()))?;
+        crate::relabel::compile(&self.metric_relabel_configs)
+            .map_err(|e| err("metric_relabel_configs", e.to_string()))?;
         Ok(())
     }
 }
@@ -376,25 +428,42 @@ mod tests {
         assert_eq!(c.interval(&g), Duration::from_secs(60));
         assert_eq!(c.timeout(&g), Duration::from_secs(10));
         let short = sc("job_name: a\nscrape_interval: 5s\n");
-        assert_eq!(short.timeout(&g), Duration::from_secs(5), "global timeout is capped at the job interval");
+        assert_eq!(
+            short.timeout(&g),
+            Duration::from_secs(5),
+            "global timeout is capped at the job interval"
+        );
         assert!(c.validate(&g).is_ok());
     }
 
     #[test]
     fn validation_names_job_and_field() {
         let g = GlobalConfig::default();
-        let e = sc("job_name: a\nscrape_interval: 5s\nscrape_timeout: 10s\n").validate(&g).unwrap_err();
+        let e = sc("job_name: a\nscrape_interval: 5s\nscrape_timeout: 10s\n")
+            .validate(&g)
+            .unwrap_err();
         assert_eq!(e.field, "scrape_timeout");
         assert!(e.to_string().contains("job \"a\""), "{e}");
-        let e = sc("job_name: k\nkubernetes_sd_configs: [{role: pod}]\n").validate(&g).unwrap_err();
+        let e = sc("job_name: k\nkubernetes_sd_configs: [{role: pod}]\n")
+            .validate(&g)
+            .unwrap_err();
         assert_eq!(e.field, "kubernetes_sd_configs");
         assert!(e.message.contains("not supported"));
-        let e = sc("job_name: a\nbasic_auth: {username: u}\nbearer_token: x\n").validate(&g).unwrap_err();
+        let e = sc("job_name: a\nbasic_auth: {username: u}\nbearer_token: x\n")
+            .validate(&g)
+            .unwrap_err();
         assert_eq!(e.field, "authorization");
-        let e = sc("job_name: a\nrelabel_configs: [{action: nope}]\n").validate(&g).unwrap_err();
+        let e = sc("job_name: a\nrelabel_configs: [{action: nope}]\n")
+            .validate(&g)
+            .unwrap_err();
         assert_eq!(e.field, "relabel_configs");
         let e = sc("job_name: a\nscheme: ftp\n").validate(&g).unwrap_err();
         assert_eq!(e.field, "scheme");
-        assert_eq!(sc("job_name: a\nbody_size_limit: 10MB\n").limits(&g).body_size_limit, 10 << 20);
+        assert_eq!(
+            sc("job_name: a\nbody_size_limit: 10MB\n")
+                .limits(&g)
+                .body_size_limit,
+            10 << 20
+        );
     }
 }

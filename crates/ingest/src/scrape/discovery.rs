@@ -29,7 +29,11 @@ struct FileGroup {
 pub fn static_groups(cfgs: &[StaticConfig]) -> Vec<TargetGroup> {
     cfgs.iter()
         .enumerate()
-        .map(|(i, c)| TargetGroup { source: format!("static:{i}"), targets: c.targets.clone(), labels: c.labels.clone() })
+        .map(|(i, c)| TargetGroup {
+            source: format!("static:{i}"),
+            targets: c.targets.clone(),
+            labels: c.labels.clone(),
+        })
         .collect()
 }
 
@@ -44,7 +48,10 @@ pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
     for (i, g) in groups.iter().enumerate() {
         for name in g.labels.keys() {
             if !day2_model::labels::is_valid_label_name(name) {
-                return Err(format!("{}: group {i}: invalid label name {name:?}", path.display()));
+                return Err(format!(
+                    "{}: group {i}: invalid label name {name:?}",
+                    path.display()
+                ));
             }
         }
     }
@@ -54,7 +61,11 @@ pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
         .map(|(i, g)| {
             let mut labels = g.labels;
             labels.insert("__meta_filepath".into(), path.display().to_string());
-            TargetGroup { source: format!("{}:{i}", path.display()), targets: g.targets, labels }
+            TargetGroup {
+                source: format!("{}:{i}", path.display()),
+                targets: g.targets,
+                labels,
+            }
         })
         .collect())
 }
@@ -66,14 +77,19 @@ fn expand(pattern: &str) -> Vec<PathBuf> {
     if !name.contains('*') {
         return vec![p.to_path_buf()];
     }
-    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let (prefix, suffix) = name.split_once('*').unwrap_or((name, ""));
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .filter(|e| {
                     let n = e.file_name().to_string_lossy().to_string();
-                    n.len() >= prefix.len() + suffix.len() && n.starts_with(prefix) && n.ends_with(suffix)
+                    n.len() >= prefix.len() + suffix.len()
+                        && n.starts_with(prefix)
+                        && n.ends_with(suffix)
                 })
                 .map(|e| e.path())
                 .collect()
@@ -95,7 +111,13 @@ pub struct FileWatcher {
 
 impl FileWatcher {
     pub fn new(cfgs: Vec<FileSdConfig>) -> Self {
-        FileWatcher { cfgs, seen: BTreeMap::new(), last_full: Instant::now(), groups: BTreeMap::new(), last_error: None }
+        FileWatcher {
+            cfgs,
+            seen: BTreeMap::new(),
+            last_full: Instant::now(),
+            groups: BTreeMap::new(),
+            last_error: None,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,7 +126,12 @@ impl FileWatcher {
 
     /// Re-reads changed files; returns the current groups when anything changed.
     pub fn poll(&mut self, force: bool) -> Option<Vec<TargetGroup>> {
-        let refresh = self.cfgs.iter().map(|c| c.refresh_interval).min().unwrap_or_default();
+        let refresh = self
+            .cfgs
+            .iter()
+            .map(|c| c.refresh_interval)
+            .min()
+            .unwrap_or_default();
         let full = force || self.last_full.elapsed() >= refresh;
         if full {
             self.last_full = Instant::now();
@@ -117,7 +144,12 @@ impl FileWatcher {
         }
         let mut changed = false;
         // files that disappeared take their targets with them
-        let gone: Vec<PathBuf> = self.groups.keys().filter(|p| !paths.contains(p)).cloned().collect();
+        let gone: Vec<PathBuf> = self
+            .groups
+            .keys()
+            .filter(|p| !paths.contains(p))
+            .cloned()
+            .collect();
         for p in gone {
             self.groups.remove(&p);
             self.seen.remove(&p);
@@ -155,13 +187,23 @@ mod tests {
     fn reads_json_and_yaml_and_keeps_last_good_on_error() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("t.json");
-        std::fs::write(&f, r#"[{"targets": ["a:1", "b:2"], "labels": {"env": "prod"}}]"#).unwrap();
+        std::fs::write(
+            &f,
+            r#"[{"targets": ["a:1", "b:2"], "labels": {"env": "prod"}}]"#,
+        )
+        .unwrap();
         let y = dir.path().join("u.yml");
         std::fs::write(&y, "- targets: ['c:3']\n").unwrap();
         let pattern = dir.path().join("*.json").display().to_string();
         let mut w = FileWatcher::new(vec![
-            FileSdConfig { files: vec![pattern], refresh_interval: std::time::Duration::from_secs(300) },
-            FileSdConfig { files: vec![y.display().to_string()], refresh_interval: std::time::Duration::from_secs(300) },
+            FileSdConfig {
+                files: vec![pattern],
+                refresh_interval: std::time::Duration::from_secs(300),
+            },
+            FileSdConfig {
+                files: vec![y.display().to_string()],
+                refresh_interval: std::time::Duration::from_secs(300),
+            },
         ]);
         let groups = w.poll(true).unwrap();
         assert_eq!(groups.len(), 2);
@@ -169,7 +211,10 @@ mod tests {
         assert_eq!(json.labels.get("env").map(String::as_str), Some("prod"));
         assert!(w.poll(false).is_none(), "nothing changed");
         std::fs::write(&f, "not json").unwrap();
-        assert!(w.poll(true).is_none(), "a bad file keeps the last good groups");
+        assert!(
+            w.poll(true).is_none(),
+            "a bad file keeps the last good groups"
+        );
         assert!(w.last_error.as_ref().unwrap().contains("t.json"));
     }
 }

@@ -59,12 +59,35 @@ impl ScrapeStats {
     /// Prometheus text-format lines.
     pub fn render(&self, out: &mut String) {
         for (name, kind, help, v) in [
-            ("day2_scrapes_total", "counter", "Scrapes performed.", self.scrapes_total),
-            ("day2_scrape_failures_total", "counter", "Scrapes that failed (up=0).", self.scrape_failures_total),
-            ("day2_scrape_samples_total", "counter", "Samples ingested by scraping.", self.samples_scraped_total),
-            ("day2_scrape_active_targets", "gauge", "Targets being scraped.", self.active_targets),
+            (
+                "day2_scrapes_total",
+                "counter",
+                "Scrapes performed.",
+                self.scrapes_total,
+            ),
+            (
+                "day2_scrape_failures_total",
+                "counter",
+                "Scrapes that failed (up=0).",
+                self.scrape_failures_total,
+            ),
+            (
+                "day2_scrape_samples_total",
+                "counter",
+                "Samples ingested by scraping.",
+                self.samples_scraped_total,
+            ),
+            (
+                "day2_scrape_active_targets",
+                "gauge",
+                "Targets being scraped.",
+                self.active_targets,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         }
     }
 }
@@ -94,7 +117,11 @@ struct LoopHandle {
 #[derive(Clone, PartialEq)]
 enum PoolSpec {
     Config(Box<ScrapeConfig>, Box<GlobalConfig>),
-    Internal { job: String, instance: String, interval: Duration },
+    Internal {
+        job: String,
+        instance: String,
+        interval: Duration,
+    },
 }
 
 struct Pool {
@@ -109,7 +136,11 @@ impl Pool {
     async fn stop_loops(&self, keep: &[Labels], mark_stale: bool) {
         let stopped: Vec<LoopHandle> = {
             let mut loops = self.loops.lock();
-            let gone: Vec<Labels> = loops.keys().filter(|l| !keep.contains(l)).cloned().collect();
+            let gone: Vec<Labels> = loops
+                .keys()
+                .filter(|l| !keep.contains(l))
+                .cloned()
+                .collect();
             gone.into_iter().filter_map(|l| loops.remove(&l)).collect()
         };
         for h in stopped {
@@ -129,14 +160,21 @@ pub struct ScrapeManager {
 }
 
 fn auth_header(cfg: &ScrapeConfig) -> Result<Option<String>, String> {
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).map(|s| s.trim().to_string()).map_err(|e| format!("{}: {e}", p.display()));
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
     if let Some(b) = &cfg.basic_auth {
         let pw = match (&b.password, &b.password_file) {
             (Some(p), _) => p.clone(),
             (None, Some(f)) => read(f)?,
             _ => String::new(),
         };
-        return Ok(Some(format!("Basic {}", base64(format!("{}:{pw}", b.username).as_bytes()))));
+        return Ok(Some(format!(
+            "Basic {}",
+            base64(format!("{}:{pw}", b.username).as_bytes())
+        )));
     }
     if let Some(t) = &cfg.bearer_token {
         return Ok(Some(format!("Bearer {t}")));
@@ -160,7 +198,9 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -200,18 +240,43 @@ impl ScrapeManager {
     }
 
     /// Applies a (validated) configuration, diffing against what runs.
-    pub async fn apply(&self, global: GlobalConfig, configs: Vec<ScrapeConfig>, internal: Vec<InternalTarget>) {
+    pub async fn apply(
+        &self,
+        global: GlobalConfig,
+        configs: Vec<ScrapeConfig>,
+        internal: Vec<InternalTarget>,
+    ) {
         let mut pools = self.pools.lock().await;
         let mut wanted: BTreeMap<String, (PoolSpec, Option<InternalTarget>)> = BTreeMap::new();
         for c in configs {
-            wanted.insert(c.job_name.clone(), (PoolSpec::Config(Box::new(c), Box::new(global.clone())), None));
+            wanted.insert(
+                c.job_name.clone(),
+                (
+                    PoolSpec::Config(Box::new(c), Box::new(global.clone())),
+                    None,
+                ),
+            );
         }
         for it in internal {
             let key = format!("{}#internal", it.job);
-            wanted.insert(key, (PoolSpec::Internal { job: it.job.clone(), instance: it.instance.clone(), interval: it.interval }, Some(it)));
+            wanted.insert(
+                key,
+                (
+                    PoolSpec::Internal {
+                        job: it.job.clone(),
+                        instance: it.instance.clone(),
+                        interval: it.interval,
+                    },
+                    Some(it),
+                ),
+            );
         }
         // stop pools that are gone (their targets go stale)
-        let gone: Vec<String> = pools.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+        let gone: Vec<String> = pools
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
         for k in gone {
             if let Some(p) = pools.remove(&k) {
                 if let Some(d) = p.discovery.lock().take() {
@@ -231,9 +296,15 @@ impl ScrapeManager {
         *self.view.lock() = pools.iter().map(|(k, p)| (k.clone(), p.clone())).collect();
     }
 
-    async fn start_pool(&self, spec: PoolSpec, internal: Option<InternalTarget>, old: Option<Arc<Pool>>) -> Arc<Pool> {
+    async fn start_pool(
+        &self,
+        spec: PoolSpec,
+        internal: Option<InternalTarget>,
+        old: Option<Arc<Pool>>,
+    ) -> Arc<Pool> {
         // carry over staleness state of targets that survive the reload
-        let mut carried: HashMap<Labels, Arc<Mutex<std::collections::HashSet<Labels>>>> = HashMap::new();
+        let mut carried: HashMap<Labels, Arc<Mutex<std::collections::HashSet<Labels>>>> =
+            HashMap::new();
         if let Some(old) = &old {
             if let Some(d) = old.discovery.lock().take() {
                 d.abort();
@@ -243,9 +314,22 @@ impl ScrapeManager {
             }
         }
         let pool = match (&spec, internal) {
-            (PoolSpec::Internal { job, instance, interval }, Some(it)) => {
-                let labels = Labels::from_pairs([("job", job.as_str()), ("instance", instance.as_str())]);
-                let pool = Arc::new(Pool { spec: spec.clone(), loops: Mutex::new(HashMap::new()), dropped: Mutex::new(Vec::new()), discovery: Mutex::new(None) });
+            (
+                PoolSpec::Internal {
+                    job,
+                    instance,
+                    interval,
+                },
+                Some(it),
+            ) => {
+                let labels =
+                    Labels::from_pairs([("job", job.as_str()), ("instance", instance.as_str())]);
+                let pool = Arc::new(Pool {
+                    spec: spec.clone(),
+                    loops: Mutex::new(HashMap::new()),
+                    dropped: Mutex::new(Vec::new()),
+                    discovery: Mutex::new(None),
+                });
                 let ctx = LoopCtx {
                     labels: labels.clone(),
                     discovered: labels.clone(),
@@ -266,8 +350,12 @@ impl ScrapeManager {
                 spawn_loop(&pool, ctx);
                 pool
             }
-            (PoolSpec::Config(cfg, global), _) => self.start_config_pool(cfg, global, carried).await,
-            (PoolSpec::Internal { .. }, None) => unreachable!("internal pools always come with their source"),
+            (PoolSpec::Config(cfg, global), _) => {
+                self.start_config_pool(cfg, global, carried).await
+            }
+            (PoolSpec::Internal { .. }, None) => {
+                unreachable!("internal pools always come with their source")
+            }
         };
         if let Some(old) = old {
             let keep: Vec<Labels> = pool.loops.lock().keys().cloned().collect();
@@ -301,14 +389,20 @@ impl ScrapeManager {
             let appender = self.appender.clone();
             let counters = self.counters.clone();
             let cfg = cfg.clone();
-            move |t: &target::Target, previous: Arc<Mutex<std::collections::HashSet<Labels>>>| -> Result<LoopCtx, String> {
+            move |t: &target::Target,
+                  previous: Arc<Mutex<std::collections::HashSet<Labels>>>|
+                  -> Result<LoopCtx, String> {
                 let client = client.clone()?;
                 let auth = auth.clone()?;
                 Ok(LoopCtx {
                     labels: t.labels.clone(),
                     discovered: t.discovered.clone(),
                     scrape_url: t.url.clone(),
-                    source: Source::Http { client, url: t.url.clone(), auth },
+                    source: Source::Http {
+                        client,
+                        url: t.url.clone(),
+                        auth,
+                    },
                     interval: t.interval,
                     timeout: t.timeout,
                     honor_labels: cfg.honor_labels,
@@ -327,7 +421,10 @@ impl ScrapeManager {
         let sync = {
             let cfg = cfg.clone();
             let global = global.clone();
-            move |pool: &Pool, file_groups: &[discovery::TargetGroup], carried: &HashMap<Labels, Arc<Mutex<std::collections::HashSet<Labels>>>>| -> Vec<Labels> {
+            move |pool: &Pool,
+                  file_groups: &[discovery::TargetGroup],
+                  carried: &HashMap<Labels, Arc<Mutex<std::collections::HashSet<Labels>>>>|
+                  -> Vec<Labels> {
                 let mut groups = statics.clone();
                 groups.extend(file_groups.iter().cloned());
                 let mut built = target::build(&cfg, &global, &groups, &rules);
@@ -347,7 +444,9 @@ impl ScrapeManager {
                     let previous = carried.get(&t.labels).cloned().unwrap_or_default();
                     match factory(t, previous) {
                         Ok(ctx) => spawn_loop(pool, ctx),
-                        Err(e) => tracing::error!(job = %cfg.job_name, error = %e, "cannot scrape target"),
+                        Err(e) => {
+                            tracing::error!(job = %cfg.job_name, error = %e, "cannot scrape target")
+                        }
                     }
                 }
                 keep
@@ -429,7 +528,12 @@ impl ScrapeManager {
             scrapes_total: self.counters.scrapes.load(Ordering::Relaxed),
             scrape_failures_total: self.counters.failures.load(Ordering::Relaxed),
             samples_scraped_total: self.counters.samples.load(Ordering::Relaxed),
-            active_targets: self.view.lock().iter().map(|(_, p)| p.loops.lock().len() as u64).sum(),
+            active_targets: self
+                .view
+                .lock()
+                .iter()
+                .map(|(_, p)| p.loops.lock().len() as u64)
+                .sum(),
         }
     }
 
@@ -451,7 +555,14 @@ fn spawn_loop(pool: &Pool, ctx: LoopCtx) {
     let ctx = Arc::new(ctx);
     let (tx, rx) = watch::channel(None);
     let task = tokio::spawn(scrape_loop::run(ctx.clone(), rx));
-    pool.loops.lock().insert(ctx.labels.clone(), LoopHandle { ctx, stop: tx, task });
+    pool.loops.lock().insert(
+        ctx.labels.clone(),
+        LoopHandle {
+            ctx,
+            stop: tx,
+            task,
+        },
+    );
 }
 
 #[cfg(test)]

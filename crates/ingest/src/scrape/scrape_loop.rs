@@ -21,7 +21,11 @@ const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/ope
 /// Where a target's body comes from.
 #[derive(Clone)]
 pub enum Source {
-    Http { client: reqwest::Client, url: String, auth: Option<String> },
+    Http {
+        client: reqwest::Client,
+        url: String,
+        auth: Option<String>,
+    },
     Internal(InternalSource),
 }
 
@@ -57,7 +61,9 @@ pub struct LoopCtx {
 }
 
 fn now_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Runs until `stop` carries `Some(mark_stale)`.
@@ -91,7 +97,9 @@ async fn append(ctx: &LoopCtx, batch: Vec<TimeSeries>) {
     let appender = ctx.appender.clone();
     match tokio::task::spawn_blocking(move || appender.append(batch)).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(target_url = %ctx.scrape_url, error = %e, "storing scraped samples failed"),
+        Ok(Err(e)) => {
+            tracing::error!(target_url = %ctx.scrape_url, error = %e, "storing scraped samples failed")
+        }
         Err(e) => tracing::error!(error = %e, "append task failed"),
     }
 }
@@ -103,7 +111,13 @@ pub async fn mark_all_stale(ctx: &LoopCtx) {
         return;
     }
     let t = now_ms(SystemTime::now());
-    let batch = prev.into_iter().map(|labels| TimeSeries { labels, samples: vec![Sample::new(t, STALE_NAN)] }).collect();
+    let batch = prev
+        .into_iter()
+        .map(|labels| TimeSeries {
+            labels,
+            samples: vec![Sample::new(t, STALE_NAN)],
+        })
+        .collect();
     append(ctx, batch).await;
 }
 
@@ -111,9 +125,14 @@ async fn fetch(ctx: &LoopCtx) -> Result<(Vec<u8>, Format), String> {
     match &ctx.source {
         Source::Internal(f) => {
             let f = f.clone();
-            let body = tokio::task::spawn_blocking(move || f()).await.map_err(|e| format!("collector task failed: {e}"))??;
+            let body = tokio::task::spawn_blocking(move || f())
+                .await
+                .map_err(|e| format!("collector task failed: {e}"))??;
             if ctx.limits.body_size_limit > 0 && body.len() as u64 > ctx.limits.body_size_limit {
-                return Err(format!("body size limit exceeded ({} bytes)", ctx.limits.body_size_limit));
+                return Err(format!(
+                    "body size limit exceeded ({} bytes)",
+                    ctx.limits.body_size_limit
+                ));
             }
             Ok((body, Format::Prometheus))
         }
@@ -121,7 +140,10 @@ async fn fetch(ctx: &LoopCtx) -> Result<(Vec<u8>, Format), String> {
             let mut req = client
                 .get(url)
                 .header("Accept", ACCEPT)
-                .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", ctx.timeout.as_secs_f64()))
+                .header(
+                    "X-Prometheus-Scrape-Timeout-Seconds",
+                    format!("{}", ctx.timeout.as_secs_f64()),
+                )
                 .timeout(ctx.timeout);
             if let Some(a) = auth {
                 req = req.header("Authorization", a);
@@ -130,12 +152,20 @@ async fn fetch(ctx: &LoopCtx) -> Result<(Vec<u8>, Format), String> {
             if !resp.status().is_success() {
                 return Err(format!("server returned HTTP status {}", resp.status()));
             }
-            let format = Format::from_content_type(resp.headers().get("content-type").and_then(|v| v.to_str().ok()));
+            let format = Format::from_content_type(
+                resp.headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok()),
+            );
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
                 body.extend_from_slice(&chunk);
-                if ctx.limits.body_size_limit > 0 && body.len() as u64 > ctx.limits.body_size_limit {
-                    return Err(format!("body size limit exceeded ({} bytes)", ctx.limits.body_size_limit));
+                if ctx.limits.body_size_limit > 0 && body.len() as u64 > ctx.limits.body_size_limit
+                {
+                    return Err(format!(
+                        "body size limit exceeded ({} bytes)",
+                        ctx.limits.body_size_limit
+                    ));
                 }
             }
             Ok((body, format))
@@ -196,23 +226,41 @@ fn process(ctx: &LoopCtx, body: &[u8], format: Format, t: i64) -> Result<Process
     let mut current = HashSet::with_capacity(scraped);
     for s in parsed.samples {
         let labels = merge(&ctx.labels, &s.labels, ctx.honor_labels);
-        let Some(labels) = relabel::apply(&labels, &ctx.metric_rules) else { continue };
+        let Some(labels) = relabel::apply(&labels, &ctx.metric_rules) else {
+            continue;
+        };
         if labels.metric_name().is_none() {
             continue;
         }
         if lim.label_limit > 0 && labels.len() as u64 > lim.label_limit {
-            return Err(format!("label_limit exceeded: {labels} has {} labels (limit {})", labels.len(), lim.label_limit));
+            return Err(format!(
+                "label_limit exceeded: {labels} has {} labels (limit {})",
+                labels.len(),
+                lim.label_limit
+            ));
         }
         for l in &labels {
-            if lim.label_name_length_limit > 0 && l.name.len() as u64 > lim.label_name_length_limit {
-                return Err(format!("label_name_length_limit exceeded: label name {:?} (limit {})", l.name, lim.label_name_length_limit));
+            if lim.label_name_length_limit > 0 && l.name.len() as u64 > lim.label_name_length_limit
+            {
+                return Err(format!(
+                    "label_name_length_limit exceeded: label name {:?} (limit {})",
+                    l.name, lim.label_name_length_limit
+                ));
             }
-            if lim.label_value_length_limit > 0 && l.value.len() as u64 > lim.label_value_length_limit {
-                return Err(format!("label_value_length_limit exceeded: value of {:?} (limit {})", l.name, lim.label_value_length_limit));
+            if lim.label_value_length_limit > 0
+                && l.value.len() as u64 > lim.label_value_length_limit
+            {
+                return Err(format!(
+                    "label_value_length_limit exceeded: value of {:?} (limit {})",
+                    l.name, lim.label_value_length_limit
+                ));
             }
         }
         if lim.sample_limit > 0 && series.len() as u64 >= lim.sample_limit {
-            return Err(format!("sample_limit exceeded: more than {} samples", lim.sample_limit));
+            return Err(format!(
+                "sample_limit exceeded: more than {} samples",
+                lim.sample_limit
+            ));
         }
         let ts = match s.timestamp_ms {
             Some(ts) if ctx.honor_timestamps => ts,
@@ -221,16 +269,27 @@ fn process(ctx: &LoopCtx, body: &[u8], format: Format, t: i64) -> Result<Process
                 t
             }
         };
-        series.push(TimeSeries { labels, samples: vec![Sample::new(ts, s.value)] });
+        series.push(TimeSeries {
+            labels,
+            samples: vec![Sample::new(ts, s.value)],
+        });
     }
     let post_relabel = series.len();
-    Ok(Processed { series, current, scraped, post_relabel })
+    Ok(Processed {
+        series,
+        current,
+        scraped,
+        post_relabel,
+    })
 }
 
 fn report(ctx: &LoopCtx, name: &str, t: i64, v: f64) -> TimeSeries {
     let mut b = ctx.labels.to_builder();
     b.set(METRIC_NAME, name);
-    TimeSeries { labels: b.build(), samples: vec![Sample::new(t, v)] }
+    TimeSeries {
+        labels: b.build(),
+        samples: vec![Sample::new(t, v)],
+    }
 }
 
 /// One scrape: fetch, process, staleness, report series, append.
@@ -251,21 +310,36 @@ pub async fn scrape_once(ctx: &LoopCtx) {
             (Vec::new(), HashSet::new(), 0, 0, Some(e))
         }
     };
-    ctx.counters.samples.fetch_add(post as u64, Ordering::Relaxed);
+    ctx.counters
+        .samples
+        .fetch_add(post as u64, Ordering::Relaxed);
     let added;
     {
         let mut prev = ctx.previous.lock();
         added = current.difference(&prev).count();
         for gone in prev.difference(&current) {
-            batch.push(TimeSeries { labels: gone.clone(), samples: vec![Sample::new(t, STALE_NAN)] });
+            batch.push(TimeSeries {
+                labels: gone.clone(),
+                samples: vec![Sample::new(t, STALE_NAN)],
+            });
         }
         *prev = current;
     }
     let up = err.is_none();
     batch.push(report(ctx, "up", t, if up { 1.0 } else { 0.0 }));
-    batch.push(report(ctx, "scrape_duration_seconds", t, took.as_secs_f64()));
+    batch.push(report(
+        ctx,
+        "scrape_duration_seconds",
+        t,
+        took.as_secs_f64(),
+    ));
     batch.push(report(ctx, "scrape_samples_scraped", t, scraped as f64));
-    batch.push(report(ctx, "scrape_samples_post_metric_relabeling", t, post as f64));
+    batch.push(report(
+        ctx,
+        "scrape_samples_post_metric_relabeling",
+        t,
+        post as f64,
+    ));
     batch.push(report(ctx, "scrape_series_added", t, added as f64));
     append(ctx, batch).await;
     if let Some(e) = &err {

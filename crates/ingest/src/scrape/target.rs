@@ -43,7 +43,12 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-pub fn build(cfg: &ScrapeConfig, g: &GlobalConfig, groups: &[TargetGroup], rules: &[RelabelRule]) -> Built {
+pub fn build(
+    cfg: &ScrapeConfig,
+    g: &GlobalConfig,
+    groups: &[TargetGroup],
+    rules: &[RelabelRule],
+) -> Built {
     let mut out = Built::default();
     let interval = cfg.interval(g);
     let timeout = cfg.timeout(g);
@@ -70,15 +75,21 @@ pub fn build(cfg: &ScrapeConfig, g: &GlobalConfig, groups: &[TargetGroup], rules
                 continue;
             };
             let Some(address) = relabelled.get("__address__").map(str::to_string) else {
-                out.errors.push(format!("target {addr:?}: no address after relabelling"));
+                out.errors
+                    .push(format!("target {addr:?}: no address after relabelling"));
                 continue;
             };
             if address.contains('/') {
-                out.errors.push(format!("target {addr:?}: {address:?} is not a valid host:port"));
+                out.errors.push(format!(
+                    "target {addr:?}: {address:?} is not a valid host:port"
+                ));
                 continue;
             }
             let scheme = relabelled.get("__scheme__").unwrap_or("http").to_string();
-            let path = relabelled.get("__metrics_path__").unwrap_or("/metrics").to_string();
+            let path = relabelled
+                .get("__metrics_path__")
+                .unwrap_or("/metrics")
+                .to_string();
             let mut params: BTreeMap<String, Vec<String>> = cfg.params.clone();
             for l in relabelled.iter() {
                 if let Some(p) = l.name.strip_prefix("__param_") {
@@ -92,9 +103,16 @@ pub fn build(cfg: &ScrapeConfig, g: &GlobalConfig, groups: &[TargetGroup], rules
             }
             let query: Vec<String> = params
                 .iter()
-                .flat_map(|(k, vs)| vs.iter().map(move |v| format!("{}={}", percent_encode(k), percent_encode(v))))
+                .flat_map(|(k, vs)| {
+                    vs.iter()
+                        .map(move |v| format!("{}={}", percent_encode(k), percent_encode(v)))
+                })
                 .collect();
-            let url = if query.is_empty() { format!("{scheme}://{address}{path}") } else { format!("{scheme}://{address}{path}?{}", query.join("&")) };
+            let url = if query.is_empty() {
+                format!("{scheme}://{address}{path}")
+            } else {
+                format!("{scheme}://{address}{path}?{}", query.join("&"))
+            };
             let mut fin = relabelled.to_builder();
             if fin.get("instance").is_none() {
                 fin.set("instance", address.clone());
@@ -104,7 +122,13 @@ pub fn build(cfg: &ScrapeConfig, g: &GlobalConfig, groups: &[TargetGroup], rules
             if out.active.iter().any(|t: &Target| t.labels == labels) {
                 continue; // Prometheus deduplicates identical targets
             }
-            out.active.push(Target { labels, discovered, url, interval, timeout });
+            out.active.push(Target {
+                labels,
+                discovered,
+                url,
+                interval,
+                timeout,
+            });
         }
     }
     out
@@ -123,15 +147,31 @@ mod tests {
         let g = GlobalConfig::default();
         let rules = relabel::compile(&cfg.relabel_configs).unwrap();
         let groups = vec![
-            TargetGroup { source: "s".into(), targets: vec!["a:9100".into()], labels: [("env".to_string(), "prod".to_string())].into() },
-            TargetGroup { source: "s".into(), targets: vec!["b:9100".into()], labels: [("env".to_string(), "dev".to_string())].into() },
+            TargetGroup {
+                source: "s".into(),
+                targets: vec!["a:9100".into()],
+                labels: [("env".to_string(), "prod".to_string())].into(),
+            },
+            TargetGroup {
+                source: "s".into(),
+                targets: vec!["b:9100".into()],
+                labels: [("env".to_string(), "dev".to_string())].into(),
+            },
         ];
         let built = build(&cfg, &g, &groups, &rules);
         assert_eq!(built.active.len(), 1);
         assert_eq!(built.dropped.len(), 1);
         let t = &built.active[0];
         assert_eq!(t.url, "http://a:9100/metrics?module=http_2xx");
-        assert_eq!(t.labels, Labels::from_pairs([("env", "prod"), ("host", "a"), ("instance", "a:9100"), ("job", "node")]));
+        assert_eq!(
+            t.labels,
+            Labels::from_pairs([
+                ("env", "prod"),
+                ("host", "a"),
+                ("instance", "a:9100"),
+                ("job", "node")
+            ])
+        );
         assert_eq!(t.discovered.get("__address__"), Some("a:9100"));
     }
 }
