@@ -176,8 +176,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         args.batch
     );
     println!(
-        "{:<16} {:>12} {:>14} {:>14} {:>13} {:>7}  {}",
-        "target", "samples/s", "CPU-s per 1M", "peak RSS MiB", "bytes/sample", "errors", "check"
+        "target              samples/s   CPU-s per 1M   peak RSS MiB  bytes/sample  errors  check"
     );
     for r in &rows {
         println!(
