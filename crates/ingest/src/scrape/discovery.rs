@@ -143,6 +143,7 @@ impl FileWatcher {
             }
         }
         let mut changed = false;
+        let mut errors = Vec::new();
         // files that disappeared take their targets with them
         let gone: Vec<PathBuf> = self
             .groups
@@ -167,13 +168,15 @@ impl FileWatcher {
                         self.groups.insert(p, g);
                         changed = true;
                     }
-                    self.last_error = None;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "file_sd: keeping the last good targets");
-                    self.last_error = Some(e);
+                    errors.push(e);
                 }
             }
+        }
+        if full || !errors.is_empty() {
+            self.last_error = (!errors.is_empty()).then(|| errors.join("; "));
         }
         changed.then(|| self.groups.values().flatten().cloned().collect())
     }
