@@ -28,6 +28,8 @@ pub struct Day2Config {
     #[serde(default)]
     pub self_metrics: SelfScrapeSection,
     #[serde(default)]
+    pub query: QuerySection,
+    #[serde(default)]
     pub global: GlobalConfig,
     #[serde(default)]
     pub scrape_configs: Vec<ScrapeConfig>,
@@ -144,6 +146,44 @@ fn default_max_body() -> u64 {
 }
 fn default_max_decoded() -> u64 {
     256 << 20
+}
+
+/// PromQL engine limits (Prometheus's `--query.*` flags). Changes need a restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySection {
+    #[serde(default = "default_lookback", deserialize_with = "duration")]
+    pub lookback_delta: Duration,
+    #[serde(default = "default_query_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_max_samples")]
+    pub max_samples: usize,
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+}
+
+impl Default for QuerySection {
+    fn default() -> Self {
+        QuerySection {
+            lookback_delta: default_lookback(),
+            timeout: default_query_timeout(),
+            max_samples: default_max_samples(),
+            max_concurrency: default_max_concurrency(),
+        }
+    }
+}
+
+fn default_lookback() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_query_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_max_samples() -> usize {
+    50_000_000
+}
+fn default_max_concurrency() -> usize {
+    20
 }
 
 /// An in-process scrape target (host collector or day2's own metrics).

@@ -279,6 +279,12 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         scrape_status: Arc::new(ScrapeMetrics(scrape.clone())),
         write_limits: parking_lot::RwLock::new(WriteLimits::default()),
         rate_limiter: day2_server::RateLimiter::new(0),
+        engine: Arc::new(day2_promql::Engine::new(day2_promql::EngineOptions {
+            lookback_delta: cfg.query.lookback_delta,
+            timeout: cfg.query.timeout,
+            max_samples: cfg.query.max_samples,
+        })),
+        query_slots: tokio::sync::Semaphore::new(cfg.query.max_concurrency.max(1)),
         reload: Arc::new(move || -> ReloadFuture {
             let app = hook_cell.get().and_then(Weak::upgrade);
             Box::pin(async move {

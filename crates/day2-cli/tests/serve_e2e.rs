@@ -351,3 +351,79 @@ fn check_config_reports_file_line_and_field() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn query_api_has_prometheus_shapes_and_status_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Day2::start(tmp.path(), &base_config("query:\n  max_samples: 1000\n")).await;
+    let t0 = (now_ms() / 1000) * 1000 - 60_000;
+    let many: Vec<_> = (0..30)
+        .map(|i| {
+            series(
+                &[("__name__", "load"), ("i", &i.to_string())],
+                &[(t0, i as f64), (t0 + 15_000, i as f64 + 1.0)],
+            )
+        })
+        .collect();
+    assert_eq!(d.remote_write(&many).await.0, 204);
+    let c = client();
+    let at = (t0 + 15_000) as f64 / 1000.0;
+
+    let v = d
+        .get_json(&format!("/api/v1/query?query=sum(load)&time={at}"))
+        .await;
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert_eq!(v["data"]["result"][0]["value"][1], "465");
+
+    let r = c
+        .post(d.url("/api/v1/query"))
+        .form(&[("query", "count(load)"), ("time", &at.to_string())])
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["data"]["result"][0]["value"][1], "30");
+
+    let v = d
+        .get_json(&format!(
+            "/api/v1/query_range?query=load{{i=\"3\"}}&start={}&end={at}&step=15s",
+            t0 as f64 / 1000.0
+        ))
+        .await;
+    assert_eq!(v["data"]["resultType"], "matrix");
+    assert_eq!(
+        v["data"]["result"][0]["values"].as_array().unwrap().len(),
+        2
+    );
+
+    for (path, code, kind) in [
+        ("/api/v1/query?query=sum(load", 400, "bad_data"),
+        (
+            "/api/v1/query_range?query=load&start=1&end=2&step=0",
+            400,
+            "bad_data",
+        ),
+        (
+            "/api/v1/query_range?query=load&start=2&end=1&step=1",
+            400,
+            "bad_data",
+        ),
+        (
+            "/api/v1/query?query=rate(load[1h])[1h:1s]",
+            422,
+            "execution",
+        ),
+    ] {
+        let r = c.get(d.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), code, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["errorType"], kind, "{path}: {v}");
+    }
+    let v = d
+        .get_json("/api/v1/format_query?query=sum(rate(x[5m]))by(job)")
+        .await;
+    assert_eq!(v["data"], "sum by (job) (rate(x[5m]))");
+    let v = d.get_json("/api/v1/status/buildinfo").await;
+    assert!(v["data"]["version"].is_string());
+}

@@ -3,6 +3,7 @@
 //! the way Prometheus clients expect. No business logic lives here.
 
 mod api;
+mod query;
 pub mod ratelimit;
 mod read;
 pub mod selfmetrics;
@@ -70,6 +71,9 @@ pub struct ServerState {
     pub scrape_status: Arc<dyn ScrapeStatus>,
     pub write_limits: RwLock<WriteLimits>,
     pub rate_limiter: RateLimiter,
+    /// PromQL engine and the limit on queries evaluated at once.
+    pub engine: Arc<day2_promql::Engine>,
+    pub query_slots: tokio::sync::Semaphore,
     /// Re-reads and applies the configuration; `Err` leaves the old one running.
     pub reload: Arc<dyn Fn() -> ReloadFuture + Send + Sync>,
 }
@@ -78,6 +82,27 @@ pub struct ServerState {
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/api/v1/write", post(write::remote_write))
+        .route(
+            "/api/v1/query",
+            get(query::instant_get).post(query::instant_post),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(query::range_get).post(query::range_post),
+        )
+        .route(
+            "/api/v1/format_query",
+            get(query::format_query).post(query::format_query),
+        )
+        .route(
+            "/api/v1/parse_query",
+            get(query::parse_query).post(query::parse_query),
+        )
+        .route(
+            "/api/v1/query_exemplars",
+            get(query::query_exemplars).post(query::query_exemplars),
+        )
+        .route("/api/v1/status/buildinfo", get(query::buildinfo))
         .route("/api/v1/series", get(read::series).post(read::series_form))
         .route("/api/v1/labels", get(read::labels).post(read::labels_form))
         .route("/api/v1/label/{name}/values", get(read::label_values))

@@ -1,1 +1,0 @@
-//! Go text/template subset (being written)
