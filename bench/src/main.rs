@@ -22,7 +22,30 @@ struct Cli {
 enum Cmd {
     /// Remote-write ingestion: samples/s, CPU-s per 1M samples, peak RSS, bytes/sample.
     Ingest(IngestArgs),
+    /// Ingests the same data set, then times range queries on each target.
+    Query(QueryArgs),
 }
+
+#[derive(clap::Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    ingest: IngestArgs,
+    /// Runs per query (the first is a warm-up and not counted).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+}
+
+/// Median and p90 in ms, or why the query failed.
+type Timing = Result<(f64, f64), String>;
+
+/// The range queries of the query benchmark (30 min window, 15 s step).
+const QUERIES: &[&str] = &[
+    "sum by (job) (rate(http_requests_total[5m]))",
+    "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
+    "topk(10, node_cpu_seconds_total)",
+    "count by (__name__) ({__name__=~\".+\"})",
+    "avg by (instance) (1 - rate(node_cpu_seconds_total{mode=\"idle\"}[5m]))",
+];
 
 #[derive(clap::Args)]
 struct IngestArgs {
@@ -59,6 +82,69 @@ struct Row {
 }
 
 async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    run(args, 0).await
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Times each query `runs` times (first run discarded); returns (median, p90) in ms, or an error text.
+async fn time_queries(
+    client: &reqwest::Client,
+    srv: &target::Server,
+    start: i64,
+    end: i64,
+    runs: usize,
+) -> Vec<Timing> {
+    let mut out = Vec::new();
+    for q in QUERIES {
+        let mut times = Vec::new();
+        let mut failed = None;
+        for run in 0..runs.max(2) {
+            let t0 = Instant::now();
+            let r = client
+                .get(srv.url("/api/v1/query_range"))
+                .query(&[
+                    ("query", *q),
+                    ("start", &format!("{}", start as f64 / 1000.0)),
+                    ("end", &format!("{}", end as f64 / 1000.0)),
+                    ("step", "15"),
+                ])
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().is_success() => {
+                    let _ = r.bytes().await;
+                }
+                Ok(r) => {
+                    failed = Some(format!("HTTP {}", r.status().as_u16()));
+                    break;
+                }
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+            if run > 0 {
+                times.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        out.push(match failed {
+            Some(e) => Err(e),
+            None => {
+                times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                Ok((percentile(&times, 0.5), percentile(&times, 0.9)))
+            }
+        });
+    }
+    out
+}
+
+async fn run(args: IngestArgs, query_runs: usize) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let steps = args.minutes * 60 / args.step_seconds;
     let ds = data::DataSet::new(args.series);
@@ -93,6 +179,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let mut rows = Vec::new();
+    let mut query_rows: Vec<(String, Vec<Timing>)> = Vec::new();
     for name in args
         .targets
         .split(',')
@@ -156,6 +243,11 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             },
             Err(e) => format!("no answer: {e}"),
         };
+        if query_runs > 0 {
+            let start = end - (steps as i64 - 1) * args.step_seconds as i64 * 1000;
+            let results = time_queries(&client, &srv, start, end, query_runs).await;
+            query_rows.push((name.to_string(), results));
+        }
         let row = Row {
             name: name.to_string(),
             samples_per_sec: total as f64 / wall,
@@ -190,6 +282,21 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             r.check
         );
     }
+    if query_runs > 0 {
+        println!(
+            "\nrange queries over the whole window, step 15s: median / p90 ms of {} runs",
+            query_runs.max(2) - 1
+        );
+        for (i, q) in QUERIES.iter().enumerate() {
+            println!("{q}");
+            for (name, res) in &query_rows {
+                match &res[i] {
+                    Ok((med, p90)) => println!("    {name:<16} {med:>10.1} {p90:>10.1}"),
+                    Err(e) => println!("    {name:<16} n/a ({e})"),
+                }
+            }
+        }
+    }
     if let Some(p) = args.json {
         let v: Vec<serde_json::Value> = rows
             .iter()
@@ -210,5 +317,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::Ingest(a) => rt.block_on(ingest(a)),
+        Cmd::Query(a) => rt.block_on(run(a.ingest, a.runs)),
     }
 }

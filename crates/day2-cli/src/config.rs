@@ -42,6 +42,8 @@ pub struct ServerSection {
     pub listen: SocketAddr,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    #[serde(default)]
+    pub auth: AuthSection,
 }
 
 impl Default for ServerSection {
@@ -49,7 +51,60 @@ impl Default for ServerSection {
         ServerSection {
             listen: default_listen(),
             data_dir: default_data_dir(),
+            auth: AuthSection::default(),
         }
+    }
+}
+
+/// API tokens for mutating endpoints. Without any, only loopback clients may mutate.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// A token given by reference (`env:NAME` or `file:/path`), never inline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub token: String,
+}
+
+impl AuthSection {
+    /// Resolves every token reference; errors name the token, never its value.
+    pub fn resolve(&self) -> Result<Vec<day2_server::auth::ApiToken>, (String, String)> {
+        let mut out = Vec::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let field = format!("server.auth.tokens[{i}].token");
+            let secret = if let Some(var) = t.token.strip_prefix("env:") {
+                std::env::var(var).map_err(|_| {
+                    (
+                        field.clone(),
+                        format!("environment variable {var} is not set"),
+                    )
+                })?
+            } else if let Some(path) = t.token.strip_prefix("file:") {
+                std::fs::read_to_string(path)
+                    .map_err(|e| (field.clone(), format!("cannot read {path}: {e}")))?
+                    .trim()
+                    .to_string()
+            } else {
+                return Err((field, "must reference the secret as env:NAME or file:/path (secrets are not written in config files)".into()));
+            };
+            if secret.len() < 16 {
+                return Err((
+                    field,
+                    format!("token {:?} is shorter than 16 characters", t.name),
+                ));
+            }
+            out.push(day2_server::auth::ApiToken {
+                name: t.name.clone(),
+                secret,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -354,6 +409,7 @@ impl Day2Config {
 
     /// Checks what the types cannot: returns the field path and the message.
     fn validate(&self) -> Result<(), (String, String)> {
+        self.server.auth.resolve()?;
         if self.storage.block_duration < Duration::from_secs(60) {
             return Err((
                 "storage.block_duration".into(),

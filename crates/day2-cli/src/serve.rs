@@ -78,6 +78,13 @@ impl App {
             };
             st.rate_limiter
                 .set_rate(cfg.remote_write.rate_limit_samples_per_second);
+            // validated on load, so resolving again only fails if a secret vanished since
+            match cfg.server.auth.resolve() {
+                Ok(tokens) => *st.tokens.write() = tokens,
+                Err((field, msg)) => {
+                    tracing::error!(%field, error = %msg, "keeping the previous API tokens")
+                }
+            }
         }
     }
 
@@ -221,9 +228,12 @@ impl day2_server::ScrapeStatus for ScrapeMetrics {
 fn init_logging(format: &str) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("DAY2_LOG").unwrap_or_else(|_| "info".into());
+    // colours only on a terminal, never in log files
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {
@@ -285,6 +295,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
             max_samples: cfg.query.max_samples,
         })),
         query_slots: tokio::sync::Semaphore::new(cfg.query.max_concurrency.max(1)),
+        tokens: parking_lot::RwLock::new(Vec::new()),
         reload: Arc::new(move || -> ReloadFuture {
             let app = hook_cell.get().and_then(Weak::upgrade);
             Box::pin(async move {
@@ -340,10 +351,17 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
     });
 
     tracing::info!(listen = %cfg.server.listen, config = ?args.config, "day2 is ready");
-    axum::serve(listener, day2_server::router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+    if state.tokens.read().is_empty() && !cfg.server.listen.ip().is_loopback() {
+        tracing::warn!(listen = %cfg.server.listen, "no API tokens configured: remote write and reload accepted from loopback clients only");
+    }
+    axum::serve(
+        listener,
+        day2_server::router(state.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("HTTP server failed")?;
 
     tracing::info!("shutting down");
     app.scrape.stop().await;

@@ -427,3 +427,92 @@ async fn query_api_has_prometheus_shapes_and_status_codes() {
     let v = d.get_json("/api/v1/status/buildinfo").await;
     assert!(v["data"]["version"].is_string());
 }
+
+#[tokio::test]
+async fn mutations_need_the_configured_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "0123456789abcdef-write-token";
+    std::fs::write(tmp.path().join("token"), format!("{secret}\n")).unwrap();
+    let cfg = base_config(&format!(
+        "server:\n  auth:\n    tokens:\n      - name: ci\n        token: file:{}\n",
+        tmp.path().join("token").display()
+    ));
+    let d = Day2::start(tmp.path(), &cfg).await;
+    let body =
+        day2_ingest::remote_write::encode(&[series(&[("__name__", "m")], &[(now_ms(), 1.0)])]);
+    let c = client();
+    let send = |auth: Option<&str>| {
+        let mut r = c
+            .post(d.url("/api/v1/write"))
+            .header("Content-Encoding", "snappy")
+            .body(body.clone());
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        r.send()
+    };
+    assert_eq!(send(None).await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        send(Some("Bearer wrong-token-of-some-length"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        send(Some(&format!("Bearer {secret}")))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
+    assert_eq!(
+        c.post(d.url("/-/reload"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    let r = c
+        .post(d.url("/-/reload"))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // reads stay open, and the secret never reaches the log
+    assert_eq!(
+        c.get(d.url("/api/v1/labels"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert!(!d.log().contains(secret));
+}
+
+#[test]
+fn inline_secrets_are_refused_by_check_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("day2.yml");
+    std::fs::write(
+        &f,
+        "server:\n  auth:\n    tokens:\n      - name: ci\n        token: plain-text-secret-value\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args(["check", "config"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":5: server.auth.tokens[0].token:"), "{err}");
+    assert!(!err.contains("plain-text-secret-value"), "{err}");
+}

@@ -1,6 +1,7 @@
 //! Label sets: a series is identified by its sorted set of name/value pairs.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Name of the label that holds the metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -21,13 +22,14 @@ impl Label {
 }
 
 /// A set of labels sorted by name, without duplicate names and without empty
-/// values (an empty value means "label absent", as in Prometheus).
+/// values (an empty value means "label absent", as in Prometheus). Shared
+/// behind an `Arc`: cloning a label set (which queries do per step) is cheap.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<Label>);
+pub struct Labels(Arc<Vec<Label>>);
 
 impl Labels {
     pub fn empty() -> Self {
-        Labels(Vec::new())
+        Labels(Arc::new(Vec::new()))
     }
 
     /// Builds a label set from pairs: sorts, drops empty values, and keeps the
@@ -49,7 +51,7 @@ impl Labels {
             labels.windows(2).all(|w| w[0].name < w[1].name),
             "labels not sorted/unique"
         );
-        Labels(labels)
+        Labels(Arc::new(labels))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -80,13 +82,13 @@ impl Labels {
     }
 
     pub fn into_vec(self) -> Vec<Label> {
-        self.0
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
     }
 
     /// Starts a builder seeded with these labels.
     pub fn to_builder(&self) -> LabelsBuilder {
         LabelsBuilder {
-            labels: self.0.clone(),
+            labels: self.0.as_ref().clone(),
         }
     }
 
@@ -95,7 +97,7 @@ impl Labels {
         if self.0.is_empty() {
             return Err("series has no labels".into());
         }
-        for l in &self.0 {
+        for l in self.0.iter() {
             if !is_valid_label_name(&l.name) {
                 return Err(format!("invalid label name {:?}", l.name));
             }
@@ -183,7 +185,7 @@ impl LabelsBuilder {
     pub fn build(&self) -> Labels {
         let mut v = self.labels.clone();
         v.sort_by(|a, b| a.name.cmp(&b.name));
-        Labels(v)
+        Labels(Arc::new(v))
     }
 }
 

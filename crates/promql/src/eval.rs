@@ -189,12 +189,14 @@ impl Ctx {
         let mut loaded = 0usize;
         for (k, (groups, mint, maxt)) in w {
             let mut all: Vec<Series> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             for g in &groups {
                 for s in db
                     .select(g, mint, maxt)
                     .map_err(|e| Error::Storage(e.to_string()))?
                 {
-                    if !all.iter().any(|x| x.labels == s.labels) {
+                    // `or` inside braces gives groups whose results may overlap
+                    if groups.len() == 1 || seen.insert(s.labels.clone()) {
                         loaded += s.samples.len();
                         all.push(s);
                     }

@@ -3,6 +3,7 @@
 //! the way Prometheus clients expect. No business logic lives here.
 
 mod api;
+pub mod auth;
 mod query;
 pub mod ratelimit;
 mod read;
@@ -74,14 +75,23 @@ pub struct ServerState {
     /// PromQL engine and the limit on queries evaluated at once.
     pub engine: Arc<day2_promql::Engine>,
     pub query_slots: tokio::sync::Semaphore,
+    /// API tokens for mutating endpoints (empty: loopback clients only).
+    pub tokens: RwLock<Vec<auth::ApiToken>>,
     /// Re-reads and applies the configuration; `Err` leaves the old one running.
     pub reload: Arc<dyn Fn() -> ReloadFuture + Send + Sync>,
 }
 
 /// Builds the router with every endpoint of this server.
 pub fn router(state: Arc<ServerState>) -> Router {
-    Router::new()
+    let mutations = Router::new()
         .route("/api/v1/write", post(write::remote_write))
+        .route("/-/reload", post(reload).put(reload))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_mutation_auth,
+        ));
+    Router::new()
+        .merge(mutations)
         .route(
             "/api/v1/query",
             get(query::instant_get).post(query::instant_post),
@@ -112,7 +122,6 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "day2 is Healthy.\n" }))
         .route("/-/ready", get(|| async { "day2 is Ready.\n" }))
-        .route("/-/reload", post(reload).put(reload))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             observe_latency,
