@@ -290,30 +290,8 @@ fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
-/// Parses Prometheus-style sizes: `0`, `512B`, `10KB`, `64MB`, `1GB`, `2TB` (powers of 1024).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected a number and a unit such as 512MB"))?;
-    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "KB" | "KIB" => 1 << 10,
-        "MB" | "MIB" => 1 << 20,
-        "GB" | "GIB" => 1 << 30,
-        "TB" | "TIB" => 1 << 40,
-        "PB" | "PIB" => 1 << 50,
-        _ => {
-            return Err(format!(
-                "invalid size {s:?}: unknown unit {unit:?} (use B, KB, MB, GB, TB, PB)"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("invalid size {s:?}: too large"))
-}
+/// Prometheus-style sizes (`512MB`, `10GB`, powers of 1024), read as the scrape config reads them.
+pub use day2_ingest::scrape::config::parse_size as parse_bytes;
 
 /// A configuration error with its place: `file:line: field: message`.
 #[derive(Debug)]

@@ -73,19 +73,34 @@ pub trait Queryable: Send + Sync {
     -> Result<Vec<Labels>, QueryError>;
 
     /// Sorted label names of series matching the matchers (all series when empty).
+    /// The default derives them from [`Queryable::series`].
     fn label_names(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<String>, QueryError>;
+    ) -> Result<Vec<String>, QueryError> {
+        let mut names = std::collections::BTreeSet::new();
+        for l in self.series(matchers, mint, maxt)? {
+            names.extend(l.iter().map(|x| x.name.clone()));
+        }
+        Ok(names.into_iter().collect())
+    }
 
-    /// Sorted values of label `name` over matching series.
+    /// Sorted values of label `name` over matching series (default: from [`Queryable::series`]).
     fn label_values(
         &self,
         name: &str,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<String>, QueryError>;
+    ) -> Result<Vec<String>, QueryError> {
+        let mut values = std::collections::BTreeSet::new();
+        for l in self.series(matchers, mint, maxt)? {
+            if let Some(v) = l.get(name) {
+                values.insert(v.to_string());
+            }
+        }
+        Ok(values.into_iter().collect())
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use day2_model::{Labels, LabelsBuilder, METRIC_NAME};
+use day2_model::{Labels, METRIC_NAME};
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use crate::Error;
@@ -53,26 +53,12 @@ fn elem(op: &str, l: f64, r: f64, return_bool: bool) -> (f64, bool) {
     }
 }
 
+/// The matching signature: `on`/`ignoring` select labels as aggregation grouping
+/// does; without either, every label but the metric name.
 fn signature(l: &Labels, matching: &Option<LabelModifier>) -> Labels {
     match matching {
-        Some(LabelModifier::Include(names)) => {
-            let mut b = LabelsBuilder::new();
-            for n in &names.labels {
-                if let Some(v) = l.get(n) {
-                    b.set(n.clone(), v);
-                }
-            }
-            b.build()
-        }
-        Some(LabelModifier::Exclude(names)) => {
-            let mut b = l.to_builder();
-            b.del(METRIC_NAME);
-            for n in &names.labels {
-                b.del(n);
-            }
-            b.build()
-        }
         None => drop_name(l),
+        Some(_) => crate::aggregate::group_labels(l, matching),
     }
 }
 

@@ -74,7 +74,7 @@ pub(crate) fn drop_name(l: &Labels) -> Labels {
     b.build()
 }
 
-fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, Error> {
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, Error> {
     let conv = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, Error> {
         let mut out = Vec::new();
         if let Some(n) = &vs.name {

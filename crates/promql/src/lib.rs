@@ -122,6 +122,18 @@ impl Engine {
     }
 }
 
+/// Parses one series selector (`up{job="x"}`) into matcher groups (several when
+/// `or` is used inside the braces); anything else is a `BadInput`.
+pub fn parse_selector(s: &str) -> Result<Vec<Vec<day2_model::Matcher>>, Error> {
+    match parse(s)? {
+        promql_parser::parser::Expr::VectorSelector(vs) => eval::selector_matchers(&vs),
+        _ => Err(Error::BadInput {
+            message: format!("{s:?} is not a series selector"),
+            position: None,
+        }),
+    }
+}
+
 /// Pretty-prints a query (`/api/v1/format_query`).
 pub fn format_query(query: &str) -> Result<String, Error> {
     Ok(parse(query)?.prettify())

@@ -71,37 +71,4 @@ impl Queryable for MemStore {
             .map(|s| s.labels)
             .collect())
     }
-
-    fn label_names(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, QueryError> {
-        let mut names: Vec<String> = self
-            .series(matchers, mint, maxt)?
-            .iter()
-            .flat_map(|l| l.iter().map(|x| x.name.clone()))
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
-    }
-
-    fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, QueryError> {
-        let mut v: Vec<String> = self
-            .series(matchers, mint, maxt)?
-            .iter()
-            .filter_map(|l| l.get(name).map(str::to_string))
-            .collect();
-        v.sort();
-        v.dedup();
-        Ok(v)
-    }
 }

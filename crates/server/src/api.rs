@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use day2_model::{MatchOp, Matcher};
+use day2_model::Matcher;
 use serde_json::json;
 
 /// An API failure: HTTP status, Prometheus `errorType`, message.
@@ -76,41 +76,12 @@ pub fn parse_time(name: &str, value: Option<&str>, default: i64) -> Result<i64, 
 /// Parses one series selector (`up{job="x"}`) into matcher groups. `or` inside
 /// braces yields several groups whose results are unioned.
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, ApiError> {
-    use promql_parser::parser::Expr;
-    let expr = promql_parser::parser::parse(s)
+    let groups = day2_promql::parse_selector(s)
         .map_err(|e| ApiError::bad_data(format!("invalid match[] {s:?}: {e}")))?;
-    let Expr::VectorSelector(vs) = expr else {
+    if groups.iter().any(|g| g.iter().all(|m| m.matches_empty())) {
         return Err(ApiError::bad_data(format!(
-            "invalid match[] {s:?}: not a series selector"
+            "invalid match[] {s:?}: vector selector must contain at least one non-empty matcher"
         )));
-    };
-    let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, ApiError> {
-        let mut out = Vec::with_capacity(ms.len() + 1);
-        if let Some(name) = &vs.name {
-            out.push(Matcher::eq(day2_model::METRIC_NAME, name.clone()));
-        }
-        for m in ms {
-            let op = match m.op {
-                promql_parser::label::MatchOp::Equal => MatchOp::Equal,
-                promql_parser::label::MatchOp::NotEqual => MatchOp::NotEqual,
-                promql_parser::label::MatchOp::Re(_) => MatchOp::Regex,
-                promql_parser::label::MatchOp::NotRe(_) => MatchOp::NotRegex,
-            };
-            out.push(
-                Matcher::new(op, m.name.clone(), m.value.clone())
-                    .map_err(|e| ApiError::bad_data(e.to_string()))?,
-            );
-        }
-        if out.iter().all(|m| m.matches_empty()) {
-            return Err(ApiError::bad_data(format!(
-                "invalid match[] {s:?}: vector selector must contain at least one non-empty matcher"
-            )));
-        }
-        Ok(out)
-    };
-    let mut groups = vec![convert(&vs.matchers.matchers)?];
-    for g in &vs.matchers.or_matchers {
-        groups.push(convert(g)?);
     }
     Ok(groups)
 }

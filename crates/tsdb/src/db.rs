@@ -766,33 +766,4 @@ impl Queryable for Db {
             .map(|s| s.labels)
             .collect())
     }
-
-    fn label_names(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, QueryError> {
-        let mut names = std::collections::BTreeSet::new();
-        for s in self.gather(matchers, mint, maxt, false) {
-            names.extend(s.labels.iter().map(|l| l.name.clone()));
-        }
-        Ok(names.into_iter().collect())
-    }
-
-    fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, QueryError> {
-        let mut values = std::collections::BTreeSet::new();
-        for s in self.gather(matchers, mint, maxt, false) {
-            if let Some(v) = s.labels.get(name) {
-                values.insert(v.to_string());
-            }
-        }
-        Ok(values.into_iter().collect())
-    }
 }
