@@ -223,6 +223,23 @@ impl HubConfig {
     pub fn resolve_timeout(&self) -> Duration {
         self.config.global.resolve_timeout()
     }
+
+    /// The routes (and so receivers) a label set goes to, like
+    /// `amtool config routes test`.
+    pub fn routes_for(&self, labels: &day2_model::Labels) -> Vec<&Route> {
+        self.route.match_labels(labels)
+    }
+
+    /// Receiver names for a label set, in routing order, without repeats.
+    pub fn receivers_for(&self, labels: &day2_model::Labels) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for r in self.routes_for(labels) {
+            if !out.contains(&r.opts.receiver.as_str()) {
+                out.push(&r.opts.receiver);
+            }
+        }
+        out
+    }
 }
 
 /// Parses, validates and compiles `alertmanager.yml` text.
@@ -599,6 +616,16 @@ mod tests {
         assert_eq!(c.route.opts.group_interval, DEFAULT_GROUP_INTERVAL);
         assert_eq!(c.route.opts.repeat_interval, DEFAULT_REPEAT_INTERVAL);
         assert_eq!(c.resolve_timeout(), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn receivers_for_a_label_set() {
+        let c = load("route:\n  receiver: a\n  routes:\n    - matchers: [x=1]\n      receiver: b\n      continue: true\n    - matchers: [x=~\"1|2\"]\n      receiver: b\n      group_by: [y]\n    - matchers: [x=~\"1|2\"]\n      receiver: c\nreceivers:\n  - name: a\n  - name: b\n  - name: c\n").unwrap();
+        let l = |v: &str| day2_model::Labels::from_pairs([("x", v)]);
+        assert_eq!(c.receivers_for(&l("1")), ["b"]);
+        assert_eq!(c.routes_for(&l("1")).len(), 2);
+        assert_eq!(c.receivers_for(&l("2")), ["b"]);
+        assert_eq!(c.receivers_for(&l("3")), ["a"]);
     }
 
     #[test]

@@ -139,6 +139,16 @@ impl ReceiverConfig {
     }
 }
 
+/// `{{ template "name" . }}`: how Alertmanager's defaults refer to its
+/// default templates.
+fn tmpl(name: &str) -> String {
+    format!("{{{{ template \"{name}\" . }}}}")
+}
+
+fn or_tmpl(v: &Option<String>, name: &str) -> String {
+    v.clone().unwrap_or_else(|| tmpl(name))
+}
+
 /// Picks `send_resolved` or the integration's default.
 fn sr(v: Option<bool>, default: bool) -> bool {
     v.unwrap_or(default)
@@ -231,11 +241,24 @@ impl EmailConfig {
     pub fn send_resolved(&self) -> bool {
         sr(self.send_resolved, false)
     }
+    /// Headers to send: `Subject`, `To` and `From` defaults, overridden by
+    /// the configured ones (matched case-insensitively).
+    pub fn effective_headers(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        out.insert("Subject".to_string(), tmpl("email.default.subject"));
+        out.insert("To".to_string(), self.to.clone());
+        out.insert("From".to_string(), self.from.clone().unwrap_or_default());
+        for (k, v) in &self.headers {
+            out.retain(|existing: &String, _| !existing.eq_ignore_ascii_case(k));
+            out.insert(k.clone(), v.clone());
+        }
+        out
+    }
     /// The HTML body template (Alertmanager's default when unset).
-    pub fn html(&self) -> &str {
+    pub fn html(&self) -> String {
         self.html
-            .as_deref()
-            .unwrap_or("{{ template \"email.default.html\" . }}")
+            .clone()
+            .unwrap_or_else(|| tmpl("email.default.html"))
     }
     fn resolve(&mut self, g: &GlobalConfig, path: &str) -> VResult {
         if self.to.is_empty() {
@@ -376,6 +399,42 @@ pub struct PagerdutyConfig {
 impl PagerdutyConfig {
     pub fn send_resolved(&self) -> bool {
         sr(self.send_resolved, true)
+    }
+    pub fn client(&self) -> String {
+        self.client
+            .clone()
+            .unwrap_or_else(|| tmpl("pagerduty.default.client"))
+    }
+    pub fn client_url(&self) -> String {
+        self.client_url
+            .clone()
+            .unwrap_or_else(|| tmpl("pagerduty.default.clientURL"))
+    }
+    pub fn description(&self) -> String {
+        self.description
+            .clone()
+            .unwrap_or_else(|| tmpl("pagerduty.default.description"))
+    }
+    /// `details`, or Alertmanager's default set when none are configured.
+    pub fn details(&self) -> BTreeMap<String, Value> {
+        if !self.details.is_empty() {
+            return self.details.clone();
+        }
+        [
+            (
+                "firing",
+                "{{ template \"pagerduty.default.instances\" .Alerts.Firing }}",
+            ),
+            (
+                "resolved",
+                "{{ template \"pagerduty.default.instances\" .Alerts.Resolved }}",
+            ),
+            ("num_firing", "{{ .Alerts.Firing | len }}"),
+            ("num_resolved", "{{ .Alerts.Resolved | len }}"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect()
     }
     /// Events API v2 (routing key) rather than the old Prometheus integration.
     pub fn uses_events_v2(&self) -> bool {
@@ -532,6 +591,35 @@ impl SlackConfig {
     pub fn send_resolved(&self) -> bool {
         sr(self.send_resolved, false)
     }
+    pub fn username(&self) -> String {
+        or_tmpl(&self.username, "slack.default.username")
+    }
+    pub fn color(&self) -> String {
+        self.color.clone().unwrap_or_else(|| {
+            "{{ if eq .Status \"firing\" }}danger{{ else }}good{{ end }}".to_string()
+        })
+    }
+    pub fn title(&self) -> String {
+        or_tmpl(&self.title, "slack.default.title")
+    }
+    pub fn title_link(&self) -> String {
+        or_tmpl(&self.title_link, "slack.default.titlelink")
+    }
+    pub fn pretext(&self) -> String {
+        or_tmpl(&self.pretext, "slack.default.pretext")
+    }
+    pub fn text(&self) -> String {
+        or_tmpl(&self.text, "slack.default.text")
+    }
+    pub fn fallback(&self) -> String {
+        or_tmpl(&self.fallback, "slack.default.fallback")
+    }
+    pub fn callback_id(&self) -> String {
+        or_tmpl(&self.callback_id, "slack.default.callbackid")
+    }
+    pub fn footer(&self) -> String {
+        or_tmpl(&self.footer, "slack.default.footer")
+    }
     pub fn mrkdwn_in(&self) -> Vec<String> {
         self.mrkdwn_in
             .clone()
@@ -640,6 +728,15 @@ impl MsTeamsConfig {
     pub fn send_resolved(&self) -> bool {
         sr(self.send_resolved, true)
     }
+    pub fn title(&self) -> String {
+        or_tmpl(&self.title, "msteams.default.title")
+    }
+    pub fn summary(&self) -> String {
+        or_tmpl(&self.summary, "msteams.default.summary")
+    }
+    pub fn text(&self) -> String {
+        or_tmpl(&self.text, "msteams.default.text")
+    }
     fn resolve(&mut self, g: &GlobalConfig, path: &str) -> VResult {
         webhook_pair(
             self.webhook_url.is_some(),
@@ -670,6 +767,12 @@ pub struct MsTeamsV2Config {
 impl MsTeamsV2Config {
     pub fn send_resolved(&self) -> bool {
         sr(self.send_resolved, true)
+    }
+    pub fn title(&self) -> String {
+        or_tmpl(&self.title, "msteamsv2.default.title")
+    }
+    pub fn text(&self) -> String {
+        or_tmpl(&self.text, "msteamsv2.default.text")
     }
     fn resolve(&mut self, g: &GlobalConfig, path: &str) -> VResult {
         webhook_pair(
@@ -1428,5 +1531,174 @@ impl IncidentioConfig {
         )
         .or_else(|m| err(path, "url_file", m))?;
         http_default(&mut self.http_config, g, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ConfigError, HubConfig, load_str};
+
+    fn with(receiver_yaml: &str) -> String {
+        format!("route:\n  receiver: r\nreceivers:\n  - name: r\n{receiver_yaml}")
+    }
+
+    fn load(receiver_yaml: &str) -> Result<HubConfig, ConfigError> {
+        load_str(&with(receiver_yaml))
+    }
+
+    fn refused(receiver_yaml: &str) -> String {
+        load(receiver_yaml)
+            .expect_err("should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn slack_rules() {
+        let e = refused(
+            "    slack_configs:\n      - api_url: 'https://hooks.slack.com/x'\n        api_url_file: /f\n",
+        );
+        assert!(e.contains("at most one of api_url & api_url_file"), "{e}");
+        let e = refused(
+            "    slack_configs:\n      - app_token: t\n        api_url: 'https://hooks.slack.com/x'\n",
+        );
+        assert!(e.contains("app_token"), "{e}");
+        // a token posts to the app URL
+        let c = load("    slack_configs:\n      - app_token: t\n        update_message: true\n")
+            .unwrap();
+        let s = &c.receiver("r").unwrap().slack_configs[0];
+        assert_eq!(s.api_url.as_ref().unwrap().expose(), super::SLACK_APP_URL);
+        assert_eq!(s.title(), "{{ template \"slack.default.title\" . }}");
+        assert_eq!(s.mrkdwn_in(), ["fallback", "pretext", "text"]);
+        let e = refused("    slack_configs:\n      - api_url: 'not a url'\n");
+        assert!(e.contains("slack_configs[0].api_url"), "{e}");
+    }
+
+    #[test]
+    fn pagerduty_rules() {
+        let e = refused("    pagerduty_configs:\n      - severity: critical\n");
+        assert!(e.contains("missing service or routing key"), "{e}");
+        let e = refused("    pagerduty_configs:\n      - routing_key: a\n        service_key: b\n");
+        assert!(e.contains("at most one"), "{e}");
+        let e = refused(
+            "    pagerduty_configs:\n      - routing_key: a\n        routing_key_file: /f\n",
+        );
+        assert!(e.contains("routing_key_file"), "{e}");
+        let c = load("    pagerduty_configs:\n      - service_key: b\n        images: [{src: s, alt: a, href: h}]\n").unwrap();
+        let p = &c.receiver("r").unwrap().pagerduty_configs[0];
+        assert!(!p.uses_events_v2());
+        assert_eq!(p.severity(), "error");
+        assert_eq!(p.details().len(), 4);
+        assert_eq!(p.images.len(), 1);
+    }
+
+    #[test]
+    fn msteams_rules() {
+        let e = refused("    msteams_configs:\n      - title: x\n");
+        assert!(e.contains("webhook_url"), "{e}");
+        let e = refused(
+            "    msteamsv2_configs:\n      - webhook_url: 'https://x/'\n        webhook_url_file: /f\n",
+        );
+        assert!(e.contains("at most one"), "{e}");
+        let c = load("    msteamsv2_configs:\n      - webhook_url_file: /f\n").unwrap();
+        assert_eq!(
+            c.receiver("r").unwrap().msteamsv2_configs[0].text(),
+            "{{ template \"msteamsv2.default.text\" . }}"
+        );
+    }
+
+    #[test]
+    fn email_headers_and_duplicates() {
+        let g = "global:\n  smtp_smarthost: 'mx:25'\n  smtp_from: am@x\n";
+        let ok = format!(
+            "{g}{}",
+            with("    email_configs:\n      - to: a@x\n        headers: {subject: custom}\n")
+        );
+        let c = load_str(&ok).unwrap();
+        let h = c.receiver("r").unwrap().email_configs[0].effective_headers();
+        assert_eq!(h.get("subject").map(String::as_str), Some("custom"));
+        assert!(!h.contains_key("Subject"), "{h:?}");
+        assert_eq!(h.get("To").map(String::as_str), Some("a@x"));
+        assert_eq!(h.get("From").map(String::as_str), Some("am@x"));
+        let dup = format!(
+            "{g}{}",
+            with(
+                "    email_configs:\n      - to: a@x\n        headers: {Subject: a, subject: b}\n"
+            )
+        );
+        assert!(
+            load_str(&dup)
+                .unwrap_err()
+                .message
+                .contains("duplicate header")
+        );
+        let e = refused("    email_configs:\n      - smarthost: 'mx:25'\n        from: a@x\n");
+        assert!(e.contains("missing to address"), "{e}");
+        let e = refused("    email_configs:\n      - to: a@x\n        smarthost: mx\n");
+        assert!(e.contains("missing port"), "{e}");
+    }
+
+    #[test]
+    fn opsgenie_responders() {
+        let key = "global:\n  opsgenie_api_key: k\n";
+        let ok = format!(
+            "{key}{}",
+            with(
+                "    opsgenie_configs:\n      - responders: [{name: ops, type: team}, {id: '1', type: '{{ .CommonLabels.t }}'}]\n"
+            )
+        );
+        assert!(load_str(&ok).is_ok());
+        let two = format!(
+            "{key}{}",
+            with("    opsgenie_configs:\n      - responders: [{name: ops, id: '1', type: team}]\n")
+        );
+        assert!(load_str(&two).unwrap_err().message.contains("exactly one"));
+        let bad = format!(
+            "{key}{}",
+            with("    opsgenie_configs:\n      - responders: [{name: ops, type: squad}]\n")
+        );
+        assert!(
+            load_str(&bad)
+                .unwrap_err()
+                .message
+                .contains("does not match valid options")
+        );
+    }
+
+    #[test]
+    fn other_integrations() {
+        let e = refused("    telegram_configs:\n      - bot_token: t\n");
+        assert!(e.contains("missing chat_id"), "{e}");
+        let e = refused(
+            "    telegram_configs:\n      - bot_token: t\n        chat_id: 1\n        parse_mode: Bold\n",
+        );
+        assert!(e.contains("parse_mode"), "{e}");
+        let e = refused("    webex_configs:\n      - room_id: r\n");
+        assert!(e.contains("authorization"), "{e}");
+        assert!(load("    webex_configs:\n      - room_id: r\n        http_config: {authorization: {credentials: c}}\n").is_ok());
+        let e = refused("    pushover_configs:\n      - user_key: u\n");
+        assert!(e.contains("token"), "{e}");
+        let e = refused("    discord_configs:\n      - {}\n");
+        assert!(e.contains("webhook_url"), "{e}");
+        let e = refused("    victorops_configs:\n      - api_key: k\n");
+        assert!(e.contains("Routing key"), "{e}");
+        let e = refused("    jira_configs:\n      - project: P\n        issue_type: Bug\n");
+        assert!(e.contains("Jira"), "{e}");
+        // Jira keeps its other fields raw
+        let c = load("    jira_configs:\n      - project: P\n        issue_type: Bug\n        api_url: 'https://j/rest/api/2/'\n        labels: [a]\n").unwrap();
+        assert!(
+            c.receiver("r").unwrap().jira_configs[0]
+                .extra
+                .contains_key("labels")
+        );
+        let e = refused(
+            "    webhook_configs:\n      - url: 'http://x/'\n        http_config: {basic_auth: {username: u}, oauth2: {client_id: c}}\n",
+        );
+        assert!(e.contains("http_config"), "{e}");
+    }
+
+    #[test]
+    fn receiver_without_integrations_is_valid() {
+        let c = load("").unwrap();
+        assert_eq!(c.receiver("r").unwrap().integration_count(), 0);
     }
 }
