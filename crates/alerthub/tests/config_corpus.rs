@@ -261,3 +261,36 @@ fn global_defaults_are_applied() {
     assert_eq!(c.inhibitor.rules().len(), 1);
     assert_eq!(c.route.walk().len(), 8);
 }
+
+/// Routing of conf.good.yml agrees with Alertmanager: the expected receivers
+/// were recorded from `amtool config routes test --config.file=conf.good.yml`
+/// (Debian's prometheus-alertmanager 0.25.0).
+#[test]
+fn conf_good_routes_like_amtool() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpus/alertmanager/config");
+    let c = load_str(&std::fs::read_to_string(dir.join("conf.good.yml")).unwrap()).unwrap();
+    let cases: &[(&[(&str, &str)], &[&str])] = &[
+        (&[("service", "database"), ("owner2", "team-X")], &["team-X-pager"]),
+        (
+            &[("service", "database"), ("owner2", "team-X"), ("owner", "team-Y")],
+            &["team-X-pager", "team-Y-pager"],
+        ),
+        (&[("service", "database"), ("owner", "team-Y")], &["team-Y-pager"]),
+        (&[("service", "foo1"), ("severity", "critical")], &["team-X-pager"]),
+        (&[("service", "foo1")], &["team-X-mails"]),
+        (&[("service", "files"), ("severity", "critical")], &["team-Y-pager"]),
+        (&[("service", "files")], &["team-Y-mails"]),
+        (&[("service", "other")], &["team-X-mails"]),
+        (&[("service", "baz"), ("severity", "warning")], &["team-X-mails"]),
+    ];
+    for (labels, want) in cases {
+        let l = day2_model::Labels::from_pairs(labels.iter().copied());
+        let got: Vec<&str> = c
+            .routes_for(&l)
+            .iter()
+            .map(|r| r.opts.receiver.as_str())
+            .collect();
+        assert_eq!(&got, want, "labels {labels:?}");
+    }
+}
