@@ -89,7 +89,7 @@ impl<'a> Exec<'a> {
             Node::Action(p) => {
                 let v = self.pipe(dot, p)?;
                 if p.decl.is_empty() {
-                    v.write_go(&mut self.out, true);
+                    self.print(&v);
                 }
             }
             Node::If(b) | Node::With(b) => {
@@ -125,10 +125,23 @@ impl<'a> Exec<'a> {
         Ok(Flow::Normal)
     }
 
+    /// Prints an action's value; like Go's fmt, a `String` method wins (e.g.
+    /// Alertmanager's KV prints as `a=b, c=d`).
+    fn print(&mut self, v: &Value) {
+        if matches!(v, Value::Map(_) | Value::List(_))
+            && let Some(m) = self.env.methods.get("String")
+            && let Ok(Value::String(s)) = m(v, &[])
+        {
+            self.out.push_str(&s);
+            return;
+        }
+        v.write_go(&mut self.out, true);
+    }
+
     fn template(&mut self, pos: usize, end: usize, name: &str, dot: &Value) -> R<()> {
         let set: &'a Template = self.set;
         let Some(tree) = set.tree(name) else {
-            return Err(self.err(pos, end, format!("no such template {name:?}")));
+            return Err(self.err(pos, end, format!("template {name:?} not defined")));
         };
         if self.depth >= self.env.max_depth {
             let msg = format!("exceeded maximum template depth ({})", self.env.max_depth);

@@ -77,6 +77,15 @@ impl FuncMap {
     }
 }
 
+/// One element of a Prometheus query result as templates see it:
+/// `{"Labels": {...}, "Value": value}`. `query` returns a List of these.
+pub fn sample(labels: &day2_model::Labels, value: f64) -> Value {
+    Value::map([
+        ("Labels", Value::from(labels)),
+        ("Value", Value::Float(value)),
+    ])
+}
+
 /// Checks the argument count as Go's text/template does.
 pub fn arity(name: &str, args: &[Value], n: usize) -> Result<(), String> {
     if args.len() != n {

@@ -203,6 +203,17 @@ impl Template {
         Ok(())
     }
 
+    /// A copy of this set with one more text parsed into it as its main template
+    /// `name`, able to call the set's `define`s (what Alertmanager does for each
+    /// templated config field). The parsed trees are shared, not copied.
+    pub fn with_text(&self, name: &str, src: &str) -> Result<Template, Error> {
+        let mut t = self.clone();
+        t.name = name.to_string();
+        t.trees.remove(name);
+        t.add(name, src)?;
+        Ok(t)
+    }
+
     /// The main template's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -110,6 +110,10 @@ fn project(name: &str, recv: &Value, field: &str) -> Result<Value, String> {
     }
 }
 
+fn is_pair(v: &Value) -> bool {
+    matches!(v, Value::Map(m) if m.len() == 2 && m.contains_key("Name") && m.contains_key("Value"))
+}
+
 fn by_status(name: &str, recv: &Value, status: &str) -> Result<Value, String> {
     match recv {
         Value::List(l) => Ok(Value::list(
@@ -171,6 +175,35 @@ pub fn alertmanager() -> Methods {
             out.remove(k);
         }
         Ok(out.into())
+    });
+    // Go's fmt prints KV and Pairs through their String methods.
+    m.insert("String", |recv, args| {
+        no_args("String", args)?;
+        let join = |it: &mut dyn Iterator<Item = (String, String)>| {
+            it.map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match recv {
+            Value::Time(_) | Value::Duration(_) => Ok(recv.to_go_string().into()),
+            Value::Map(kv) if Value::is_string_map(kv) => Ok(join(
+                &mut sorted_keys(kv)
+                    .into_iter()
+                    .map(|k| (k.clone(), kv[k].to_go_string())),
+            )
+            .into()),
+            Value::List(l) if !l.is_empty() && l.iter().all(is_pair) => {
+                Ok(join(&mut l.iter().map(|p| {
+                    let f = |n: &str| match p {
+                        Value::Map(m) => m.get(n).map(Value::to_go_string).unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    (f("Name"), f("Value"))
+                }))
+                .into())
+            }
+            v => Err(wrong("String", v)),
+        }
     });
     m.insert("Firing", |recv, args| {
         no_args("Firing", args)?;
@@ -282,5 +315,14 @@ mod tests {
         );
         assert_eq!(r.unwrap().to_go_string(), "map[alertname:Down]");
         assert!(call("Firing", &kv, &[]).is_err());
+        assert_eq!(
+            call("String", &kv, &[]).unwrap().to_go_string(),
+            "alertname=Down, a=1, job=api"
+        );
+        assert_eq!(
+            call("String", &p, &[]).unwrap().to_go_string(),
+            "alertname=Down, a=1, job=api"
+        );
+        assert!(call("String", &Value::list([Value::Int(1)]), &[]).is_err());
     }
 }

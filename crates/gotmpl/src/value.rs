@@ -236,6 +236,17 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
+/// A label set becomes a map of strings (Prometheus's `$labels`, Alertmanager's KV).
+impl From<&day2_model::Labels> for Value {
+    fn from(l: &day2_model::Labels) -> Value {
+        Value::Map(Arc::new(
+            l.iter()
+                .map(|l| (l.name.clone(), Value::String(l.value.clone())))
+                .collect(),
+        ))
+    }
+}
+
 /// JSON numbers become Int when they are integers that fit, Float otherwise.
 /// Strings stay strings (time stamps are not guessed: build `Value::Time` for them).
 impl From<&serde_json::Value> for Value {

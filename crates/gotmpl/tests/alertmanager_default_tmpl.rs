@@ -265,3 +265,38 @@ fn unknown_function_in_user_file_is_a_parse_error() {
     // Prometheus's functions are not Alertmanager's.
     assert!(Template::parse("p", "{{ humanize 1 }}", &funcs::alertmanager()).is_err());
 }
+
+#[test]
+fn config_texts_and_stringers() {
+    let (t, env) = set();
+    let d = group("firing");
+    // Each templated config field is parsed against the loaded set.
+    let title = t
+        .with_text("", r#"{{ template "slack.default.title" . }}!"#)
+        .unwrap();
+    assert_eq!(
+        title.execute(&d, &env).unwrap(),
+        "[FIRING:2] InstanceDown node (critical)!"
+    );
+    assert!(!t.has(""), "the set itself is unchanged");
+    // KV and Pairs print through their String methods, as in Go.
+    let s = t
+        .with_text(
+            "",
+            "{{ .CommonLabels }} | {{ .GroupLabels.SortedPairs }} | {{ .GroupLabels.Names }}",
+        )
+        .unwrap();
+    assert_eq!(
+        s.execute(&d, &env).unwrap(),
+        "alertname=InstanceDown, job=node, severity=critical | alertname=InstanceDown, job=node | [alertname job]"
+    );
+    let e = t
+        .with_text("", r#"{{ template "nope" . }}"#)
+        .unwrap()
+        .execute(&d, &env)
+        .unwrap_err();
+    assert!(
+        e.to_string().ends_with(r#"template "nope" not defined"#),
+        "{e}"
+    );
+}
