@@ -212,6 +212,22 @@ mod tests {
     }
 
     #[test]
+    fn fingerprints_agree_with_alertmanager() {
+        // recorded from Alertmanager 0.25's GET /api/v2/alerts for the same labels
+        for (pairs, want) in [
+            (
+                &[("alertname", "Test"), ("job", "api")][..],
+                "1f2321ed1a9284f5",
+            ),
+            (&[("alertname", "Empty")][..], "84b8408c04466701"),
+            (&[("a", "bc")][..], "a0a3542c19b900ab"),
+        ] {
+            let l = Labels::from_pairs(pairs.iter().copied());
+            assert_eq!(Fingerprint::of(&l).to_string(), want, "{pairs:?}");
+        }
+    }
+
+    #[test]
     fn status_follows_ends_at() {
         let now = ts("2026-01-01T00:00:00Z");
         let mut a = Alert::new(Labels::from_pairs([("alertname", "x")]), now);

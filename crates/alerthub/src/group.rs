@@ -144,6 +144,53 @@ receivers:
         );
     }
 
+    /// Group keys as Alertmanager 0.25 sent them in webhook payloads for the
+    /// same config and alerts (recorded with a local webhook listener).
+    #[test]
+    fn keys_match_alertmanager_webhook_payloads() {
+        let cfg = r#"
+route:
+  receiver: root
+  group_by: [alertname, cluster]
+  routes:
+    - matchers: ['service="db"', 'env=~"prod|stage"']
+      receiver: db
+      group_by: ['...']
+      continue: true
+    - match_re: {service: 'd.*'}
+      receiver: other
+receivers:
+  - name: root
+  - name: db
+  - name: other
+"#;
+        let c = load_str(cfg).unwrap();
+        let down = l(&[
+            ("alertname", "Down"),
+            ("service", "db"),
+            ("env", "prod"),
+            ("instance", "a\"b"),
+        ]);
+        let keys: Vec<String> = c
+            .route
+            .match_labels(&down)
+            .iter()
+            .map(|r| GroupKey::new(r, &down).to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                r#"{}/{env=~"prod|stage",service="db"}:{alertname="Down", env="prod", instance="a\"b", service="db"}"#,
+                r#"{}/{service=~"^(?:d.*)$"}:{alertname="Down"}"#,
+            ]
+        );
+        let up = l(&[("alertname", "Up"), ("cluster", "eu"), ("x", "1")]);
+        assert_eq!(
+            GroupKey::new(c.route.match_labels(&up)[0], &up).to_string(),
+            r#"{}:{alertname="Up", cluster="eu"}"#
+        );
+    }
+
     #[test]
     fn alerts_with_same_group_values_share_a_group() {
         let c = load_str(CFG).unwrap();

@@ -271,18 +271,37 @@ fn conf_good_routes_like_amtool() {
         .join("../../../shared/corpus/alertmanager/config");
     let c = load_str(&std::fs::read_to_string(dir.join("conf.good.yml")).unwrap()).unwrap();
     let cases: &[(&[(&str, &str)], &[&str])] = &[
-        (&[("service", "database"), ("owner2", "team-X")], &["team-X-pager"]),
         (
-            &[("service", "database"), ("owner2", "team-X"), ("owner", "team-Y")],
+            &[("service", "database"), ("owner2", "team-X")],
+            &["team-X-pager"],
+        ),
+        (
+            &[
+                ("service", "database"),
+                ("owner2", "team-X"),
+                ("owner", "team-Y"),
+            ],
             &["team-X-pager", "team-Y-pager"],
         ),
-        (&[("service", "database"), ("owner", "team-Y")], &["team-Y-pager"]),
-        (&[("service", "foo1"), ("severity", "critical")], &["team-X-pager"]),
+        (
+            &[("service", "database"), ("owner", "team-Y")],
+            &["team-Y-pager"],
+        ),
+        (
+            &[("service", "foo1"), ("severity", "critical")],
+            &["team-X-pager"],
+        ),
         (&[("service", "foo1")], &["team-X-mails"]),
-        (&[("service", "files"), ("severity", "critical")], &["team-Y-pager"]),
+        (
+            &[("service", "files"), ("severity", "critical")],
+            &["team-Y-pager"],
+        ),
         (&[("service", "files")], &["team-Y-mails"]),
         (&[("service", "other")], &["team-X-mails"]),
-        (&[("service", "baz"), ("severity", "warning")], &["team-X-mails"]),
+        (
+            &[("service", "baz"), ("severity", "warning")],
+            &["team-X-mails"],
+        ),
     ];
     for (labels, want) in cases {
         let l = day2_model::Labels::from_pairs(labels.iter().copied());

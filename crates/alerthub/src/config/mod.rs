@@ -135,8 +135,13 @@ fn legacy_matchers(
             let Some(value) = value else {
                 return Err((p, format!("label {name:?} has no value in {field}")));
             };
-            let m =
-                Matcher::new(op, name.clone(), value.clone()).map_err(|e| (p, e.to_string()))?;
+            // Alertmanager keeps old-style regexes in their anchored form
+            // `^(?:re)$`; that form shows in route and group keys.
+            let value = match op {
+                MatchOp::Regex => format!("^(?:{value})$"),
+                _ => value.clone(),
+            };
+            let m = Matcher::new(op, name.clone(), value).map_err(|e| (p, e.to_string()))?;
             out.push(m);
         }
     }
