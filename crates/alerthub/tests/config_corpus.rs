@@ -270,7 +270,8 @@ fn conf_good_routes_like_amtool() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/corpus/alertmanager/config");
     let c = load_str(&std::fs::read_to_string(dir.join("conf.good.yml")).unwrap()).unwrap();
-    let cases: &[(&[(&str, &str)], &[&str])] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case] = &[
         (
             &[("service", "database"), ("owner2", "team-X")],
             &["team-X-pager"],
