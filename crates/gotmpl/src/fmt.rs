@@ -138,7 +138,9 @@ fn format_one(out: &mut String, s: &Spec, v: &Value) {
         ('v', Value::Float(f)) => fmt_float(out, s, *f, 'g'),
         ('v', Value::Int(i)) => fmt_int(out, s, *i, 10, false),
         ('v', Value::String(st)) if s.sharp => pad(out, s, &go_quote(st), false),
-        ('v' | 's', Value::List(l)) => {
+        ('T', v) => pad(out, s, v.type_name(), false),
+        // Go applies the verb to each element of lists and maps.
+        (_, Value::List(l)) => {
             out.push('[');
             for (i, e) in l.iter().enumerate() {
                 if i > 0 {
@@ -148,7 +150,7 @@ fn format_one(out: &mut String, s: &Spec, v: &Value) {
             }
             out.push(']');
         }
-        ('v' | 's', Value::Map(m)) => {
+        (_, Value::Map(m)) => {
             out.push_str("map[");
             for (i, (k, e)) in m.iter().enumerate() {
                 if i > 0 {
@@ -495,6 +497,18 @@ mod tests {
         assert_eq!(
             p("%s", &[Value::from(serde_json::json!(["a", "b"]))]),
             "[a b]"
+        );
+        assert_eq!(
+            p("%q", &[Value::from(serde_json::json!(["a", "b"]))]),
+            r#"["a" "b"]"#
+        );
+        assert_eq!(
+            p("%d", &[Value::from(serde_json::json!({"k": 1}))]),
+            "map[k:1]"
+        );
+        assert_eq!(
+            p("%T %T %T", &[f(1.0), s("x"), Value::Null]),
+            "float64 string <nil>"
         );
     }
 

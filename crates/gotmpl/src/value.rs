@@ -210,14 +210,23 @@ impl From<f64> for Value {
         Value::Float(f)
     }
 }
-impl From<Vec<Value>> for Value {
-    fn from(v: Vec<Value>) -> Value {
-        Value::List(Arc::new(v))
+impl<T: Into<Value>> From<Vec<T>> for Value {
+    fn from(v: Vec<T>) -> Value {
+        Value::List(Arc::new(v.into_iter().map(Into::into).collect()))
     }
 }
-impl From<BTreeMap<String, Value>> for Value {
-    fn from(m: BTreeMap<String, Value>) -> Value {
-        Value::Map(Arc::new(m))
+impl<V: Into<Value>> From<BTreeMap<String, V>> for Value {
+    fn from(m: BTreeMap<String, V>) -> Value {
+        Value::Map(Arc::new(
+            m.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        ))
+    }
+}
+impl<V: Into<Value>, S> From<std::collections::HashMap<String, V, S>> for Value {
+    fn from(m: std::collections::HashMap<String, V, S>) -> Value {
+        Value::Map(Arc::new(
+            m.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        ))
     }
 }
 impl From<jiff::ZonedDateTime> for Value {
@@ -299,6 +308,17 @@ mod tests {
         ] {
             assert!(v.is_true(), "{v:?}");
         }
+    }
+
+    #[test]
+    fn conversions() {
+        let l = day2_model::Labels::from_pairs([("job", "api"), ("instance", "h:1")]);
+        assert_eq!(Value::from(&l).to_go_string(), "map[instance:h:1 job:api]");
+        let m: std::collections::HashMap<String, &str> = [("a".to_string(), "b")].into();
+        assert_eq!(Value::from(m).to_go_string(), "map[a:b]");
+        assert_eq!(Value::from(vec!["x", "y"]).to_go_string(), "[x y]");
+        assert_eq!(Value::from(Some(1i64)), Value::Int(1));
+        assert_eq!(Value::from(None::<i64>), Value::Null);
     }
 
     #[test]

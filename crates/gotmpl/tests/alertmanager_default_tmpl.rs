@@ -300,3 +300,30 @@ fn config_texts_and_stringers() {
         "{e}"
     );
 }
+
+#[test]
+fn every_default_template_renders_cleanly() {
+    let (t, env) = set();
+    let zero = "0001-01-01T00:00:00Z";
+    let alerts = Value::list([
+        alert("firing", "a:9100", zero),
+        alert("resolved", "c:9100", zero),
+    ]);
+    for status in ["firing", "resolved"] {
+        let d = group(status);
+        let names = t.names();
+        assert_eq!(names.len(), 66, "64 defines and 2 files");
+        for name in names {
+            // These take a list of alerts (`.Alerts.Firing` in the receiver config).
+            let data = if name.contains("alert_list") || name == "pagerduty.default.instances" {
+                &alerts
+            } else {
+                &d
+            };
+            let out = t
+                .execute_template(name, data, &env)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!out.contains("<no value>"), "{name}: {out}");
+        }
+    }
+}
