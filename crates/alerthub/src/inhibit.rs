@@ -297,6 +297,44 @@ mod tests {
         assert!(check(&inh, &[a, web], &[("team", "db"), ("instance", "3")]).is_none());
     }
 
+    /// The same rules and alerts given to Alertmanager 0.25: its API v2
+    /// reported B inhibited by A, F inhibited by D, and A, C, D, E active.
+    #[test]
+    fn agrees_with_alertmanager_on_recorded_case() {
+        let c = crate::config::load_str(
+            "route:\n  receiver: r\nreceivers:\n  - name: r\ninhibit_rules:\n  - source_matchers: [severity=critical]\n    target_matchers: [severity=warning]\n    equal: [cluster]\n  - source_matchers: ['team=\"db\"']\n    target_matchers: ['team=~\"db|web\"']\n",
+        )
+        .unwrap();
+        let alerts = vec![
+            alert(&[("alertname", "A"), ("severity", "critical")]),
+            alert(&[("alertname", "B"), ("severity", "warning")]),
+            alert(&[
+                ("alertname", "C"),
+                ("severity", "warning"),
+                ("cluster", "eu"),
+            ]),
+            alert(&[("alertname", "D"), ("team", "db"), ("instance", "1")]),
+            alert(&[("alertname", "E"), ("team", "db"), ("instance", "2")]),
+            alert(&[("alertname", "F"), ("team", "web")]),
+        ];
+        let want = [
+            ("A", None),
+            ("B", Some("b807e636403824b5")),
+            ("C", None),
+            ("D", None),
+            ("E", None),
+            ("F", Some("bc224bce70587827")),
+        ];
+        let index = c.inhibitor.index(alerts.iter(), now());
+        for (a, (name, by)) in alerts.iter().zip(want) {
+            assert_eq!(a.name(), Some(name));
+            let got = c.inhibitor.inhibited_by(&a.labels, alerts.iter(), now());
+            assert_eq!(got.map(|i| i.source.to_string()).as_deref(), by, "{name}");
+            let got = index.inhibited_by(&a.labels);
+            assert_eq!(got.is_some(), by.is_some(), "{name} (indexed)");
+        }
+    }
+
     #[test]
     fn first_matching_rule_wins() {
         let mut r1 = rule("a=1", "t=x", &[]);
