@@ -305,7 +305,7 @@ mod tests {
             "route:\n  receiver: r\nreceivers:\n  - name: r\ninhibit_rules:\n  - source_matchers: [severity=critical]\n    target_matchers: [severity=warning]\n    equal: [cluster]\n  - source_matchers: ['team=\"db\"']\n    target_matchers: ['team=~\"db|web\"']\n",
         )
         .unwrap();
-        let alerts = vec![
+        let alerts = [
             alert(&[("alertname", "A"), ("severity", "critical")]),
             alert(&[("alertname", "B"), ("severity", "warning")]),
             alert(&[
