@@ -570,6 +570,10 @@ pub fn alertmanager() -> FuncMap {
         };
         Ok(Value::Time(t.with_time_zone(zone)))
     });
+    m.insert("toJson", |a| {
+        arity("toJson", a, 1)?;
+        to_json(&a[0]).map(Value::String)
+    });
     m.insert("since", |a| {
         arity("since", a, 1)?;
         let t = time_arg(&a[0])?;
@@ -581,6 +585,51 @@ pub fn alertmanager() -> FuncMap {
         })))
     });
     m
+}
+
+/// Go's `json.Marshal` of a value: compact, with `<`, `>`, `&` escaped;
+/// times as RFC 3339 strings, durations as nanoseconds.
+pub fn to_json(v: &Value) -> Result<String, String> {
+    fn conv(v: &Value) -> Result<serde_json::Value, String> {
+        use serde_json::Value as J;
+        Ok(match v {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f)
+                    .map(J::Number)
+                    .ok_or_else(|| {
+                        format!(
+                            "json: unsupported value: {}",
+                            Value::Float(*f).to_go_string()
+                        )
+                    })?
+            }
+            Value::String(s) => J::String(s.clone()),
+            Value::List(l) => J::Array(l.iter().map(conv).collect::<Result<_, _>>()?),
+            Value::Map(m) => J::Object(
+                m.iter()
+                    .map(|(k, v)| Ok((k.clone(), conv(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            Value::Time(t) => J::String(format_layout(t, "2006-01-02T15:04:05.999999999Z07:00")),
+            Value::Duration(d) => J::from(*d),
+        })
+    }
+    let s = serde_json::to_string(&conv(v)?).map_err(|e| e.to_string())?;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 /// Go's `url.QueryUnescape`.
@@ -764,6 +813,17 @@ mod tests {
         assert_eq!(berlin.to_go_string(), "2024-03-05 15:07:09 +0100 CET");
         let since = call(&m, "since", &[Value::Time(t)]).unwrap();
         assert!(matches!(since, Value::Duration(d) if d > 0));
+        assert_eq!(
+            call(
+                &m,
+                "toJson",
+                &[Value::from(
+                    serde_json::json!({"b": [1, 2.5, null], "a": "<x&y>"})
+                )]
+            ),
+            Ok(s(r#"{"a":"\u003cx\u0026y\u003e","b":[1,2.5,null]}"#))
+        );
+        assert!(call(&m, "toJson", &[Value::Float(f64::NAN)]).is_err());
         assert_eq!(
             call(&m, "humanizeDuration", &[Value::Duration(90_000_000_000)]),
             Ok(s("1m 30s"))

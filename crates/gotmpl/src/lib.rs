@@ -116,6 +116,12 @@ impl Env {
         self
     }
 
+    /// Functions of Prometheus's rule templates (with the `query` placeholder)
+    /// and the time methods.
+    pub fn prometheus(external_url: &str) -> Env {
+        Env::new(funcs::prometheus(external_url)).with_methods(methods::time())
+    }
+
     /// Functions and methods of Alertmanager's notification templates.
     pub fn alertmanager() -> Env {
         Env::new(funcs::alertmanager()).with_methods(methods::alertmanager())

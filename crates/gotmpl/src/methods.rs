@@ -216,7 +216,11 @@ pub fn alertmanager() -> Methods {
     m
 }
 
-/// Methods of Go's `time.Time` (`Format`, `Unix`, `UnixMilli`, `UTC`) and
+/// Unix seconds of Go's zero `time.Time`.
+const GO_ZERO_TIME_UNIX: i64 = -62_135_596_800;
+
+/// Methods of Go's `time.Time` (`Format`, `Unix`, `UnixMilli`, `UTC`, `IsZero`,
+/// `Sub`, `Before`, `After`, `Equal`) and
 /// `time.Duration` (`Seconds`, `Minutes`, `Hours`, `Milliseconds`, `String`).
 pub fn time() -> Methods {
     let mut m = Methods::new();
@@ -253,6 +257,41 @@ pub fn time() -> Methods {
             v => Err(wrong("UTC", v)),
         }
     });
+    m.insert("IsZero", |recv, args| {
+        no_args("IsZero", args)?;
+        match recv {
+            // Go's zero time.Time is 0001-01-01 00:00:00 UTC.
+            Value::Time(t) => Ok(Value::Bool(
+                t.timestamp().as_second() == GO_ZERO_TIME_UNIX && t.subsec_nanosecond() == 0,
+            )),
+            v => Err(wrong("IsZero", v)),
+        }
+    });
+    m.insert("Sub", |recv, args| match (recv, args) {
+        (Value::Time(a), [Value::Time(b)]) => {
+            let d = a.timestamp().as_nanosecond() - b.timestamp().as_nanosecond();
+            Ok(Value::Duration(i64::try_from(d).unwrap_or(if d < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            })))
+        }
+        (Value::Time(_), _) => Err("Sub wants one time.Time argument".into()),
+        (v, _) => Err(wrong("Sub", v)),
+    });
+    for (name, want) in [
+        ("Before", std::cmp::Ordering::Less),
+        ("After", std::cmp::Ordering::Greater),
+        ("Equal", std::cmp::Ordering::Equal),
+    ] {
+        m.insert(name, move |recv, args| match (recv, args) {
+            (Value::Time(a), [Value::Time(b)]) => {
+                Ok(Value::Bool(a.timestamp().cmp(&b.timestamp()) == want))
+            }
+            (Value::Time(_), _) => Err(format!("{name} wants one time.Time argument")),
+            (v, _) => Err(wrong(name, v)),
+        });
+    }
     let dur = |name: &'static str, div: f64| {
         move |recv: &Value, args: &[Value]| {
             no_args(name, args)?;
@@ -324,5 +363,41 @@ mod tests {
             "alertname=Down, a=1, job=api"
         );
         assert!(call("String", &Value::list([Value::Int(1)]), &[]).is_err());
+    }
+
+    #[test]
+    fn time_methods() {
+        let m = time();
+        let call = |n: &str, r: &Value, a: &[Value]| (m.get(n).unwrap())(r, a);
+        let t = |s: &str| {
+            Value::Time(
+                s.parse::<jiff::Timestamp>()
+                    .unwrap()
+                    .to_zoned_datetime(jiff::tz::TimeZone::UTC),
+            )
+        };
+        let (zero, a, b) = (
+            t("0001-01-01T00:00:00Z"),
+            t("2024-05-01T10:00:00Z"),
+            t("2024-05-01T11:30:00.5Z"),
+        );
+        assert_eq!(call("IsZero", &zero, &[]), Ok(Value::Bool(true)));
+        assert_eq!(call("IsZero", &a, &[]), Ok(Value::Bool(false)));
+        assert_eq!(
+            call("Sub", &b, &[a.clone()]).unwrap().to_go_string(),
+            "1h30m0.5s"
+        );
+        assert_eq!(call("Before", &a, &[b.clone()]), Ok(Value::Bool(true)));
+        assert_eq!(call("After", &a, &[b.clone()]), Ok(Value::Bool(false)));
+        assert_eq!(call("Unix", &a, &[]), Ok(Value::Int(1714557600)));
+        assert_eq!(
+            call("Format", &b, &[Value::from("Jan 2 15:04:05.000")]),
+            Ok(Value::from("May 1 11:30:00.500"))
+        );
+        let d = call("Sub", &b, &[a]).unwrap();
+        assert_eq!(
+            call("Minutes", &d, &[]),
+            Ok(Value::Float(90.00833333333334))
+        );
     }
 }
