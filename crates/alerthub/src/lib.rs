@@ -29,5 +29,5 @@ pub use group::{GroupKey, group_labels};
 pub use inhibit::{Inhibition, Inhibitor};
 pub use matchers::{Matchers, parse_matcher, parse_matchers};
 pub use route::{GroupBy, Route, RouteMute, RouteOpts};
-pub use silence::{MaintenanceWindow, Silence, SilenceState};
+pub use silence::{MaintenanceWindow, Silence, SilenceState, in_maintenance, silenced_by};
 pub use timeinterval::{TimeInterval, TimeIntervals};

@@ -187,6 +187,60 @@ impl MaintenanceWindow {
     }
 }
 
+/// Ids of the silences that mute `labels` at `now` (Alertmanager's
+/// `silencedBy`), in the given order.
+pub fn silenced_by<'a>(
+    labels: &Labels,
+    now: Timestamp,
+    silences: impl IntoIterator<Item = &'a Silence>,
+) -> Vec<&'a str> {
+    silences
+        .into_iter()
+        .filter(|s| s.mutes(labels, now))
+        .map(|s| s.id.as_str())
+        .collect()
+}
+
+/// Names of the maintenance windows that mute `labels` at `now`.
+pub fn in_maintenance<'a>(
+    labels: &Labels,
+    now: Timestamp,
+    windows: impl IntoIterator<Item = &'a MaintenanceWindow>,
+    intervals: &TimeIntervals,
+) -> Vec<&'a str> {
+    windows
+        .into_iter()
+        .filter(|w| w.mutes(labels, intervals, now))
+        .map(|w| w.name.as_str())
+        .collect()
+}
+
+/// Validates a `maintenance_windows:` list against the config's intervals;
+/// errors carry the path `maintenance_windows[i].field`. Names must be unique.
+pub fn validate_maintenance_windows(
+    windows: &[MaintenanceWindow],
+    intervals: &TimeIntervals,
+) -> Result<(), (String, String)> {
+    let mut names = std::collections::HashSet::new();
+    for (i, w) in windows.iter().enumerate() {
+        let at = |f: String| {
+            if f.is_empty() {
+                format!("maintenance_windows[{i}]")
+            } else {
+                format!("maintenance_windows[{i}].{f}")
+            }
+        };
+        w.validate(intervals).map_err(|(f, m)| (at(f), m))?;
+        if !names.insert(w.name.as_str()) {
+            return Err((
+                at("name".into()),
+                format!("maintenance window name {:?} is not unique", w.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +336,39 @@ mod tests {
         // before starts_at (Sunday 2025-12-28)
         assert_eq!(w.state(ts("2025-12-28T01:30:00Z")), SilenceState::Pending);
         assert!(!w.mutes(&db, &all, ts("2025-12-28T01:30:00Z")));
+    }
+
+    #[test]
+    fn reasons_for_muting() {
+        let all = intervals();
+        let db = Labels::from_pairs([("service", "db"), ("job", "api")]);
+        let mut s2 = silence("{service=\"db\"}");
+        s2.id = "s2".into();
+        let silences = [silence("{job=\"api\"}"), s2, silence("{job=\"other\"}")];
+        assert_eq!(
+            silenced_by(&db, ts("2026-01-01T11:00:00Z"), &silences),
+            ["s1", "s2"]
+        );
+        assert!(silenced_by(&db, ts("2026-01-01T13:00:00Z"), &silences).is_empty());
+        let windows = [window()];
+        assert_eq!(
+            in_maintenance(&db, ts("2026-01-04T01:30:00Z"), &windows, &all),
+            ["db-weekly"]
+        );
+        assert!(in_maintenance(&db, ts("2026-01-05T01:30:00Z"), &windows, &all).is_empty());
+    }
+
+    #[test]
+    fn window_list_validation_names_the_entry() {
+        let all = intervals();
+        assert!(validate_maintenance_windows(&[window()], &all).is_ok());
+        let (path, msg) = validate_maintenance_windows(&[window(), window()], &all).unwrap_err();
+        assert_eq!(path, "maintenance_windows[1].name");
+        assert!(msg.contains("not unique"));
+        let mut bad = window();
+        bad.time_intervals = vec!["x".into()];
+        let (path, _) = validate_maintenance_windows(&[window(), bad], &all).unwrap_err();
+        assert_eq!(path, "maintenance_windows[1].time_intervals[0]");
     }
 
     #[test]

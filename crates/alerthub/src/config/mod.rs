@@ -229,6 +229,19 @@ impl HubConfig {
         self.config.global.resolve_timeout()
     }
 
+    /// A one-line account of what was loaded, like the "Found:" list of
+    /// `amtool check-config`.
+    pub fn summary(&self) -> String {
+        format!(
+            "global config, route ({} routes), {} inhibit rules, {} receivers, {} templates, {} time intervals",
+            self.route.walk().len(),
+            self.config.inhibit_rules.len(),
+            self.config.receivers.len(),
+            self.config.templates.len(),
+            self.time_intervals.0.len()
+        )
+    }
+
     /// The routes (and so receivers) a label set goes to, like
     /// `amtool config routes test`.
     pub fn routes_for(&self, labels: &day2_model::Labels) -> Vec<&Route> {
@@ -631,6 +644,15 @@ mod tests {
         assert_eq!(c.routes_for(&l("1")).len(), 2);
         assert_eq!(c.receivers_for(&l("2")), ["b"]);
         assert_eq!(c.receivers_for(&l("3")), ["a"]);
+    }
+
+    #[test]
+    fn summary_counts_sections() {
+        let c = load(MIN).unwrap();
+        assert_eq!(
+            c.summary(),
+            "global config, route (1 routes), 0 inhibit rules, 1 receivers, 0 templates, 0 time intervals"
+        );
     }
 
     #[test]
