@@ -384,11 +384,19 @@ mod tests {
         assert_eq!(call("IsZero", &zero, &[]), Ok(Value::Bool(true)));
         assert_eq!(call("IsZero", &a, &[]), Ok(Value::Bool(false)));
         assert_eq!(
-            call("Sub", &b, &[a.clone()]).unwrap().to_go_string(),
+            call("Sub", &b, std::slice::from_ref(&a))
+                .unwrap()
+                .to_go_string(),
             "1h30m0.5s"
         );
-        assert_eq!(call("Before", &a, &[b.clone()]), Ok(Value::Bool(true)));
-        assert_eq!(call("After", &a, &[b.clone()]), Ok(Value::Bool(false)));
+        assert_eq!(
+            call("Before", &a, std::slice::from_ref(&b)),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            call("After", &a, std::slice::from_ref(&b)),
+            Ok(Value::Bool(false))
+        );
         assert_eq!(call("Unix", &a, &[]), Ok(Value::Int(1714557600)));
         assert_eq!(
             call("Format", &b, &[Value::from("Jan 2 15:04:05.000")]),
