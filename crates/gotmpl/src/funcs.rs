@@ -645,7 +645,8 @@ fn query_unescape(s: &str) -> Result<String, String> {
                     .get(i + 1..i + 3)
                     .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
                     .ok_or_else(|| {
-                        format!("invalid URL escape {:?}", &s[i..(i + 3).min(s.len())])
+                        let bad: String = s[i..].chars().take(3).collect();
+                        format!("invalid URL escape {bad:?}")
                     })?;
                 out.push(u8::from_str_radix(hex, 16).map_err(|e| e.to_string())?);
                 i += 2;
@@ -804,6 +805,7 @@ mod tests {
         );
         assert_eq!(call(&m, "urlUnescape", &[s("a%20b+c")]), Ok(s("a b c")));
         assert!(call(&m, "urlUnescape", &[s("%zz")]).is_err());
+        assert!(call(&m, "urlUnescape", &[s("%aé")]).is_err());
         let t: jiff::ZonedDateTime = "2024-03-05T14:07:09+00:00[UTC]".parse().unwrap();
         assert_eq!(
             call(&m, "date", &[s("2006-01-02 15:04"), Value::Time(t.clone())]),

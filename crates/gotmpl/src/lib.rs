@@ -15,9 +15,23 @@
 //! assert_eq!(t.execute(&data, &Env::new(f)).unwrap(), "1.235MB");
 //! ```
 //!
+//! Supported: text, `{{.}}`, field chains on dot, variables and parenthesised
+//! pipelines; `$x := ...`, `$x = ...`; pipelines with `|`; string (with escapes),
+//! raw string, char, int (decimal, 0x, 0o, 0b, `_`), float, bool and nil
+//! literals; `if`/`else if`/`else`, `range` (lists, maps in key order, ints;
+//! `$i, $e :=`; `else`; `break`/`continue`), `with`/`else with`/`else`, `define`,
+//! `template`, `block`, comments and `{{- -}}` trimming; the builtins `and`, `or`
+//! (short-circuit), `not`, `len`, `index`, `slice`, `print`, `printf`, `println`,
+//! `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `html`, `js`, `urlquery`. Printing follows
+//! Go's `fmt` (floats as `%v`, `map[k:v]`, `[a b]`, `<no value>`), and a
+//! registered `String` method is used for maps and lists as Go's `Stringer`.
+//!
 //! Deliberate differences from Go: `lt`/`gt`/`eq`... compare ints and floats
 //! numerically (Go reports "incompatible types"); no `call` builtin (there are no
-//! function values); no complex or hex-float literals; maps have string keys only.
+//! function values); no complex or hex-float literals; maps have string keys only;
+//! no contextual HTML escaping (html/template) and no `Option`s besides
+//! [`MissingKey`]; unknown functions are found when parsing, their arity when
+//! executing (as Go).
 
 mod builtins;
 mod exec;

@@ -534,3 +534,36 @@ fn templates_are_send_sync_and_reusable() {
     let outs: Vec<String> = hs.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(outs, ["0", "1", "2", "3"]);
 }
+
+/// Random token soup must give errors, never panics.
+#[test]
+fn garbage_never_panics() {
+    const PIECES: [&str; 40] = [
+        "{{", "}}", "{{- ", " -}}", "/*", "*/", " ", "\n", ".", ".a", ".b.c", "$", "$x", ":=", "=",
+        "|", "(", ")", ",", "\"s\"", "`r`", "'c'", "1", "-2.5", "0x1f", "if", "else", "end",
+        "range", "with", "define", "template", "block", "break", "continue", "nil", "true",
+        "printf", "index", "é",
+    ];
+    let env = Env::new(funcs::prometheus("")).with_methods(methods::alertmanager());
+    let data = Value::from(json!({"a": [1, "x", {"b": 2}], "b": {"c": "d"}, "s": "str"}));
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut parsed = 0;
+    for _ in 0..20_000 {
+        let mut src = String::new();
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let n = (seed >> 60) as usize + 1;
+        for _ in 0..n * 2 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            src.push_str(PIECES[(seed >> 33) as usize % PIECES.len()]);
+        }
+        if let Ok(t) = Template::parse("g", &src, &env.funcs) {
+            parsed += 1;
+            let _ = t.execute(&data, &env);
+        }
+    }
+    assert!(parsed > 100, "only {parsed} parsed");
+}
