@@ -158,12 +158,15 @@ impl Alert {
         Ok(())
     }
 
-    /// Merges a newer report of the same alert into this one, as Alertmanager
-    /// does: the earlier start wins; the end of the more recently updated report
-    /// wins, except that an end set by timeout never replaces a sender's end
-    /// that is still in the future. Annotations and generator URL come from the
-    /// more recently updated report.
-    pub fn merge(&self, other: &Alert) -> Alert {
+    /// Merges two reports of the same alert, as Alertmanager does when an
+    /// alert is received again:
+    /// - the more recently updated report wins (labels, annotations, URL);
+    /// - the earliest start wins;
+    /// - if the newer report is resolved at `now`, an older report's later
+    ///   end wins only if that one is resolved too;
+    /// - otherwise an older report's later end wins unless it was set by
+    ///   timeout (resolve_timeout), so a sender's explicit end is kept.
+    pub fn merge(&self, other: &Alert, now: Timestamp) -> Alert {
         let (older, newer) = if other.updated_at < self.updated_at {
             (other, self)
         } else {
@@ -173,15 +176,18 @@ impl Alert {
         if older.starts_at < newer.starts_at {
             res.starts_at = older.starts_at;
         }
-        // A resolved-by-timeout newer end does not override an explicit end of
-        // the older report that lies before it.
-        if newer.timeout
-            && !older.timeout
-            && let (Some(old_end), Some(new_end)) = (older.ends_at, newer.ends_at)
-            && old_end < new_end
-        {
-            res.ends_at = Some(old_end);
-            res.timeout = false;
+        // `None` is the zero time: never after anything.
+        let later = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
+            (Some(a), Some(b)) => a > b,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if newer.is_resolved_at(now) {
+            if older.is_resolved_at(now) && later(older.ends_at, newer.ends_at) {
+                res.ends_at = older.ends_at;
+            }
+        } else if later(older.ends_at, newer.ends_at) && !older.timeout {
+            res.ends_at = older.ends_at;
         }
         res
     }
@@ -264,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn merge_keeps_earliest_start_and_newest_end() {
+    fn merge_keeps_earliest_start_and_latest_explicit_end() {
         let l = Labels::from_pairs([("alertname", "x")]);
         let mut a = Alert::new(l.clone(), ts("2026-01-01T00:00:00Z"));
         a.ends_at = Some(ts("2026-01-01T00:10:00Z"));
@@ -272,27 +278,34 @@ mod tests {
         b.updated_at = ts("2026-01-01T00:03:00Z");
         b.ends_at = Some(ts("2026-01-01T00:04:00Z"));
         b.annotations.insert("summary".into(), "new".into());
-        let m = a.merge(&b);
+        // both firing: the older report's later explicit end is kept
+        let m = a.merge(&b, ts("2026-01-01T00:03:00Z"));
         assert_eq!(m.starts_at, ts("2026-01-01T00:00:00Z"));
-        assert_eq!(m.ends_at, Some(ts("2026-01-01T00:04:00Z")));
+        assert_eq!(m.ends_at, Some(ts("2026-01-01T00:10:00Z")));
         assert_eq!(
             m.annotations.get("summary").map(String::as_str),
             Some("new")
         );
-        // order of arguments does not matter
-        assert_eq!(b.merge(&a), m);
+        // argument order does not matter
+        assert_eq!(b.merge(&a, ts("2026-01-01T00:03:00Z")), m);
+        // the newer report resolved, the older not: the newer end wins
+        let m = a.merge(&b, ts("2026-01-01T00:05:00Z"));
+        assert_eq!(m.ends_at, Some(ts("2026-01-01T00:04:00Z")));
+        assert_eq!(m.status(ts("2026-01-01T00:05:00Z")), AlertStatus::Resolved);
     }
 
     #[test]
-    fn merge_timeout_end_does_not_extend_explicit_end() {
+    fn merge_timeout_end_does_not_win_over_newer_end() {
         let l = Labels::from_pairs([("alertname", "x")]);
+        // older report without end: ends by timeout at 00:05
         let mut a = Alert::new(l.clone(), ts("2026-01-01T00:00:00Z"));
-        a.ends_at = Some(ts("2026-01-01T00:01:00Z"));
+        a.normalize(ts("2026-01-01T00:00:00Z"), Duration::from_secs(300));
+        // newer report with an explicit, earlier end
         let mut b = Alert::new(l, ts("2026-01-01T00:00:00Z"));
-        b.updated_at = ts("2026-01-01T00:00:30Z");
-        b.normalize(ts("2026-01-01T00:00:30Z"), Duration::from_secs(300));
-        let m = a.merge(&b);
-        assert_eq!(m.ends_at, Some(ts("2026-01-01T00:01:00Z")));
+        b.updated_at = ts("2026-01-01T00:01:00Z");
+        b.ends_at = Some(ts("2026-01-01T00:02:00Z"));
+        let m = a.merge(&b, ts("2026-01-01T00:01:00Z"));
+        assert_eq!(m.ends_at, Some(ts("2026-01-01T00:02:00Z")));
         assert!(!m.timeout);
     }
 }
