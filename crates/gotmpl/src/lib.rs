@@ -95,7 +95,7 @@ pub enum MissingKey {
 }
 
 /// Everything execution needs besides the template and the data.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Env {
     /// Functions callable by name (the builtins are always there).
     pub funcs: FuncMap,
