@@ -78,13 +78,15 @@ impl Silence {
         }
     }
 
-    /// Does this silence mute an alert with `labels` at `now`?
-    pub fn mutes(&self, labels: &Labels, now: Timestamp) -> bool {
+    /// Does this silence mute an alert with `labels` at `now` (active, and
+    /// every matcher matches)?
+    pub fn matches(&self, labels: &Labels, now: Timestamp) -> bool {
         self.state(now) == SilenceState::Active && self.matchers.matches(labels)
     }
 
-    /// Do the matchers select `labels` (whatever the state)?
-    pub fn matches(&self, labels: &Labels) -> bool {
+    /// Do the matchers select `labels`, whatever the state (for previews
+    /// such as "which alerts would this silence affect")?
+    pub fn selects(&self, labels: &Labels) -> bool {
         self.matchers.matches(labels)
     }
 
@@ -196,7 +198,7 @@ pub fn silenced_by<'a>(
 ) -> Vec<&'a str> {
     silences
         .into_iter()
-        .filter(|s| s.mutes(labels, now))
+        .filter(|s| s.matches(labels, now))
         .map(|s| s.id.as_str())
         .collect()
 }
@@ -277,10 +279,12 @@ mod tests {
         let hit = Labels::from_pairs([("job", "api"), ("env", "prod"), ("x", "y")]);
         let miss = Labels::from_pairs([("job", "api"), ("env", "dev")]);
         let during = ts("2026-01-01T11:00:00Z");
-        assert!(s.mutes(&hit, during));
-        assert!(!s.mutes(&miss, during));
-        assert!(!s.mutes(&hit, ts("2026-01-01T13:00:00Z")));
-        assert!(s.matches(&hit));
+        assert!(s.matches(&hit, during));
+        assert!(!s.matches(&miss, during));
+        assert!(!s.matches(&hit, ts("2026-01-01T13:00:00Z")));
+        assert!(!s.matches(&hit, ts("2026-01-01T09:00:00Z")), "pending");
+        assert!(s.selects(&hit));
+        assert!(!s.selects(&miss));
     }
 
     #[test]
