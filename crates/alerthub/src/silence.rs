@@ -184,7 +184,7 @@ impl MaintenanceWindow {
     }
 
     /// Does this window mute an alert with `labels` at `now`?
-    pub fn mutes(&self, labels: &Labels, intervals: &TimeIntervals, now: Timestamp) -> bool {
+    pub fn matches(&self, labels: &Labels, intervals: &TimeIntervals, now: Timestamp) -> bool {
         self.matchers.matches(labels) && self.is_open(intervals, now)
     }
 }
@@ -212,7 +212,7 @@ pub fn in_maintenance<'a>(
 ) -> Vec<&'a str> {
     windows
         .into_iter()
-        .filter(|w| w.mutes(labels, intervals, now))
+        .filter(|w| w.matches(labels, intervals, now))
         .map(|w| w.name.as_str())
         .collect()
 }
@@ -326,20 +326,20 @@ mod tests {
         let web = Labels::from_pairs([("service", "web")]);
         // Sunday 2026-01-04 02:30 CET = 01:30 UTC
         let open = ts("2026-01-04T01:30:00Z");
-        assert!(w.mutes(&db, &all, open));
-        assert!(!w.mutes(&web, &all, open));
+        assert!(w.matches(&db, &all, open));
+        assert!(!w.matches(&web, &all, open));
         // 04:00 CET is outside (end exclusive)
-        assert!(!w.mutes(&db, &all, ts("2026-01-04T03:00:00Z")));
+        assert!(!w.matches(&db, &all, ts("2026-01-04T03:00:00Z")));
         // the next Sunday again
-        assert!(w.mutes(&db, &all, ts("2026-01-11T01:30:00Z")));
+        assert!(w.matches(&db, &all, ts("2026-01-11T01:30:00Z")));
         // Monday: closed
-        assert!(!w.mutes(&db, &all, ts("2026-01-05T01:30:00Z")));
+        assert!(!w.matches(&db, &all, ts("2026-01-05T01:30:00Z")));
         // after ends_at the schedule no longer applies (Sunday 2026-04-05)
         assert_eq!(w.state(ts("2026-04-05T00:30:00Z")), SilenceState::Expired);
-        assert!(!w.mutes(&db, &all, ts("2026-04-05T00:30:00Z")));
+        assert!(!w.matches(&db, &all, ts("2026-04-05T00:30:00Z")));
         // before starts_at (Sunday 2025-12-28)
         assert_eq!(w.state(ts("2025-12-28T01:30:00Z")), SilenceState::Pending);
-        assert!(!w.mutes(&db, &all, ts("2025-12-28T01:30:00Z")));
+        assert!(!w.matches(&db, &all, ts("2025-12-28T01:30:00Z")));
     }
 
     #[test]
