@@ -139,6 +139,209 @@ impl ReceiverConfig {
     }
 }
 
+/// One configured integration of a receiver, borrowed from the config.
+#[derive(Debug, Clone, Copy)]
+pub enum IntegrationConfig<'a> {
+    Webhook(&'a WebhookConfig),
+    Email(&'a EmailConfig),
+    Pagerduty(&'a PagerdutyConfig),
+    Slack(&'a SlackConfig),
+    MsTeams(&'a MsTeamsConfig),
+    MsTeamsV2(&'a MsTeamsV2Config),
+    Opsgenie(&'a OpsgenieConfig),
+    VictorOps(&'a VictorOpsConfig),
+    Wechat(&'a WechatConfig),
+    Telegram(&'a TelegramConfig),
+    Sns(&'a SnsConfig),
+    Pushover(&'a PushoverConfig),
+    Discord(&'a DiscordConfig),
+    Webex(&'a WebexConfig),
+    Rocketchat(&'a RocketchatConfig),
+    Mattermost(&'a MattermostConfig),
+    Jira(&'a JiraConfig),
+    Incidentio(&'a IncidentioConfig),
+}
+
+impl IntegrationConfig<'_> {
+    /// Alertmanager's integration name (`webhook`, `slack`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            IntegrationConfig::Webhook(_) => "webhook",
+            IntegrationConfig::Email(_) => "email",
+            IntegrationConfig::Pagerduty(_) => "pagerduty",
+            IntegrationConfig::Slack(_) => "slack",
+            IntegrationConfig::MsTeams(_) => "msteams",
+            IntegrationConfig::MsTeamsV2(_) => "msteamsv2",
+            IntegrationConfig::Opsgenie(_) => "opsgenie",
+            IntegrationConfig::VictorOps(_) => "victorops",
+            IntegrationConfig::Wechat(_) => "wechat",
+            IntegrationConfig::Telegram(_) => "telegram",
+            IntegrationConfig::Sns(_) => "sns",
+            IntegrationConfig::Pushover(_) => "pushover",
+            IntegrationConfig::Discord(_) => "discord",
+            IntegrationConfig::Webex(_) => "webex",
+            IntegrationConfig::Rocketchat(_) => "rocketchat",
+            IntegrationConfig::Mattermost(_) => "mattermost",
+            IntegrationConfig::Jira(_) => "jira",
+            IntegrationConfig::Incidentio(_) => "incidentio",
+        }
+    }
+
+    pub fn send_resolved(&self) -> bool {
+        match self {
+            IntegrationConfig::Webhook(c) => c.send_resolved(),
+            IntegrationConfig::Email(c) => c.send_resolved(),
+            IntegrationConfig::Pagerduty(c) => c.send_resolved(),
+            IntegrationConfig::Slack(c) => c.send_resolved(),
+            IntegrationConfig::MsTeams(c) => c.send_resolved(),
+            IntegrationConfig::MsTeamsV2(c) => c.send_resolved(),
+            IntegrationConfig::Opsgenie(c) => c.send_resolved(),
+            IntegrationConfig::VictorOps(c) => c.send_resolved(),
+            IntegrationConfig::Wechat(c) => c.send_resolved(),
+            IntegrationConfig::Telegram(c) => c.send_resolved(),
+            IntegrationConfig::Sns(c) => c.send_resolved(),
+            IntegrationConfig::Pushover(c) => c.send_resolved(),
+            IntegrationConfig::Discord(c) => c.send_resolved(),
+            IntegrationConfig::Webex(c) => c.send_resolved(),
+            IntegrationConfig::Rocketchat(c) => c.send_resolved(),
+            IntegrationConfig::Mattermost(c) => c.send_resolved(),
+            IntegrationConfig::Jira(c) => c.send_resolved(),
+            IntegrationConfig::Incidentio(c) => c.send_resolved(),
+        }
+    }
+}
+
+/// An integration and its position in its list: `(receiver, name, index)`
+/// identifies it, as in Alertmanager's notification log.
+#[derive(Debug, Clone, Copy)]
+pub struct Integration<'a> {
+    pub index: usize,
+    pub config: IntegrationConfig<'a>,
+}
+
+impl Integration<'_> {
+    /// `slack[1]`
+    pub fn id(&self) -> String {
+        format!("{}[{}]", self.config.name(), self.index)
+    }
+}
+
+impl ReceiverConfig {
+    /// Every integration, grouped by kind in Alertmanager's order.
+    pub fn integrations(&self) -> Vec<Integration<'_>> {
+        let mut out = Vec::with_capacity(self.integration_count());
+        for (i, c) in self.webhook_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Webhook(c),
+            });
+        }
+        for (i, c) in self.email_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Email(c),
+            });
+        }
+        for (i, c) in self.pagerduty_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Pagerduty(c),
+            });
+        }
+        for (i, c) in self.slack_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Slack(c),
+            });
+        }
+        for (i, c) in self.msteams_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::MsTeams(c),
+            });
+        }
+        for (i, c) in self.msteamsv2_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::MsTeamsV2(c),
+            });
+        }
+        for (i, c) in self.opsgenie_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Opsgenie(c),
+            });
+        }
+        for (i, c) in self.victorops_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::VictorOps(c),
+            });
+        }
+        for (i, c) in self.wechat_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Wechat(c),
+            });
+        }
+        for (i, c) in self.telegram_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Telegram(c),
+            });
+        }
+        for (i, c) in self.sns_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Sns(c),
+            });
+        }
+        for (i, c) in self.pushover_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Pushover(c),
+            });
+        }
+        for (i, c) in self.discord_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Discord(c),
+            });
+        }
+        for (i, c) in self.webex_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Webex(c),
+            });
+        }
+        for (i, c) in self.rocketchat_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Rocketchat(c),
+            });
+        }
+        for (i, c) in self.mattermost_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Mattermost(c),
+            });
+        }
+        for (i, c) in self.jira_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Jira(c),
+            });
+        }
+        for (i, c) in self.incidentio_configs.iter().enumerate() {
+            out.push(Integration {
+                index: i,
+                config: IntegrationConfig::Incidentio(c),
+            });
+        }
+        out
+    }
+}
+
 /// `{{ template "name" . }}`: how Alertmanager's defaults refer to its
 /// default templates.
 fn tmpl(name: &str) -> String {
@@ -1694,6 +1897,26 @@ mod tests {
             "    webhook_configs:\n      - url: 'http://x/'\n        http_config: {basic_auth: {username: u}, oauth2: {client_id: c}}\n",
         );
         assert!(e.contains("http_config"), "{e}");
+    }
+
+    #[test]
+    fn integrations_are_listed_with_ids() {
+        let c = load("    webhook_configs: [{url: 'http://a/'}, {url: 'http://b/', send_resolved: false}]\n    msteamsv2_configs: [{webhook_url_file: /f}]\n").unwrap();
+        let ids: Vec<(String, bool)> = c
+            .receiver("r")
+            .unwrap()
+            .integrations()
+            .iter()
+            .map(|i| (i.id(), i.config.send_resolved()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("webhook[0]".to_string(), true),
+                ("webhook[1]".to_string(), false),
+                ("msteamsv2[0]".to_string(), true)
+            ]
+        );
     }
 
     #[test]
