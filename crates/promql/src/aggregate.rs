@@ -1,36 +1,122 @@
 //! Aggregation operators (`sum`, `avg`, `topk`, `quantile`, ...) with `by`/`without`.
+//!
+//! Every input series gets its group id once per query (from its labels); the
+//! operators then accumulate per (group, step) cell.
 
 use std::collections::HashMap;
 
 use day2_model::gofloat::format_f;
-use day2_model::{Labels, LabelsBuilder, METRIC_NAME};
+use day2_model::{Label, Labels, LabelsBuilder, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::Error;
-use crate::eval::{Ctx, Val};
-use crate::value::VecSample;
+use crate::eval::{ABSENT, Ctx, Grid, VSeries, Val, has};
 
-/// The group a sample's labels fall into.
-pub(crate) fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
-    match modifier {
-        None => Labels::empty(),
-        Some(LabelModifier::Include(names)) => {
-            let mut b = LabelsBuilder::new();
-            for n in &names.labels {
-                if let Some(v) = l.get(n) {
-                    b.set(n.clone(), v);
+/// How label sets are reduced to a grouping (or matching) key.
+pub(crate) enum KeyMode<'a> {
+    /// Everything falls into one group.
+    All,
+    /// Only these labels count (`by`, `on`).
+    Include(&'a [String]),
+    /// Every label but `__name__` and these (`without`, `ignoring`, or plain matching).
+    Exclude(&'a [String]),
+}
+
+impl<'a> KeyMode<'a> {
+    pub(crate) fn grouping(m: &'a Option<LabelModifier>) -> KeyMode<'a> {
+        match m {
+            None => KeyMode::All,
+            Some(LabelModifier::Include(n)) => KeyMode::Include(&n.labels),
+            Some(LabelModifier::Exclude(n)) => KeyMode::Exclude(&n.labels),
+        }
+    }
+
+    pub(crate) fn matching(m: &'a Option<LabelModifier>) -> KeyMode<'a> {
+        match m {
+            None => KeyMode::Exclude(&[]),
+            Some(LabelModifier::Include(n)) => KeyMode::Include(&n.labels),
+            Some(LabelModifier::Exclude(n)) => KeyMode::Exclude(&n.labels),
+        }
+    }
+
+    /// The key's label set (for group output and error messages).
+    pub(crate) fn labels(&self, l: &Labels) -> Labels {
+        match self {
+            KeyMode::All => Labels::empty(),
+            KeyMode::Include(names) => {
+                let mut b = LabelsBuilder::new();
+                for n in names.iter() {
+                    if let Some(v) = l.get(n) {
+                        b.set(n.clone(), v);
+                    }
+                }
+                b.build()
+            }
+            KeyMode::Exclude(names) => {
+                let kept: Vec<Label> = l
+                    .iter()
+                    .filter(|x| x.name != METRIC_NAME && !names.contains(&x.name))
+                    .cloned()
+                    .collect();
+                Labels::from_sorted_unchecked(kept)
+            }
+        }
+    }
+}
+
+/// Assigns key ids to label sets; borrowed keys, so only new keys allocate.
+pub(crate) struct Keyer<'m, 'l> {
+    mode: KeyMode<'m>,
+    map: HashMap<Vec<&'l str>, u32>,
+    buf: Vec<&'l str>,
+    /// A representative label set per key id.
+    pub first: Vec<&'l Labels>,
+}
+
+impl<'m, 'l> Keyer<'m, 'l> {
+    pub(crate) fn new(mode: KeyMode<'m>) -> Self {
+        Keyer {
+            mode,
+            map: HashMap::new(),
+            buf: Vec::new(),
+            first: Vec::new(),
+        }
+    }
+
+    pub(crate) fn id(&mut self, l: &'l Labels) -> u32 {
+        self.buf.clear();
+        match &self.mode {
+            KeyMode::All => {}
+            KeyMode::Include(names) => {
+                for n in names.iter() {
+                    self.buf.push(l.get(n).unwrap_or(""));
                 }
             }
-            b.build()
-        }
-        Some(LabelModifier::Exclude(names)) => {
-            let mut b = l.to_builder();
-            b.del(METRIC_NAME);
-            for n in &names.labels {
-                b.del(n);
+            KeyMode::Exclude(names) => {
+                for x in l.iter() {
+                    if x.name != METRIC_NAME && !names.contains(&x.name) {
+                        self.buf.push(&x.name);
+                        self.buf.push(&x.value);
+                    }
+                }
             }
-            b.build()
         }
+        if let Some(&id) = self.map.get(&self.buf) {
+            return id;
+        }
+        let id = self.first.len() as u32;
+        self.map.insert(self.buf.clone(), id);
+        self.first.push(l);
+        id
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.first.len()
+    }
+
+    /// The label set of key `id`.
+    pub(crate) fn labels(&self, id: u32) -> Labels {
+        self.mode.labels(self.first[id as usize])
     }
 }
 
@@ -42,6 +128,7 @@ pub(crate) struct KahanSum {
 }
 
 impl KahanSum {
+    #[inline]
     pub(crate) fn add(&mut self, v: f64) {
         let t = self.sum + v;
         if t.is_infinite() {
@@ -53,6 +140,7 @@ impl KahanSum {
         }
         self.sum = t;
     }
+    #[inline]
     pub(crate) fn value(&self) -> f64 {
         if self.sum.is_infinite() {
             self.sum
@@ -60,6 +148,16 @@ impl KahanSum {
             self.sum + self.c
         }
     }
+}
+
+/// Go's sort.Float64s order: NaN first.
+pub(crate) fn sort_go(values: &mut [f64]) {
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap(),
+    });
 }
 
 /// Linear-interpolated quantile of sorted-or-not values (Prometheus's `quantile`).
@@ -73,13 +171,7 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    // Go's sort.Float64s order: NaN first
-    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.partial_cmp(b).unwrap(),
-    });
+    sort_go(values);
     let n = values.len() as f64;
     let rank = q * (n - 1.0);
     let lower = rank.floor().max(0.0);
@@ -88,16 +180,41 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-fn scalar_param(ctx: &mut Ctx, a: &AggregateExpr, t: i64, op: &str) -> Result<f64, Error> {
-    match a.param.as_ref().map(|p| ctx.eval(p, t)).transpose()? {
+fn scalar_param(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid, op: &str) -> Result<Vec<f64>, Error> {
+    match a.param.as_ref().map(|p| ctx.eval(p, g)).transpose()? {
         Some(Val::Scalar(v)) => Ok(v),
         _ => Err(Error::Execution(format!("{op} needs a scalar parameter"))),
     }
 }
 
-pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, t: i64) -> Result<Val, Error> {
+/// Per (group, step) accumulator of the simple aggregations.
+#[derive(Clone, Copy, Default)]
+struct Cell {
+    n: u32,
+    sum: KahanSum,
+    /// min/max so far, or the running mean (avg, stddev).
+    x: f64,
+    /// Welford's sum of squared deviations (stddev, stdvar).
+    m2: f64,
+    /// Every value seen so far is finite (avg's overflow fallback).
+    finite: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Simple {
+    Sum,
+    Avg,
+    Count,
+    Group,
+    Min,
+    Max,
+    Stddev,
+    Stdvar,
+}
+
+pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Error> {
     let op = a.op.to_string();
-    let input = match ctx.eval(&a.expr, t)? {
+    let input = match ctx.eval(&a.expr, g)? {
         Val::Vector(v) => v,
         other => {
             return Err(Error::Execution(format!(
@@ -106,51 +223,185 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, t: i64) -> Result<Val, Erro
             )));
         }
     };
-    // groups in first-appearance order
-    let mut order: Vec<Labels> = Vec::new();
-    let mut groups: HashMap<Labels, Vec<VecSample>> = HashMap::new();
-    for s in input {
-        let g = group_labels(&s.labels, &a.modifier);
-        groups
-            .entry(g.clone())
-            .or_insert_with(|| {
-                order.push(g);
-                Vec::new()
-            })
-            .push(s);
+    let n = g.n;
+    // group ids in first-appearance order
+    let mut keyer = Keyer::new(KeyMode::grouping(&a.modifier));
+    let gids: Vec<u32> = input.iter().map(|s| keyer.id(&s.labels)).collect();
+    let ngroups = keyer.len();
+    let group_labels: Vec<Labels> = (0..ngroups as u32).map(|i| keyer.labels(i)).collect();
+    drop(keyer);
+    ctx.check_deadline()?;
+    let simple = match op.as_str() {
+        "sum" => Some(Simple::Sum),
+        "avg" => Some(Simple::Avg),
+        "count" => Some(Simple::Count),
+        "group" => Some(Simple::Group),
+        "min" => Some(Simple::Min),
+        "max" => Some(Simple::Max),
+        "stddev" => Some(Simple::Stddev),
+        "stdvar" => Some(Simple::Stdvar),
+        _ => None,
+    };
+    if let Some(kind) = simple {
+        ctx.check_cells(ngroups.saturating_mul(n))?;
+        let mut cells = vec![
+            Cell {
+                finite: true,
+                ..Cell::default()
+            };
+            ngroups * n
+        ];
+        for (s, &gid) in input.iter().zip(&gids) {
+            let row = &mut cells[gid as usize * n..(gid as usize + 1) * n];
+            for (c, &v) in row.iter_mut().zip(&s.vals) {
+                if !has(v) {
+                    continue;
+                }
+                c.n += 1;
+                match kind {
+                    Simple::Sum => c.sum.add(v),
+                    Simple::Avg => {
+                        c.sum.add(v);
+                        c.finite &= v.is_finite();
+                        c.x += (v - c.x) / c.n as f64;
+                    }
+                    Simple::Count | Simple::Group => {}
+                    Simple::Min => {
+                        if c.n == 1 || c.x.is_nan() || v < c.x {
+                            c.x = v
+                        }
+                    }
+                    Simple::Max => {
+                        if c.n == 1 || c.x.is_nan() || v > c.x {
+                            c.x = v
+                        }
+                    }
+                    Simple::Stddev | Simple::Stdvar => {
+                        let d = v - c.x;
+                        c.x += d / c.n as f64;
+                        c.m2 += d * (v - c.x);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(ngroups);
+        for (gid, labels) in group_labels.into_iter().enumerate() {
+            let row = &cells[gid * n..(gid + 1) * n];
+            let vals: Vec<f64> = row
+                .iter()
+                .map(|c| {
+                    if c.n == 0 {
+                        return ABSENT;
+                    }
+                    match kind {
+                        Simple::Sum => c.sum.value(),
+                        Simple::Avg => {
+                            let s = c.sum.value();
+                            if !s.is_finite() && c.finite {
+                                // the sum overflowed: the incremental mean
+                                c.x
+                            } else {
+                                s / c.n as f64
+                            }
+                        }
+                        Simple::Count => c.n as f64,
+                        Simple::Group => 1.0,
+                        Simple::Min | Simple::Max => c.x,
+                        Simple::Stddev => (c.m2 / c.n as f64).sqrt(),
+                        Simple::Stdvar => c.m2 / c.n as f64,
+                    }
+                })
+                .collect();
+            out.push(VSeries { labels, vals });
+        }
+        return Ok(Val::Vector(out));
     }
-    let mut out = Vec::new();
+    // members of each group, in input order
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); ngroups];
+    for (i, &gid) in gids.iter().enumerate() {
+        members[gid as usize].push(i);
+    }
     match op.as_str() {
         "topk" | "bottomk" | "limitk" => {
-            let k = scalar_param(ctx, a, t, &op)?;
-            if k.is_nan() {
-                return Err(Error::Execution(format!("Parameter value is NaN for {op}")));
+            let ks = scalar_param(ctx, a, g, &op)?;
+            let mut kk = Vec::with_capacity(n);
+            for k in ks {
+                if k.is_nan() {
+                    return Err(Error::Execution(format!("Parameter value is NaN for {op}")));
+                }
+                kk.push(if k < 1.0 {
+                    0
+                } else {
+                    k.min(usize::MAX as f64) as usize
+                });
             }
-            let k = if k < 1.0 {
-                0
-            } else {
-                k.min(usize::MAX as f64) as usize
+            let top = op == "topk";
+            let limit = op == "limitk";
+            // ranking: NaN last either way, ties by input order
+            let rank = |x: &(f64, usize), y: &(f64, usize)| {
+                (match (x.0.is_nan(), y.0.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Greater,
+                    (false, true) => std::cmp::Ordering::Less,
+                    _ if top => y.0.partial_cmp(&x.0).unwrap(),
+                    _ => x.0.partial_cmp(&y.0).unwrap(),
+                })
+                .then(x.1.cmp(&y.1))
             };
-            for g in &order {
-                let mut members = groups.remove(g).unwrap_or_default();
-                if op != "limitk" {
-                    let top = op == "topk";
-                    // NaN sorts last either way
-                    members.sort_by(|x, y| match (x.v.is_nan(), y.v.is_nan()) {
-                        (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => std::cmp::Ordering::Greater,
-                        (false, true) => std::cmp::Ordering::Less,
-                        _ if top => y.v.partial_cmp(&x.v).unwrap(),
-                        _ => x.v.partial_cmp(&y.v).unwrap(),
+            let mut keep: Vec<Option<Vec<f64>>> = vec![None; input.len()];
+            // instant queries list the selection in rank order
+            let mut order: Vec<usize> = Vec::new();
+            let mut buf: Vec<(f64, usize)> = Vec::new();
+            for m in &members {
+                for (i, &k) in kk.iter().enumerate() {
+                    if k == 0 {
+                        continue;
+                    }
+                    buf.clear();
+                    for &si in m {
+                        let v = input[si].vals[i];
+                        if has(v) {
+                            buf.push((v, si));
+                            if limit && buf.len() >= k {
+                                break;
+                            }
+                        }
+                    }
+                    if !limit {
+                        if buf.len() > k {
+                            buf.select_nth_unstable_by(k - 1, rank);
+                            buf.truncate(k);
+                        }
+                        buf.sort_by(rank);
+                    }
+                    for &(v, si) in buf.iter() {
+                        keep[si].get_or_insert_with(|| vec![ABSENT; n])[i] = v;
+                        if n == 1 {
+                            order.push(si);
+                        }
+                    }
+                }
+            }
+            let mut input: Vec<Option<VSeries>> = input.into_iter().map(Some).collect();
+            let mut out = Vec::new();
+            let picked: Vec<usize> = if n == 1 {
+                order
+            } else {
+                (0..input.len()).filter(|&i| keep[i].is_some()).collect()
+            };
+            for si in picked {
+                if let (Some(s), Some(vals)) = (input[si].take(), keep[si].take()) {
+                    out.push(VSeries {
+                        labels: s.labels,
+                        vals,
                     });
                 }
-                out.extend(members.into_iter().take(k));
             }
-            return Ok(Val::Vector(out));
+            Ok(Val::Vector(out))
         }
-        "limit_ratio" => return Err(Error::Execution("limit_ratio is not supported yet".into())),
+        "limit_ratio" => Err(Error::Execution("limit_ratio is not supported yet".into())),
         "count_values" => {
-            let label = match a.param.as_ref().map(|p| ctx.eval(p, t)).transpose()? {
+            let label = match a.param.as_ref().map(|p| ctx.eval(p, g)).transpose()? {
                 Some(Val::Str(s)) => s,
                 _ => {
                     return Err(Error::Execution(
@@ -161,87 +412,60 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, t: i64) -> Result<Val, Erro
             if !day2_model::labels::is_valid_label_name(&label) {
                 return Err(Error::Execution(format!("invalid label name {label:?}")));
             }
-            let mut counts: Vec<(Labels, f64)> = Vec::new();
-            for g in &order {
-                for s in &groups[g] {
-                    let mut b = g.to_builder();
-                    b.set(label.clone(), format_f(s.v));
-                    let l = b.build();
-                    match counts.iter_mut().find(|(x, _)| *x == l) {
-                        Some(e) => e.1 += 1.0,
-                        None => counts.push((l, 1.0)),
+            let mut index: HashMap<(u32, String), usize> = HashMap::new();
+            let mut out: Vec<VSeries> = Vec::new();
+            for i in 0..n {
+                for (gid, m) in members.iter().enumerate() {
+                    for &si in m {
+                        let v = input[si].vals[i];
+                        if !has(v) {
+                            continue;
+                        }
+                        let k = (gid as u32, format_f(v));
+                        let oi = match index.get(&k) {
+                            Some(&oi) => oi,
+                            None => {
+                                let mut b = group_labels[gid].to_builder();
+                                b.set(label.clone(), k.1.clone());
+                                out.push(VSeries {
+                                    labels: b.build(),
+                                    vals: vec![ABSENT; n],
+                                });
+                                index.insert(k, out.len() - 1);
+                                out.len() - 1
+                            }
+                        };
+                        let c = &mut out[oi].vals[i];
+                        *c = if has(*c) { *c + 1.0 } else { 1.0 };
                     }
                 }
             }
-            return Ok(Val::Vector(
-                counts
-                    .into_iter()
-                    .map(|(labels, v)| VecSample { labels, v })
-                    .collect(),
-            ));
+            Ok(Val::Vector(out))
         }
-        _ => {}
-    }
-    let q = if op == "quantile" {
-        Some(scalar_param(ctx, a, t, &op)?)
-    } else {
-        None
-    };
-    for g in order {
-        let members = &groups[&g];
-        let vals: Vec<f64> = members.iter().map(|s| s.v).collect();
-        let v = match op.as_str() {
-            "sum" => {
-                let mut k = KahanSum::default();
-                vals.iter().for_each(|v| k.add(*v));
-                k.value()
-            }
-            "avg" => {
-                let mut k = KahanSum::default();
-                vals.iter().for_each(|v| k.add(*v));
-                let s = k.value();
-                if !s.is_finite() && vals.iter().all(|v| v.is_finite()) {
-                    // the sum overflowed: fall back to an incremental mean
-                    let mut mean = 0.0;
-                    for (i, v) in vals.iter().enumerate() {
-                        mean += (v - mean) / (i + 1) as f64;
+        "quantile" => {
+            let q = scalar_param(ctx, a, g, &op)?;
+            let mut out = Vec::with_capacity(ngroups);
+            let mut buf = Vec::new();
+            for (gid, labels) in group_labels.into_iter().enumerate() {
+                let mut vals = vec![ABSENT; n];
+                for (i, slot) in vals.iter_mut().enumerate() {
+                    buf.clear();
+                    buf.extend(
+                        members[gid]
+                            .iter()
+                            .map(|&si| input[si].vals[i])
+                            .filter(|v| has(*v)),
+                    );
+                    if !buf.is_empty() {
+                        *slot = quantile(q[i], &mut buf);
                     }
-                    mean
-                } else {
-                    s / vals.len() as f64
                 }
+                out.push(VSeries { labels, vals });
             }
-            "count" => vals.len() as f64,
-            "group" => 1.0,
-            "min" => vals
-                .iter()
-                .copied()
-                .fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m }),
-            "max" => vals
-                .iter()
-                .copied()
-                .fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m }),
-            "stddev" | "stdvar" => {
-                let (mut mean, mut m2) = (0.0f64, 0.0f64);
-                for (i, v) in vals.iter().enumerate() {
-                    let d = v - mean;
-                    mean += d / (i + 1) as f64;
-                    m2 += d * (v - mean);
-                }
-                let var = m2 / vals.len() as f64;
-                if op == "stddev" { var.sqrt() } else { var }
-            }
-            "quantile" => {
-                let mut v = vals.clone();
-                quantile(q.unwrap_or(f64::NAN), &mut v)
-            }
-            other => {
-                return Err(Error::Execution(format!(
-                    "aggregation {other} is not supported"
-                )));
-            }
-        };
-        out.push(VecSample { labels: g, v });
+            Ok(Val::Vector(out))
+        }
+        other => Err(Error::Execution(format!(
+            "aggregation {other} is not supported"
+        ))),
     }
-    Ok(Val::Vector(out))
 }

@@ -1,5 +1,10 @@
 //! Binary operators: arithmetic, comparison (with and without `bool`), set
 //! operators, and vector matching with `on`/`ignoring` and `group_left`/`group_right`.
+//!
+//! Matching signatures and result label sets are computed once per series (or
+//! per matched pair), not per step; the per-step checks of Prometheus
+//! (duplicates on the "one" side, ambiguous many-to-one matches) run over the
+//! step slots.
 
 use std::collections::HashMap;
 
@@ -7,65 +12,86 @@ use day2_model::{Labels, METRIC_NAME};
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use crate::Error;
-use crate::eval::{Ctx, Val, drop_name};
-use crate::value::VecSample;
+use crate::aggregate::{KeyMode, Keyer};
+use crate::eval::{ABSENT, Ctx, Grid, VSeries, Val, drop_name, has};
 
 fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
 }
 
-fn arith(op: &str, l: f64, r: f64) -> f64 {
-    match op {
-        "+" => l + r,
-        "-" => l - r,
-        "*" => l * r,
-        "/" => l / r,
-        "%" => l % r,
-        "^" => l.powf(r),
-        "atan2" => l.atan2(r),
-        _ => f64::NAN,
-    }
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Atan2,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Other,
 }
 
-fn compare(op: &str, l: f64, r: f64) -> bool {
-    match op {
-        "==" => l == r,
-        "!=" => l != r,
-        ">" => l > r,
-        "<" => l < r,
-        ">=" => l >= r,
-        "<=" => l <= r,
-        _ => false,
+impl Op {
+    fn parse(op: &str) -> Op {
+        match op {
+            "+" => Op::Add,
+            "-" => Op::Sub,
+            "*" => Op::Mul,
+            "/" => Op::Div,
+            "%" => Op::Mod,
+            "^" => Op::Pow,
+            "atan2" => Op::Atan2,
+            "==" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            "<" => Op::Lt,
+            ">=" => Op::Ge,
+            "<=" => Op::Le,
+            _ => Op::Other,
+        }
     }
-}
 
-/// `(value, keep)` of one element-wise operation; `l` and `r` are the operands in source order.
-fn elem(op: &str, l: f64, r: f64, return_bool: bool) -> (f64, bool) {
-    if is_comparison(op) {
-        let c = compare(op, l, r);
+    fn is_comparison(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
+    }
+
+    /// `(value, keep)` of one element-wise operation; `l` and `r` are the operands in source order.
+    #[inline]
+    fn apply(self, l: f64, r: f64, return_bool: bool) -> (f64, bool) {
+        let c = match self {
+            Op::Add => return (l + r, true),
+            Op::Sub => return (l - r, true),
+            Op::Mul => return (l * r, true),
+            Op::Div => return (l / r, true),
+            Op::Mod => return (l % r, true),
+            Op::Pow => return (l.powf(r), true),
+            Op::Atan2 => return (l.atan2(r), true),
+            Op::Other => return (f64::NAN, true),
+            Op::Eq => l == r,
+            Op::Ne => l != r,
+            Op::Gt => l > r,
+            Op::Lt => l < r,
+            Op::Ge => l >= r,
+            Op::Le => l <= r,
+        };
         if return_bool {
             (if c { 1.0 } else { 0.0 }, true)
         } else {
             (l, c)
         }
-    } else {
-        (arith(op, l, r), true)
     }
 }
 
-/// The matching signature: `on`/`ignoring` select labels as aggregation grouping
-/// does; without either, every label but the metric name.
-fn signature(l: &Labels, matching: &Option<LabelModifier>) -> Labels {
-    match matching {
-        None => drop_name(l),
-        Some(_) => crate::aggregate::group_labels(l, matching),
-    }
-}
-
-pub(crate) fn eval(ctx: &mut Ctx, b: &BinaryExpr, t: i64) -> Result<Val, Error> {
-    let op = b.op.to_string();
-    let lhs = ctx.eval(&b.lhs, t)?;
-    let rhs = ctx.eval(&b.rhs, t)?;
+pub(crate) fn eval(ctx: &mut Ctx, b: &BinaryExpr, g: &Grid) -> Result<Val, Error> {
+    let op_s = b.op.to_string();
+    let lhs = ctx.eval(&b.lhs, g)?;
+    let rhs = ctx.eval(&b.rhs, g)?;
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     if let Some(m) = &b.modifier
         && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
@@ -74,93 +100,161 @@ pub(crate) fn eval(ctx: &mut Ctx, b: &BinaryExpr, t: i64) -> Result<Val, Error> 
             "fill modifiers are not supported yet".into(),
         ));
     }
-    let drop = !is_comparison(&op) || return_bool;
+    let op = Op::parse(&op_s);
+    let cmp = is_comparison(&op_s);
+    let drop = !cmp || return_bool;
     match (lhs, rhs) {
-        (Val::Scalar(l), Val::Scalar(r)) => {
-            let (v, _) = elem(&op, l, r, true);
-            Ok(Val::Scalar(v))
+        (Val::Scalar(mut l), Val::Scalar(r)) => {
+            for (x, y) in l.iter_mut().zip(&r) {
+                *x = op.apply(*x, *y, true).0;
+            }
+            Ok(Val::Scalar(l))
         }
-        (Val::Vector(v), Val::Scalar(r)) => Ok(Val::Vector(
-            v.into_iter()
-                .filter_map(|s| {
-                    let (x, keep) = elem(&op, s.v, r, return_bool);
-                    keep.then(|| VecSample {
-                        labels: if drop { drop_name(&s.labels) } else { s.labels },
-                        v: x,
-                    })
-                })
-                .collect(),
-        )),
-        (Val::Scalar(l), Val::Vector(v)) => Ok(Val::Vector(
-            v.into_iter()
-                .filter_map(|s| {
-                    let (x, keep) = elem(&op, l, s.v, return_bool);
+        (Val::Vector(v), Val::Scalar(r)) => Ok(Val::Vector(vector_scalar(
+            v,
+            &r,
+            |x, y| op.apply(x, y, return_bool),
+            drop,
+        ))),
+        (Val::Scalar(l), Val::Vector(v)) => {
+            let filter = op.is_comparison() && !return_bool;
+            Ok(Val::Vector(vector_scalar(
+                v,
+                &l,
+                |x, y| {
+                    let (r, keep) = op.apply(y, x, return_bool);
                     // a comparison filter keeps the vector's value
-                    let x = if is_comparison(&op) && !return_bool {
-                        s.v
-                    } else {
-                        x
-                    };
-                    keep.then(|| VecSample {
-                        labels: if drop { drop_name(&s.labels) } else { s.labels },
-                        v: x,
-                    })
-                })
-                .collect(),
-        )),
-        (Val::Vector(l), Val::Vector(r)) => {
-            vector_binop(&op, l, r, b.modifier.as_ref(), return_bool, drop)
+                    (if filter { x } else { r }, keep)
+                },
+                drop,
+            )))
         }
+        (Val::Vector(l), Val::Vector(r)) => vector_binop(
+            ctx,
+            &op_s,
+            op,
+            l,
+            r,
+            b.modifier.as_ref(),
+            return_bool,
+            drop,
+            g,
+        ),
         (l, r) => Err(Error::Execution(format!(
-            "binary operator {op} between {} and {}",
+            "binary operator {op_s} between {} and {}",
             l.kind(),
             r.kind()
         ))),
     }
 }
 
+/// Applies `f(vector value, scalar value)` per step; drops series left empty.
+fn vector_scalar(
+    v: Vec<VSeries>,
+    s: &[f64],
+    f: impl Fn(f64, f64) -> (f64, bool),
+    drop: bool,
+) -> Vec<VSeries> {
+    let mut out = Vec::with_capacity(v.len());
+    for mut series in v {
+        let mut any = false;
+        for (x, &y) in series.vals.iter_mut().zip(s) {
+            if !has(*x) {
+                continue;
+            }
+            let (r, keep) = f(*x, y);
+            if keep {
+                *x = r;
+                any = true;
+            } else {
+                *x = ABSENT;
+            }
+        }
+        if any {
+            if drop {
+                series.labels = drop_name(&series.labels);
+            }
+            out.push(series);
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
 fn vector_binop(
-    op: &str,
-    lhs: Vec<VecSample>,
-    rhs: Vec<VecSample>,
+    ctx: &Ctx,
+    op_s: &str,
+    op: Op,
+    lhs: Vec<VSeries>,
+    rhs: Vec<VSeries>,
     m: Option<&BinModifier>,
     return_bool: bool,
     drop: bool,
+    g: &Grid,
 ) -> Result<Val, Error> {
+    let n = g.n;
     let matching = m.and_then(|m| m.matching.clone());
     let card = m
         .map(|m| m.card.clone())
         .unwrap_or(VectorMatchCardinality::OneToOne);
-    match op {
-        "and" | "or" | "unless" => {
-            let rsigs: std::collections::HashSet<Labels> = rhs
-                .iter()
-                .map(|s| signature(&s.labels, &matching))
-                .collect();
-            return Ok(Val::Vector(match op {
-                "and" => lhs
-                    .into_iter()
-                    .filter(|s| rsigs.contains(&signature(&s.labels, &matching)))
-                    .collect(),
-                "unless" => lhs
-                    .into_iter()
-                    .filter(|s| !rsigs.contains(&signature(&s.labels, &matching)))
-                    .collect(),
-                _ => {
-                    let lsigs: std::collections::HashSet<Labels> = lhs
-                        .iter()
-                        .map(|s| signature(&s.labels, &matching))
-                        .collect();
-                    let mut out = lhs;
-                    out.extend(
-                        rhs.into_iter()
-                            .filter(|s| !lsigs.contains(&signature(&s.labels, &matching))),
-                    );
-                    out
+    let mode = KeyMode::matching(&matching);
+    if matches!(op_s, "and" | "or" | "unless") {
+        // signature ids shared by both sides
+        let (lsig, rsig, nsig) = {
+            let mut k = Keyer::new(KeyMode::matching(&matching));
+            let l: Vec<u32> = lhs.iter().map(|s| k.id(&s.labels)).collect();
+            let r: Vec<u32> = rhs.iter().map(|s| k.id(&s.labels)).collect();
+            let len = k.len();
+            (l, r, len)
+        };
+        ctx.check_cells(nsig.saturating_mul(n))?;
+        let presence = |side: &[VSeries], sigs: &[u32]| -> Vec<bool> {
+            let mut p = vec![false; nsig * n];
+            for (s, &sig) in side.iter().zip(sigs) {
+                let row = &mut p[sig as usize * n..(sig as usize + 1) * n];
+                for (x, v) in row.iter_mut().zip(&s.vals) {
+                    *x |= has(*v);
                 }
-            }));
-        }
-        _ => {}
+            }
+            p
+        };
+        // keeps slots of `side` where `pred(other side present)` holds
+        let mask = |side: Vec<VSeries>, sigs: &[u32], p: &[bool], keep_if: bool| {
+            let mut out = Vec::with_capacity(side.len());
+            for (mut s, &sig) in side.into_iter().zip(sigs) {
+                let row = &p[sig as usize * n..(sig as usize + 1) * n];
+                let mut any = false;
+                for (x, &present) in s.vals.iter_mut().zip(row) {
+                    if has(*x) {
+                        if present == keep_if {
+                            any = true;
+                        } else {
+                            *x = ABSENT;
+                        }
+                    }
+                }
+                if any {
+                    out.push(s);
+                }
+            }
+            out
+        };
+        return Ok(Val::Vector(match op_s {
+            "and" => {
+                let p = presence(&rhs, &rsig);
+                mask(lhs, &lsig, &p, true)
+            }
+            "unless" => {
+                let p = presence(&rhs, &rsig);
+                mask(lhs, &lsig, &p, false)
+            }
+            _ => {
+                let p = presence(&lhs, &lsig);
+                let mut out = lhs;
+                out.extend(mask(rhs, &rsig, &p, false));
+                out
+            }
+        }));
     }
     // the "one" side is indexed by signature; iterate the "many" side
     let (many, one, swapped) = match card {
@@ -168,68 +262,135 @@ fn vector_binop(
         _ => (lhs, rhs, false),
     };
     let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
-    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(one.len());
-    for (i, s) in one.iter().enumerate() {
-        let sig = signature(&s.labels, &matching);
-        if index.insert(sig.clone(), i).is_some() {
-            let side = if swapped { "left" } else { "right" };
-            return Err(Error::Execution(format!(
-                "found duplicate series for the match group {sig} on the {side} hand-side of the operation: many-to-many matching not allowed: matching labels must be unique on one side"
-            )));
-        }
-    }
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-    let mut seen_sig: HashMap<Labels, ()> = HashMap::new();
-    let mut out: Vec<VecSample> = Vec::new();
-    let mut result_seen: HashMap<Labels, ()> = HashMap::new();
-    for s in many {
-        let sig = signature(&s.labels, &matching);
-        let Some(&oi) = index.get(&sig) else { continue };
-        if one_to_one && seen_sig.insert(sig.clone(), ()).is_some() {
-            return Err(Error::Execution(format!(
-                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right), found duplicate series for the match group {sig}"
-            )));
-        }
-        let o = &one[oi];
-        let (l, r) = if swapped { (o.v, s.v) } else { (s.v, o.v) };
-        let (v, keep) = elem(op, l, r, return_bool);
-        if !keep {
-            continue;
-        }
-        let mut b = s.labels.to_builder();
-        if drop {
-            b.del(METRIC_NAME);
-        }
-        if one_to_one {
-            match &matching {
-                Some(LabelModifier::Include(names)) => {
-                    b.retain(|x| names.labels.contains(&x.name));
-                }
-                Some(LabelModifier::Exclude(names)) => {
-                    for n in &names.labels {
-                        b.del(n);
-                    }
-                }
-                None => {}
+    let (one_sig, many_sig, nsig, sig_labels) = {
+        let mut k = Keyer::new(KeyMode::matching(&matching));
+        let o: Vec<u32> = one.iter().map(|s| k.id(&s.labels)).collect();
+        let m: Vec<u32> = many.iter().map(|s| k.id(&s.labels)).collect();
+        let len = k.len();
+        // only for error messages
+        let first: Vec<Labels> = k.first.iter().map(|l| (*l).clone()).collect();
+        (o, m, len, first)
+    };
+    // one-side series per signature
+    let mut by_sig: Vec<Vec<usize>> = vec![Vec::new(); nsig];
+    for (i, &s) in one_sig.iter().enumerate() {
+        by_sig[s as usize].push(i);
+    }
+    // at most one "one" series per signature and step
+    for list in by_sig.iter().filter(|l| l.len() > 1) {
+        for i in 0..n {
+            if list.iter().filter(|&&oi| has(one[oi].vals[i])).count() > 1 {
+                let sig = mode.labels(&sig_labels[one_sig[list[0]] as usize]);
+                let side = if swapped { "left" } else { "right" };
+                return Err(Error::Execution(format!(
+                    "found duplicate series for the match group {sig} on the {side} hand-side of the operation: many-to-many matching not allowed: matching labels must be unique on one side"
+                )));
             }
         }
-        for n in &include {
-            match o.labels.get(n) {
-                Some(v) => {
-                    b.set(n.clone(), v);
+    }
+    // one_to_one: (signature, step) slots already matched by a "many" series
+    let mut matched: Vec<bool> = if one_to_one {
+        ctx.check_cells(nsig.saturating_mul(n))?;
+        vec![false; nsig * n]
+    } else {
+        Vec::new()
+    };
+    let mut out: Vec<VSeries> = Vec::new();
+    let mut out_index: HashMap<Labels, usize> = HashMap::new();
+    for (s, &sig) in many.iter().zip(&many_sig) {
+        let cands = &by_sig[sig as usize];
+        if cands.is_empty() {
+            continue;
+        }
+        for &oi in cands {
+            let o = &one[oi];
+            let mut vals: Option<Vec<f64>> = None;
+            for i in 0..n {
+                let (mv, ov) = (s.vals[i], o.vals[i]);
+                if !has(mv) || !has(ov) {
+                    continue;
+                }
+                if one_to_one {
+                    let slot = &mut matched[sig as usize * n + i];
+                    if *slot {
+                        let sig = mode.labels(&s.labels);
+                        return Err(Error::Execution(format!(
+                            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right), found duplicate series for the match group {sig}"
+                        )));
+                    }
+                    *slot = true;
+                }
+                let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
+                let (v, keep) = op.apply(l, r, return_bool);
+                if keep {
+                    vals.get_or_insert_with(|| vec![ABSENT; n])[i] = v;
+                }
+            }
+            let Some(vals) = vals else { continue };
+            let labels = result_labels(&s.labels, &o.labels, drop, one_to_one, &matching, &include);
+            if one_to_one {
+                out.push(VSeries { labels, vals });
+                continue;
+            }
+            match out_index.get(&labels) {
+                Some(&k) => {
+                    let into = &mut out[k].vals;
+                    for (a, b) in into.iter_mut().zip(&vals) {
+                        if has(*b) {
+                            if has(*a) {
+                                return Err(Error::Execution(
+                                    "multiple matches for labels: grouping labels must ensure unique matches".into(),
+                                ));
+                            }
+                            *a = *b;
+                        }
+                    }
                 }
                 None => {
+                    out_index.insert(labels.clone(), out.len());
+                    out.push(VSeries { labels, vals });
+                }
+            }
+        }
+    }
+    Ok(Val::Vector(out))
+}
+
+fn result_labels(
+    many: &Labels,
+    one: &Labels,
+    drop: bool,
+    one_to_one: bool,
+    matching: &Option<LabelModifier>,
+    include: &[String],
+) -> Labels {
+    let mut b = many.to_builder();
+    if drop {
+        b.del(METRIC_NAME);
+    }
+    if one_to_one {
+        match matching {
+            Some(LabelModifier::Include(names)) => {
+                b.retain(|x| names.labels.contains(&x.name));
+            }
+            Some(LabelModifier::Exclude(names)) => {
+                for n in &names.labels {
                     b.del(n);
                 }
             }
+            None => {}
         }
-        let labels = b.build();
-        if !one_to_one && result_seen.insert(labels.clone(), ()).is_some() {
-            return Err(Error::Execution(
-                "multiple matches for labels: grouping labels must ensure unique matches".into(),
-            ));
-        }
-        out.push(VecSample { labels, v });
     }
-    Ok(Val::Vector(out))
+    for n in include {
+        match one.get(n) {
+            Some(v) => {
+                b.set(n.clone(), v);
+            }
+            None => {
+                b.del(n);
+            }
+        }
+    }
+    b.build()
 }

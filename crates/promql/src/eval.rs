@@ -1,10 +1,16 @@
-//! The evaluator: preloads every selector's data once, then walks the
-//! expression at each step.
+//! The evaluator: preloads every selector's data once, then evaluates each node
+//! of the expression once over the whole step grid.
+//!
+//! An instant vector over the grid is a list of series, each with its label set
+//! (computed once) and one value slot per step; a slot holding [`ABSENT`] means
+//! the series has no sample at that step. A range vector keeps each series'
+//! samples and the reference time of every step; range functions walk it with
+//! a moving window (two cursors per series), never re-slicing or copying.
 
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use day2_model::{Labels, METRIC_NAME, MatchOp, Matcher, Queryable, Series, is_stale_nan};
+use day2_model::{Labels, METRIC_NAME, MatchOp, Matcher, Queryable, Sample, Series, is_stale_nan};
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
 use crate::value::{QueryResult, RangeSeries, Value, VecSample};
@@ -13,13 +19,90 @@ use crate::{EngineOptions, Error};
 /// Default subquery resolution when none is given (Prometheus's evaluation interval).
 const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
 
-/// An intermediate value.
+/// Bits of the "no value at this step" marker: a signalling NaN that arithmetic
+/// never produces. Sample values with these bits are read as a plain NaN.
+pub(crate) const ABSENT_BITS: u64 = 0x7ff0_0000_0000_0dad;
+pub(crate) const ABSENT: f64 = f64::from_bits(ABSENT_BITS);
+
+/// Whether a step slot holds a value.
+#[inline(always)]
+pub(crate) fn has(v: f64) -> bool {
+    v.to_bits() != ABSENT_BITS
+}
+
+/// A stored value as the evaluator sees it (never the absence marker).
+#[inline(always)]
+fn canon(v: f64) -> f64 {
+    if v.to_bits() == ABSENT_BITS {
+        f64::NAN
+    } else {
+        v
+    }
+}
+
+/// The evaluation times: `start + i * step` for `i` in `0..n`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grid {
+    pub start: i64,
+    pub step: i64,
+    pub n: usize,
+}
+
+impl Grid {
+    #[inline]
+    pub(crate) fn t(&self, i: usize) -> i64 {
+        self.start + self.step * i as i64
+    }
+}
+
+/// One series of an instant vector over the grid.
+#[derive(Debug, Clone)]
+pub(crate) struct VSeries {
+    pub labels: Labels,
+    /// One slot per step; [`ABSENT`] where the series has no value.
+    pub vals: Vec<f64>,
+}
+
+/// A range vector over the grid.
+#[derive(Debug, Clone)]
+pub(crate) struct Matrix {
+    /// Samples in time order, without staleness markers.
+    pub series: Vec<Series>,
+    /// Window length in ms: step `i` sees samples in `(ref_t[i] - range, ref_t[i]]`.
+    pub range: i64,
+    /// Reference time of each step (after `offset` and `@`), non-decreasing.
+    pub ref_t: Vec<i64>,
+}
+
+impl Matrix {
+    /// Calls `f(step, window, ref_t)` for every step where the series' window is
+    /// not empty; the windows move forward with two cursors.
+    #[inline]
+    pub(crate) fn for_windows(&self, samples: &[Sample], mut f: impl FnMut(usize, &[Sample], i64)) {
+        let (mut lo, mut hi) = (0usize, 0usize);
+        for (i, &rt) in self.ref_t.iter().enumerate() {
+            while hi < samples.len() && samples[hi].t <= rt {
+                hi += 1;
+            }
+            let from = rt - self.range;
+            while lo < hi && samples[lo].t <= from {
+                lo += 1;
+            }
+            if lo < hi {
+                f(i, &samples[lo..hi], rt);
+            }
+        }
+    }
+}
+
+/// An intermediate value over the grid.
 #[derive(Debug, Clone)]
 pub(crate) enum Val {
-    Scalar(f64),
+    /// One value per step.
+    Scalar(Vec<f64>),
     Str(String),
-    Vector(Vec<VecSample>),
-    Matrix(Vec<RangeSeries>),
+    Vector(Vec<VSeries>),
+    Matrix(Matrix),
 }
 
 impl Val {
@@ -103,10 +186,28 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>
     Ok(groups)
 }
 
+/// What a selector's data is loaded for.
+struct Want {
+    groups: Vec<Vec<Matcher>>,
+    mint: i64,
+    maxt: i64,
+    /// Read as a range (staleness markers are dropped at load).
+    range: bool,
+}
+
 impl Ctx {
     pub(crate) fn check_deadline(&self) -> Result<(), Error> {
         if Instant::now() > self.deadline {
             Err(Error::Timeout)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Fails when a value of `cells` step slots would exceed the sample limit.
+    pub(crate) fn check_cells(&self, cells: usize) -> Result<(), Error> {
+        if cells > self.max_samples {
+            Err(Error::TooManySamples)
         } else {
             Ok(())
         }
@@ -125,15 +226,21 @@ impl Ctx {
         at.as_ref().map(|a| self.at_ms(a)).unwrap_or(t) - offset_ms(offset)
     }
 
+    fn ref_times(&self, offset: &Option<Offset>, at: &Option<AtModifier>, g: &Grid) -> Vec<i64> {
+        (0..g.n)
+            .map(|i| self.ref_time(offset, at, g.t(i)))
+            .collect()
+    }
+
     /// Walks the tree and records the time window each selector needs.
     fn windows(
         &self,
         e: &Expr,
         lo: i64,
         hi: i64,
-        out: &mut HashMap<usize, (Vec<Vec<Matcher>>, i64, i64)>,
+        out: &mut HashMap<usize, Want>,
     ) -> Result<(), Error> {
-        let mut add = |vs: &VectorSelector, back: i64| -> Result<(), Error> {
+        let mut add = |vs: &VectorSelector, back: i64, range: bool| -> Result<(), Error> {
             let (l, h) = match &vs.at {
                 Some(a) => {
                     let t = self.at_ms(a) - offset_ms(&vs.offset);
@@ -141,16 +248,22 @@ impl Ctx {
                 }
                 None => (lo - offset_ms(&vs.offset), hi - offset_ms(&vs.offset)),
             };
-            let entry = out
-                .entry(key(vs))
-                .or_insert((selector_matchers(vs)?, i64::MAX, i64::MIN));
-            entry.1 = entry.1.min(l - back);
-            entry.2 = entry.2.max(h);
+            let entry = match out.entry(key(vs)) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(Want {
+                    groups: selector_matchers(vs)?,
+                    mint: i64::MAX,
+                    maxt: i64::MIN,
+                    range,
+                }),
+            };
+            entry.mint = entry.mint.min(l - back);
+            entry.maxt = entry.maxt.max(h);
             Ok(())
         };
         match e {
-            Expr::VectorSelector(vs) => add(vs, self.lookback)?,
-            Expr::MatrixSelector(ms) => add(&ms.vs, ms.range.as_millis() as i64)?,
+            Expr::VectorSelector(vs) => add(vs, self.lookback, false)?,
+            Expr::MatrixSelector(ms) => add(&ms.vs, ms.range.as_millis() as i64, true)?,
             Expr::Subquery(sq) => {
                 let (l, h) = match &sq.at {
                     Some(a) => {
@@ -187,23 +300,33 @@ impl Ctx {
         let mut w = HashMap::new();
         self.windows(e, self.start, self.end, &mut w)?;
         let mut loaded = 0usize;
-        for (k, (groups, mint, maxt)) in w {
+        for (k, want) in w {
             let mut all: Vec<Series> = Vec::new();
             let mut seen = std::collections::HashSet::new();
-            for g in &groups {
-                for s in db
-                    .select(g, mint, maxt)
+            for g in &want.groups {
+                for mut s in db
+                    .select(g, want.mint, want.maxt)
                     .map_err(|e| Error::Storage(e.to_string()))?
                 {
                     // `or` inside braces gives groups whose results may overlap
-                    if groups.len() == 1 || seen.insert(s.labels.clone()) {
-                        loaded += s.samples.len();
-                        all.push(s);
+                    if want.groups.len() > 1 && !seen.insert(s.labels.clone()) {
+                        continue;
                     }
+                    loaded += s.samples.len();
+                    if want.range {
+                        s.samples.retain(|p| !is_stale_nan(p.v));
+                        if s.samples.is_empty() {
+                            continue;
+                        }
+                    }
+                    for p in s.samples.iter_mut() {
+                        p.v = canon(p.v);
+                    }
+                    all.push(s);
                 }
-            }
-            if loaded > self.max_samples {
-                return Err(Error::TooManySamples);
+                if loaded > self.max_samples {
+                    return Err(Error::TooManySamples);
+                }
             }
             self.data.insert(k, all);
             self.check_deadline()?;
@@ -211,139 +334,168 @@ impl Ctx {
         Ok(())
     }
 
-    /// Instant-vector selection at `t`, optionally with each sample's own timestamp.
-    pub(crate) fn select_instant(&self, vs: &VectorSelector, t: i64) -> Vec<(VecSample, i64)> {
-        let ref_t = self.ref_time(&vs.offset, &vs.at, t);
-        let mut out = Vec::new();
-        for s in self.data.get(&key(vs)).map(Vec::as_slice).unwrap_or(&[]) {
-            let idx = s.samples.partition_point(|p| p.t <= ref_t);
-            if idx == 0 {
-                continue;
-            }
-            let p = s.samples[idx - 1];
-            if p.t <= ref_t - self.lookback || is_stale_nan(p.v) {
-                continue;
-            }
-            out.push((
-                VecSample {
-                    labels: s.labels.clone(),
-                    v: p.v,
-                },
-                p.t,
-            ));
-        }
-        out
+    /// Takes a selector's loaded series (each node is evaluated once).
+    fn take(&mut self, vs: &VectorSelector) -> Vec<Series> {
+        self.data.remove(&key(vs)).unwrap_or_default()
     }
 
-    fn select_range(&self, vs: &VectorSelector, range: i64, t: i64) -> Vec<RangeSeries> {
-        let ref_t = self.ref_time(&vs.offset, &vs.at, t);
-        let mut out = Vec::new();
-        for s in self.data.get(&key(vs)).map(Vec::as_slice).unwrap_or(&[]) {
-            let lo = s.samples.partition_point(|p| p.t <= ref_t - range);
-            let hi = s.samples.partition_point(|p| p.t <= ref_t);
-            let points: Vec<(i64, f64)> = s.samples[lo..hi]
-                .iter()
-                .filter(|p| !is_stale_nan(p.v))
-                .map(|p| (p.t, p.v))
-                .collect();
-            if !points.is_empty() {
-                out.push(RangeSeries {
-                    labels: s.labels.clone(),
-                    points,
+    /// Instant-vector selection over the grid: the last sample at or before each
+    /// step's reference time within the lookback, or with `timestamps` the time
+    /// of that sample in seconds.
+    pub(crate) fn select_instant(
+        &mut self,
+        vs: &VectorSelector,
+        g: &Grid,
+        timestamps: bool,
+    ) -> Vec<VSeries> {
+        let ref_t = self.ref_times(&vs.offset, &vs.at, g);
+        let lookback = self.lookback;
+        let data = self.take(vs);
+        let mut out = Vec::with_capacity(data.len());
+        for s in data {
+            let samples = &s.samples;
+            let mut vals = vec![ABSENT; g.n];
+            let mut any = false;
+            let mut idx = 0usize;
+            for (i, &rt) in ref_t.iter().enumerate() {
+                while idx < samples.len() && samples[idx].t <= rt {
+                    idx += 1;
+                }
+                if idx == 0 {
+                    continue;
+                }
+                let p = samples[idx - 1];
+                if p.t <= rt - lookback || is_stale_nan(p.v) {
+                    continue;
+                }
+                vals[i] = if timestamps { p.t as f64 / 1000.0 } else { p.v };
+                any = true;
+            }
+            if any {
+                out.push(VSeries {
+                    labels: s.labels,
+                    vals,
                 });
             }
         }
         out
     }
 
-    pub(crate) fn eval(&mut self, e: &Expr, t: i64) -> Result<Val, Error> {
-        Ok(match e {
-            Expr::NumberLiteral(n) => Val::Scalar(n.val),
-            Expr::StringLiteral(s) => Val::Str(s.val.clone()),
-            Expr::Paren(p) => self.eval(&p.expr, t)?,
-            Expr::Unary(u) => match self.eval(&u.expr, t)? {
-                Val::Scalar(v) => Val::Scalar(-v),
-                Val::Vector(v) => Val::Vector(
-                    v.into_iter()
-                        .map(|s| VecSample {
-                            labels: drop_name(&s.labels),
-                            v: -s.v,
-                        })
+    fn eval_subquery(
+        &mut self,
+        sq: &promql_parser::parser::SubqueryExpr,
+        g: &Grid,
+    ) -> Result<Val, Error> {
+        let ref_t = self.ref_times(&sq.offset, &sq.at, g);
+        let step = sq
+            .step
+            .map(|d| d.as_millis() as i64)
+            .filter(|s| *s > 0)
+            .unwrap_or(DEFAULT_SUBQUERY_STEP);
+        let range = sq.range.as_millis() as i64;
+        let (first, last) = (
+            ref_t.first().copied().unwrap_or(0) - range,
+            ref_t.last().copied().unwrap_or(0),
+        );
+        // inner steps are multiples of the step, after the first window's start
+        let mut start = step * (first / step);
+        if start <= first {
+            start += step;
+        }
+        let mut series: Vec<Series> = Vec::new();
+        if start <= last {
+            let n = ((last - start) / step + 1) as usize;
+            self.check_cells(n)?;
+            let inner = Grid { start, step, n };
+            match self.eval(&sq.expr, &inner)? {
+                Val::Vector(v) => {
+                    let mut index: HashMap<Labels, usize> = HashMap::new();
+                    let mut held = 0usize;
+                    for s in v {
+                        let pts = s
+                            .vals
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, v)| has(**v))
+                            .map(|(i, v)| Sample::new(inner.t(i), *v));
+                        match index.get(&s.labels) {
+                            Some(&i) => {
+                                let e: &mut Vec<Sample> = &mut series[i].samples;
+                                e.extend(pts);
+                                e.sort_by_key(|p| p.t);
+                                held += e.len();
+                            }
+                            None => {
+                                let samples: Vec<Sample> = pts.collect();
+                                held += samples.len();
+                                index.insert(s.labels.clone(), series.len());
+                                series.push(Series {
+                                    labels: s.labels,
+                                    samples,
+                                });
+                            }
+                        }
+                        if held > self.max_samples {
+                            return Err(Error::TooManySamples);
+                        }
+                    }
+                }
+                Val::Scalar(v) => series.push(Series {
+                    labels: Labels::empty(),
+                    samples: v
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| Sample::new(inner.t(i), *v))
                         .collect(),
-                ),
+                }),
+                other => {
+                    return Err(Error::Execution(format!("subquery over {}", other.kind())));
+                }
+            }
+        }
+        Ok(Val::Matrix(Matrix {
+            series,
+            range,
+            ref_t,
+        }))
+    }
+
+    pub(crate) fn eval(&mut self, e: &Expr, g: &Grid) -> Result<Val, Error> {
+        self.check_deadline()?;
+        Ok(match e {
+            Expr::NumberLiteral(n) => Val::Scalar(vec![n.val; g.n]),
+            Expr::StringLiteral(s) => Val::Str(s.val.clone()),
+            Expr::Paren(p) => self.eval(&p.expr, g)?,
+            Expr::Unary(u) => match self.eval(&u.expr, g)? {
+                Val::Scalar(mut v) => {
+                    v.iter_mut().for_each(|x| *x = -*x);
+                    Val::Scalar(v)
+                }
+                Val::Vector(mut v) => {
+                    for s in v.iter_mut() {
+                        s.labels = drop_name(&s.labels);
+                        for x in s.vals.iter_mut().filter(|x| has(**x)) {
+                            *x = -*x;
+                        }
+                    }
+                    Val::Vector(v)
+                }
                 other => return Err(Error::Execution(format!("unary minus on {}", other.kind()))),
             },
             Expr::VectorSelector(vs) => {
-                self.check_deadline()?;
-                Val::Vector(
-                    self.select_instant(vs, t)
-                        .into_iter()
-                        .map(|(s, _)| s)
-                        .collect(),
-                )
+                let v = self.select_instant(vs, g, false);
+                self.check_cells(v.len().saturating_mul(g.n))?;
+                Val::Vector(v)
             }
-            Expr::MatrixSelector(ms) => {
-                self.check_deadline()?;
-                Val::Matrix(self.select_range(&ms.vs, ms.range.as_millis() as i64, t))
-            }
-            Expr::Subquery(sq) => {
-                let ref_t = self.ref_time(&sq.offset, &sq.at, t);
-                let step = sq
-                    .step
-                    .map(|d| d.as_millis() as i64)
-                    .filter(|s| *s > 0)
-                    .unwrap_or(DEFAULT_SUBQUERY_STEP);
-                let mint = ref_t - sq.range.as_millis() as i64;
-                let mut start = step * (mint / step);
-                if start <= mint {
-                    start += step;
-                }
-                let mut series: Vec<RangeSeries> = Vec::new();
-                let mut index: HashMap<Labels, usize> = HashMap::new();
-                let mut ts = start;
-                // an upper bound of the points held (every series at every step so far)
-                let mut held: usize;
-                while ts <= ref_t {
-                    match self.eval(&sq.expr, ts)? {
-                        Val::Vector(v) => {
-                            for s in v {
-                                let i = *index.entry(s.labels.clone()).or_insert_with(|| {
-                                    series.push(RangeSeries {
-                                        labels: s.labels.clone(),
-                                        points: Vec::new(),
-                                    });
-                                    series.len() - 1
-                                });
-                                series[i].points.push((ts, s.v));
-                            }
-                        }
-                        Val::Scalar(v) => {
-                            if series.is_empty() {
-                                series.push(RangeSeries {
-                                    labels: Labels::empty(),
-                                    points: Vec::new(),
-                                });
-                            }
-                            series[0].points.push((ts, v));
-                        }
-                        other => {
-                            return Err(Error::Execution(format!(
-                                "subquery over {}",
-                                other.kind()
-                            )));
-                        }
-                    }
-                    ts += step;
-                    held = series.len() * ((ts - start) / step) as usize;
-                    if held > self.max_samples {
-                        return Err(Error::TooManySamples);
-                    }
-                }
-                Val::Matrix(series)
-            }
-            Expr::Aggregate(a) => crate::aggregate::eval(self, a, t)?,
-            Expr::Binary(b) => crate::binary::eval(self, b, t)?,
-            Expr::Call(c) => crate::functions::call(self, c, t)?,
+            Expr::MatrixSelector(ms) => Val::Matrix(Matrix {
+                series: self.take(&ms.vs),
+                range: ms.range.as_millis() as i64,
+                ref_t: self.ref_times(&ms.vs.offset, &ms.vs.at, g),
+            }),
+            Expr::Subquery(sq) => self.eval_subquery(sq, g)?,
+            Expr::Aggregate(a) => crate::aggregate::eval(self, a, g)?,
+            Expr::Binary(b) => crate::binary::eval(self, b, g)?,
+            Expr::Call(c) => crate::functions::call(self, c, g)?,
             Expr::Extension(_) => {
                 return Err(Error::Execution(
                     "extension expressions are not supported".into(),
@@ -353,16 +505,8 @@ impl Ctx {
     }
 }
 
-fn check_duplicates(v: &[VecSample]) -> Result<(), Error> {
-    let mut seen = std::collections::HashSet::with_capacity(v.len());
-    for s in v {
-        if !seen.insert(&s.labels) {
-            return Err(Error::Execution(
-                "vector cannot contain metrics with the same labelset".into(),
-            ));
-        }
-    }
-    Ok(())
+fn duplicate_labelset() -> Error {
+    Error::Execution("vector cannot contain metrics with the same labelset".into())
 }
 
 pub(crate) fn run(
@@ -386,74 +530,85 @@ pub(crate) fn run(
         warnings: Vec::new(),
     };
     ctx.preload(db, expr)?;
+    let g = if instant {
+        Grid {
+            start,
+            step: 1,
+            n: 1,
+        }
+    } else {
+        Grid {
+            start,
+            step,
+            n: if end < start {
+                0
+            } else {
+                ((end - start) / step + 1) as usize
+            },
+        }
+    };
+    let result = ctx.eval(expr, &g)?;
     let value = if instant {
-        match ctx.eval(expr, start)? {
-            Val::Scalar(v) => Value::Scalar(start, v),
+        match result {
+            Val::Scalar(v) => Value::Scalar(start, v[0]),
             Val::Str(s) => Value::String(start, s),
             Val::Vector(v) => {
-                check_duplicates(&v)?;
-                Value::Vector(start, v)
+                let out: Vec<VecSample> = v
+                    .into_iter()
+                    .filter(|s| has(s.vals[0]))
+                    .map(|s| VecSample {
+                        labels: s.labels,
+                        v: s.vals[0],
+                    })
+                    .collect();
+                let mut seen = std::collections::HashSet::with_capacity(out.len());
+                if !out.iter().all(|s| seen.insert(&s.labels)) {
+                    return Err(duplicate_labelset());
+                }
+                Value::Vector(start, out)
             }
             Val::Matrix(m) => {
-                let mut seen = std::collections::HashSet::new();
-                for s in &m {
-                    if !seen.insert(&s.labels) {
-                        return Err(Error::Execution(
-                            "vector cannot contain metrics with the same labelset".into(),
-                        ));
+                let mut out = Vec::new();
+                for s in &m.series {
+                    let mut points = Vec::new();
+                    m.for_windows(&s.samples, |_, w, _| {
+                        points = w.iter().map(|p| (p.t, p.v)).collect();
+                    });
+                    if !points.is_empty() {
+                        out.push(RangeSeries {
+                            labels: s.labels.clone(),
+                            points,
+                        });
                     }
                 }
-                Value::Matrix(m)
+                let mut seen = std::collections::HashSet::new();
+                if !out.iter().all(|s| seen.insert(&s.labels)) {
+                    return Err(duplicate_labelset());
+                }
+                Value::Matrix(out)
             }
         }
     } else {
-        let mut series: Vec<RangeSeries> = Vec::new();
-        let mut index: HashMap<Labels, usize> = HashMap::new();
-        let mut t = start;
-        let mut held = 0usize;
-        while t <= end {
-            ctx.check_deadline()?;
-            match ctx.eval(expr, t)? {
-                Val::Scalar(v) => {
-                    if series.is_empty() {
-                        series.push(RangeSeries {
-                            labels: Labels::empty(),
-                            points: Vec::new(),
-                        });
-                    }
-                    series[0].points.push((t, v));
-                    held += 1;
-                }
-                Val::Vector(v) => {
-                    check_duplicates(&v)?;
-                    held += v.len();
-                    for s in v {
-                        let i = *index.entry(s.labels.clone()).or_insert_with(|| {
-                            series.push(RangeSeries {
-                                labels: s.labels.clone(),
-                                points: Vec::new(),
-                            });
-                            series.len() - 1
-                        });
-                        series[i].points.push((t, s.v));
-                    }
-                }
-                other => {
-                    return Err(Error::BadInput {
-                        message: format!(
-                            "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
-                            other.kind()
-                        ),
-                        position: None,
-                    });
-                }
+        let series = match result {
+            Val::Scalar(v) => vec![RangeSeries {
+                labels: Labels::empty(),
+                points: v
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (g.t(i), v))
+                    .collect(),
+            }],
+            Val::Vector(v) => assemble(v, &g, ctx.max_samples)?,
+            other => {
+                return Err(Error::BadInput {
+                    message: format!(
+                        "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                        other.kind()
+                    ),
+                    position: None,
+                });
             }
-            if held > ctx.max_samples {
-                return Err(Error::TooManySamples);
-            }
-            t += step;
-        }
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        };
         Value::Matrix(series)
     };
     Ok(QueryResult {
@@ -461,4 +616,53 @@ pub(crate) fn run(
         warnings: ctx.warnings,
         infos: ctx.infos,
     })
+}
+
+/// Turns a vector over the grid into matrix rows: series with the same labels
+/// (present at different steps) are merged, sorted by labels.
+fn assemble(v: Vec<VSeries>, g: &Grid, max_samples: usize) -> Result<Vec<RangeSeries>, Error> {
+    let mut merged: Vec<VSeries> = Vec::with_capacity(v.len());
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(v.len());
+    let mut held = 0usize;
+    for s in v {
+        match index.get(&s.labels) {
+            Some(&i) => {
+                let into = &mut merged[i].vals;
+                for (a, b) in into.iter_mut().zip(&s.vals) {
+                    if has(*b) {
+                        if has(*a) {
+                            return Err(duplicate_labelset());
+                        }
+                        *a = *b;
+                    }
+                }
+            }
+            None => {
+                index.insert(s.labels.clone(), merged.len());
+                merged.push(s);
+            }
+        }
+    }
+    let mut out: Vec<RangeSeries> = Vec::with_capacity(merged.len());
+    for s in merged {
+        let points: Vec<(i64, f64)> = s
+            .vals
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| has(**v))
+            .map(|(i, v)| (g.t(i), *v))
+            .collect();
+        held += points.len();
+        if held > max_samples {
+            return Err(Error::TooManySamples);
+        }
+        if !points.is_empty() {
+            out.push(RangeSeries {
+                labels: s.labels,
+                points,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(out)
 }

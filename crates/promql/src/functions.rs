@@ -1,16 +1,19 @@
-//! PromQL functions over floats.
+//! PromQL functions over floats, evaluated over the whole step grid: instant
+//! functions map each series' slots (labels computed once per series), range
+//! functions walk each series with a moving window.
+
+use std::collections::HashMap;
 
 use day2_model::gofloat::format_f;
-use day2_model::{Labels, LabelsBuilder, METRIC_NAME};
+use day2_model::{Labels, LabelsBuilder, METRIC_NAME, Sample};
 use promql_parser::parser::{Call, Expr};
 
 use crate::Error;
 use crate::aggregate::{KahanSum, quantile};
-use crate::eval::{Ctx, Val, drop_name};
-use crate::value::{RangeSeries, VecSample};
+use crate::eval::{ABSENT, Ctx, Grid, Matrix, VSeries, Val, drop_name, has};
 
-fn arg_vector(ctx: &mut Ctx, e: &Expr, t: i64) -> Result<Vec<VecSample>, Error> {
-    match ctx.eval(e, t)? {
+fn arg_vector(ctx: &mut Ctx, e: &Expr, g: &Grid) -> Result<Vec<VSeries>, Error> {
+    match ctx.eval(e, g)? {
         Val::Vector(v) => Ok(v),
         other => Err(Error::Execution(format!(
             "expected instant vector, got {}",
@@ -19,8 +22,8 @@ fn arg_vector(ctx: &mut Ctx, e: &Expr, t: i64) -> Result<Vec<VecSample>, Error> 
     }
 }
 
-fn arg_matrix(ctx: &mut Ctx, e: &Expr, t: i64) -> Result<Vec<RangeSeries>, Error> {
-    match ctx.eval(e, t)? {
+fn arg_matrix(ctx: &mut Ctx, e: &Expr, g: &Grid) -> Result<Matrix, Error> {
+    match ctx.eval(e, g)? {
         Val::Matrix(m) => Ok(m),
         other => Err(Error::Execution(format!(
             "expected range vector, got {}",
@@ -29,8 +32,8 @@ fn arg_matrix(ctx: &mut Ctx, e: &Expr, t: i64) -> Result<Vec<RangeSeries>, Error
     }
 }
 
-fn arg_scalar(ctx: &mut Ctx, e: &Expr, t: i64) -> Result<f64, Error> {
-    match ctx.eval(e, t)? {
+fn arg_scalar(ctx: &mut Ctx, e: &Expr, g: &Grid) -> Result<Vec<f64>, Error> {
+    match ctx.eval(e, g)? {
         Val::Scalar(v) => Ok(v),
         other => Err(Error::Execution(format!(
             "expected scalar, got {}",
@@ -39,8 +42,8 @@ fn arg_scalar(ctx: &mut Ctx, e: &Expr, t: i64) -> Result<f64, Error> {
     }
 }
 
-fn arg_string(ctx: &mut Ctx, e: &Expr, t: i64) -> Result<String, Error> {
-    match ctx.eval(e, t)? {
+fn arg_string(ctx: &mut Ctx, e: &Expr, g: &Grid) -> Result<String, Error> {
+    match ctx.eval(e, g)? {
         Val::Str(s) => Ok(s),
         other => Err(Error::Execution(format!(
             "expected string, got {}",
@@ -49,56 +52,38 @@ fn arg_string(ctx: &mut Ctx, e: &Expr, t: i64) -> Result<String, Error> {
     }
 }
 
-/// The range of a matrix argument (selector or subquery) in ms.
-fn range_of(e: &Expr) -> i64 {
-    match e {
-        Expr::MatrixSelector(m) => m.range.as_millis() as i64,
-        Expr::Subquery(s) => s.range.as_millis() as i64,
-        Expr::Paren(p) => range_of(&p.expr),
-        _ => 0,
-    }
-}
-
-/// The evaluation time a matrix argument refers to (after offset/@).
-fn ref_time(ctx: &Ctx, e: &Expr, t: i64) -> i64 {
-    match e {
-        Expr::MatrixSelector(m) => ctx.ref_time(&m.vs.offset, &m.vs.at, t),
-        Expr::Subquery(s) => ctx.ref_time(&s.offset, &s.at, t),
-        Expr::Paren(p) => ref_time(ctx, &p.expr, t),
-        _ => t,
-    }
-}
-
-/// Prometheus's extrapolated rate/increase/delta.
+/// Prometheus's extrapolated rate/increase/delta; `scan_resets` is false when
+/// the caller knows the window holds no counter reset.
 fn extrapolated(
-    points: &[(i64, f64)],
+    points: &[Sample],
     range_start: i64,
     range_end: i64,
     counter: bool,
     is_rate: bool,
+    scan_resets: bool,
 ) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
     let (first, last) = (points[0], points[points.len() - 1]);
-    let mut result = last.1 - first.1;
-    if counter {
+    let mut result = last.v - first.v;
+    if counter && scan_resets {
         for w in points.windows(2) {
-            if w[1].1 < w[0].1 {
-                result += w[0].1;
+            if w[1].v < w[0].v {
+                result += w[0].v;
             }
         }
     }
-    let mut to_start = (first.0 - range_start) as f64 / 1000.0;
-    let mut to_end = (range_end - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let mut to_start = (first.t - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
     let avg = sampled / (points.len() - 1) as f64;
     let threshold = avg * 1.1;
     if to_start >= threshold {
         to_start = avg / 2.0;
     }
-    if counter && result > 0.0 && first.1 >= 0.0 {
-        let to_zero = sampled * (first.1 / result);
+    if counter && result > 0.0 && first.v >= 0.0 {
+        let to_zero = sampled * (first.v / result);
         if to_zero < to_start {
             to_start = to_zero;
         }
@@ -114,17 +99,17 @@ fn extrapolated(
     Some(result)
 }
 
-fn instant_delta(points: &[(i64, f64)], is_rate: bool) -> Option<f64> {
+fn instant_delta(points: &[Sample], is_rate: bool) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
     let (prev, last) = (points[points.len() - 2], points[points.len() - 1]);
-    let mut v = if is_rate && last.1 < prev.1 {
-        last.1
+    let mut v = if is_rate && last.v < prev.v {
+        last.v
     } else {
-        last.1 - prev.1
+        last.v - prev.v
     };
-    let dt = (last.0 - prev.0) as f64 / 1000.0;
+    let dt = (last.t - prev.t) as f64 / 1000.0;
     if is_rate {
         if dt == 0.0 {
             return None;
@@ -135,7 +120,7 @@ fn instant_delta(points: &[(i64, f64)], is_rate: bool) -> Option<f64> {
 }
 
 /// Least-squares slope and intercept, with x = seconds relative to `at`.
-fn linear_regression(points: &[(i64, f64)], at: i64) -> (f64, f64) {
+fn linear_regression(points: &[Sample], at: i64) -> (f64, f64) {
     let n = points.len() as f64;
     let (mut sx, mut sy, mut sxy, mut sx2) = (
         KahanSum::default(),
@@ -143,13 +128,13 @@ fn linear_regression(points: &[(i64, f64)], at: i64) -> (f64, f64) {
         KahanSum::default(),
         KahanSum::default(),
     );
-    let first = points[0].1;
-    let const_y = points.iter().all(|p| p.1 == first);
-    for &(t, v) in points {
-        let x = (t - at) as f64 / 1000.0;
+    let first = points[0].v;
+    let const_y = points.iter().all(|p| p.v == first);
+    for p in points {
+        let x = (p.t - at) as f64 / 1000.0;
         sx.add(x);
-        sy.add(v);
-        sxy.add(x * v);
+        sy.add(p.v);
+        sxy.add(x * p.v);
         sx2.add(x * x);
     }
     if const_y {
@@ -163,14 +148,14 @@ fn linear_regression(points: &[(i64, f64)], at: i64) -> (f64, f64) {
     (slope, intercept)
 }
 
-fn holt_winters(points: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+fn holt_winters(points: &[Sample], sf: f64, tf: f64) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
-    let (mut s0, mut s1) = (0.0, points[0].1);
-    let mut b = points[1].1 - points[0].1;
+    let (mut s0, mut s1) = (0.0, points[0].v);
+    let mut b = points[1].v - points[0].v;
     for (i, p) in points.iter().enumerate().skip(1) {
-        let x = sf * p.1;
+        let x = sf * p.v;
         if i > 1 {
             b = tf * (s1 - s0) + (1.0 - tf) * b;
         }
@@ -326,43 +311,94 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-fn map_vector(v: Vec<VecSample>, f: impl Fn(f64) -> f64) -> Val {
-    Val::Vector(
-        v.into_iter()
-            .map(|s| VecSample {
+/// Applies `f(value, step)` to every present slot; labels lose `__name__` once per series.
+fn map_vector(mut v: Vec<VSeries>, f: impl Fn(f64, usize) -> f64) -> Val {
+    for s in v.iter_mut() {
+        s.labels = drop_name(&s.labels);
+        for (i, x) in s.vals.iter_mut().enumerate() {
+            if has(*x) {
+                *x = f(*x, i);
+            }
+        }
+    }
+    Val::Vector(v)
+}
+
+/// Applies a range function to every series' window at every step.
+fn over_time(m: Matrix, keep_name: bool, f: impl Fn(&[Sample], usize, i64) -> Option<f64>) -> Val {
+    let n = m.ref_t.len();
+    let mut out = Vec::with_capacity(m.series.len());
+    for s in &m.series {
+        let mut vals = vec![ABSENT; n];
+        let mut any = false;
+        m.for_windows(&s.samples, |i, w, rt| {
+            if let Some(v) = f(w, i, rt) {
+                vals[i] = v;
+                any = true;
+            }
+        });
+        if any {
+            out.push(VSeries {
+                labels: if keep_name {
+                    s.labels.clone()
+                } else {
+                    drop_name(&s.labels)
+                },
+                vals,
+            });
+        }
+    }
+    Val::Vector(out)
+}
+
+/// `rate`/`increase`/`delta` over every window; counter resets are located
+/// once per series, so windows without a reset skip the reset scan.
+fn rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
+    let n = m.ref_t.len();
+    let range = m.range;
+    let mut out = Vec::with_capacity(m.series.len());
+    let mut resets: Vec<u32> = Vec::new();
+    for s in &m.series {
+        let p = &s.samples;
+        // resets[i]: resets among p[..=i]
+        resets.clear();
+        let mut c = 0u32;
+        for i in 0..p.len() {
+            if i > 0 && p[i].v < p[i - 1].v {
+                c += 1;
+            }
+            resets.push(c);
+        }
+        let mut vals = vec![ABSENT; n];
+        let mut any = false;
+        let base = p.as_ptr() as usize;
+        m.for_windows(p, |i, w, rt| {
+            if w.len() < 2 {
+                return;
+            }
+            let lo = (w.as_ptr() as usize - base) / std::mem::size_of::<Sample>();
+            let hi = lo + w.len() - 1;
+            let has_reset = counter && resets[hi] != resets[lo];
+            if let Some(v) = extrapolated(w, rt - range, rt, counter, is_rate, has_reset) {
+                vals[i] = v;
+                any = true;
+            }
+        });
+        if any {
+            out.push(VSeries {
                 labels: drop_name(&s.labels),
-                v: f(s.v),
-            })
-            .collect(),
-    )
+                vals,
+            });
+        }
+    }
+    Val::Vector(out)
 }
 
-fn over_time(
-    m: Vec<RangeSeries>,
-    keep_name: bool,
-    f: impl Fn(&[(i64, f64)]) -> Option<f64>,
-) -> Val {
-    Val::Vector(
-        m.into_iter()
-            .filter_map(|s| {
-                f(&s.points).map(|v| VecSample {
-                    labels: if keep_name {
-                        s.labels
-                    } else {
-                        drop_name(&s.labels)
-                    },
-                    v,
-                })
-            })
-            .collect(),
-    )
+fn values(p: &[Sample]) -> impl Iterator<Item = f64> + '_ {
+    p.iter().map(|x| x.v)
 }
 
-fn values(p: &[(i64, f64)]) -> impl Iterator<Item = f64> + '_ {
-    p.iter().map(|x| x.1)
-}
-
-fn stdvar(p: &[(i64, f64)]) -> f64 {
+fn stdvar(p: &[Sample]) -> f64 {
     let (mut mean, mut m2) = (0.0f64, 0.0f64);
     for (i, v) in values(p).enumerate() {
         let d = v - mean;
@@ -395,53 +431,106 @@ fn absent_labels(e: &Expr) -> Labels {
     b.build()
 }
 
-pub(crate) fn call(ctx: &mut Ctx, c: &Call, t: i64) -> Result<Val, Error> {
+/// One series with empty labels and `f(step)` at every step.
+fn per_step(g: &Grid, f: impl Fn(usize) -> f64) -> Val {
+    Val::Vector(vec![VSeries {
+        labels: Labels::empty(),
+        vals: (0..g.n).map(f).collect(),
+    }])
+}
+
+/// Reorders the series by `cmp` of their only slot (instant queries); range
+/// queries are sorted by labels at the end, as in Prometheus.
+fn sort_instant(
+    mut v: Vec<VSeries>,
+    g: &Grid,
+    cmp: impl Fn(&VSeries, &VSeries) -> std::cmp::Ordering,
+) -> Vec<VSeries> {
+    if g.n == 1 {
+        v.sort_by(cmp);
+    }
+    v
+}
+
+fn nan_last(x: f64, y: f64, desc: bool) -> std::cmp::Ordering {
+    match (x.is_nan(), y.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ if desc => y.partial_cmp(&x).unwrap(),
+        _ => x.partial_cmp(&y).unwrap(),
+    }
+}
+
+fn parse_le(le: &str) -> Option<f64> {
+    le.trim().parse::<f64>().ok().or(match le.trim() {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => None,
+    })
+}
+
+pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
     let name = c.func.name;
     let args = &c.args.args;
     let a = |i: usize| -> &Expr { &args[i] };
+    let secs = |i: usize| g.t(i) as f64 / 1000.0;
     Ok(match name {
-        "time" => Val::Scalar(t as f64 / 1000.0),
-        "start" => Val::Scalar(ctx.start as f64 / 1000.0),
-        "end" => Val::Scalar(ctx.end as f64 / 1000.0),
-        "step" => Val::Scalar(ctx.step as f64 / 1000.0),
-        "range" => Val::Scalar((ctx.end - ctx.start) as f64 / 1000.0),
+        "time" => Val::Scalar((0..g.n).map(secs).collect()),
+        "start" => Val::Scalar(vec![ctx.start as f64 / 1000.0; g.n]),
+        "end" => Val::Scalar(vec![ctx.end as f64 / 1000.0; g.n]),
+        "step" => Val::Scalar(vec![ctx.step as f64 / 1000.0; g.n]),
+        "range" => Val::Scalar(vec![(ctx.end - ctx.start) as f64 / 1000.0; g.n]),
         "ts_of_min_over_time"
         | "ts_of_max_over_time"
         | "ts_of_first_over_time"
         | "ts_of_last_over_time" => {
-            let m = arg_matrix(ctx, a(0), t)?;
-            over_time(m, false, |p| {
+            let m = arg_matrix(ctx, a(0), g)?;
+            over_time(m, false, |p, _, _| {
                 let pick = match name {
                     "ts_of_first_over_time" => p.first(),
                     "ts_of_last_over_time" => p.last(),
                     // the last occurrence of the extreme value wins, NaN only if all are NaN
-                    "ts_of_min_over_time" => {
-                        p.iter().fold(None, |m: Option<&(i64, f64)>, x| match m {
-                            Some(b) if !(x.1 <= b.1 || b.1.is_nan()) => Some(b),
-                            _ => Some(x),
-                        })
-                    }
-                    _ => p.iter().fold(None, |m: Option<&(i64, f64)>, x| match m {
-                        Some(b) if !(x.1 >= b.1 || b.1.is_nan()) => Some(b),
+                    "ts_of_min_over_time" => p.iter().fold(None, |m: Option<&Sample>, x| match m {
+                        Some(b) if !(x.v <= b.v || b.v.is_nan()) => Some(b),
+                        _ => Some(x),
+                    }),
+                    _ => p.iter().fold(None, |m: Option<&Sample>, x| match m {
+                        Some(b) if !(x.v >= b.v || b.v.is_nan()) => Some(b),
                         _ => Some(x),
                     }),
                 };
-                pick.map(|x| x.0 as f64 / 1000.0)
+                pick.map(|x| x.t as f64 / 1000.0)
             })
         }
-        "pi" => Val::Scalar(std::f64::consts::PI),
-        "vector" => Val::Vector(vec![VecSample {
+        "pi" => Val::Scalar(vec![std::f64::consts::PI; g.n]),
+        "vector" => Val::Vector(vec![VSeries {
             labels: Labels::empty(),
-            v: arg_scalar(ctx, a(0), t)?,
+            vals: arg_scalar(ctx, a(0), g)?,
         }]),
         "scalar" => {
-            let v = arg_vector(ctx, a(0), t)?;
-            Val::Scalar(if v.len() == 1 { v[0].v } else { f64::NAN })
+            let v = arg_vector(ctx, a(0), g)?;
+            let mut count = vec![0u32; g.n];
+            let mut val = vec![f64::NAN; g.n];
+            for s in &v {
+                for (i, &x) in s.vals.iter().enumerate() {
+                    if has(x) {
+                        count[i] += 1;
+                        val[i] = x;
+                    }
+                }
+            }
+            Val::Scalar(
+                val.into_iter()
+                    .zip(count)
+                    .map(|(v, c)| if c == 1 { v } else { f64::NAN })
+                    .collect(),
+            )
         }
         "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sgn" | "acos"
         | "acosh" | "asin" | "asinh" | "atan" | "atanh" | "cos" | "cosh" | "sin" | "sinh"
         | "tan" | "tanh" | "deg" | "rad" => {
-            let v = arg_vector(ctx, a(0), t)?;
+            let v = arg_vector(ctx, a(0), g)?;
             let f: fn(f64) -> f64 = match name {
                 "abs" => f64::abs,
                 "ceil" => f64::ceil,
@@ -475,36 +564,47 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, t: i64) -> Result<Val, Error> {
                 "deg" => f64::to_degrees,
                 _ => f64::to_radians,
             };
-            map_vector(v, f)
+            map_vector(v, |x, _| f(x))
         }
         "round" => {
-            let v = arg_vector(ctx, a(0), t)?;
+            let v = arg_vector(ctx, a(0), g)?;
             let to = if args.len() > 1 {
-                arg_scalar(ctx, a(1), t)?
+                arg_scalar(ctx, a(1), g)?
             } else {
-                1.0
+                vec![1.0; g.n]
             };
-            map_vector(v, |x| round_to(x, to))
+            map_vector(v, |x, i| round_to(x, to[i]))
         }
         "clamp" => {
-            let v = arg_vector(ctx, a(0), t)?;
-            let (lo, hi) = (arg_scalar(ctx, a(1), t)?, arg_scalar(ctx, a(2), t)?);
-            if lo > hi {
-                return Ok(Val::Vector(vec![]));
-            }
-            map_vector(v, |x| {
-                if x.is_nan() || lo.is_nan() || hi.is_nan() {
+            let v = arg_vector(ctx, a(0), g)?;
+            let (lo, hi) = (arg_scalar(ctx, a(1), g)?, arg_scalar(ctx, a(2), g)?);
+            let mut v = match map_vector(v, |x, i| {
+                if x.is_nan() || lo[i].is_nan() || hi[i].is_nan() {
                     f64::NAN
                 } else {
-                    x.max(lo).min(hi)
+                    x.max(lo[i]).min(hi[i])
                 }
-            })
+            }) {
+                Val::Vector(v) => v,
+                _ => unreachable!(),
+            };
+            // no result at steps where the bounds are crossed
+            for s in v.iter_mut() {
+                for (i, x) in s.vals.iter_mut().enumerate() {
+                    if lo[i] > hi[i] {
+                        *x = ABSENT;
+                    }
+                }
+            }
+            v.retain(|s| s.vals.iter().any(|x| has(*x)));
+            Val::Vector(v)
         }
         "clamp_min" | "clamp_max" => {
-            let v = arg_vector(ctx, a(0), t)?;
-            let b = arg_scalar(ctx, a(1), t)?;
+            let v = arg_vector(ctx, a(0), g)?;
+            let b = arg_scalar(ctx, a(1), g)?;
             let min = name == "clamp_min";
-            map_vector(v, move |x| {
+            map_vector(v, move |x, i| {
+                let b = b[i];
                 if x.is_nan() || b.is_nan() {
                     f64::NAN
                 } else if min {
@@ -520,88 +620,78 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, t: i64) -> Result<Val, Error> {
                 e => e,
             };
             match inner {
-                Expr::VectorSelector(vs) => Val::Vector(
-                    ctx.select_instant(vs, t)
-                        .into_iter()
-                        .map(|(s, ts)| VecSample {
-                            labels: drop_name(&s.labels),
-                            v: ts as f64 / 1000.0,
-                        })
-                        .collect(),
-                ),
-                e => map_vector(arg_vector(ctx, e, t)?, |_| t as f64 / 1000.0),
+                Expr::VectorSelector(vs) => {
+                    let mut v = ctx.select_instant(vs, g, true);
+                    for s in v.iter_mut() {
+                        s.labels = drop_name(&s.labels);
+                    }
+                    Val::Vector(v)
+                }
+                e => map_vector(arg_vector(ctx, e, g)?, |_, i| secs(i)),
             }
         }
         "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
         | "month" | "year" => {
             if args.is_empty() {
-                Val::Vector(vec![VecSample {
-                    labels: Labels::empty(),
-                    v: date_part(name, t as f64 / 1000.0),
-                }])
+                per_step(g, |i| date_part(name, secs(i)))
             } else {
-                map_vector(arg_vector(ctx, a(0), t)?, |x| date_part(name, x))
+                map_vector(arg_vector(ctx, a(0), g)?, |x, _| date_part(name, x))
             }
         }
         "rate" | "increase" | "delta" => {
-            let range = range_of(a(0));
-            let end = ref_time(ctx, a(0), t);
-            let m = arg_matrix(ctx, a(0), t)?;
-            let counter = name != "delta";
-            let is_rate = name == "rate";
-            over_time(m, false, |p| {
-                extrapolated(p, end - range, end, counter, is_rate)
-            })
+            let m = arg_matrix(ctx, a(0), g)?;
+            rate_over(m, name != "delta", name == "rate")
         }
-        "irate" | "idelta" => over_time(arg_matrix(ctx, a(0), t)?, false, |p| {
+        "irate" | "idelta" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
             instant_delta(p, name == "irate")
         }),
         "deriv" => {
-            let m = arg_matrix(ctx, a(0), t)?;
-            over_time(m, false, |p| {
-                (p.len() >= 2).then(|| linear_regression(p, p[0].0).0)
+            let m = arg_matrix(ctx, a(0), g)?;
+            over_time(m, false, |p, _, _| {
+                (p.len() >= 2).then(|| linear_regression(p, p[0].t).0)
             })
         }
         "predict_linear" => {
             // the intercept is at the evaluation time, whatever @ or offset say
-            let at = t;
-            let m = arg_matrix(ctx, a(0), t)?;
-            let d = arg_scalar(ctx, a(1), t)?;
-            over_time(m, false, |p| {
+            let m = arg_matrix(ctx, a(0), g)?;
+            let d = arg_scalar(ctx, a(1), g)?;
+            over_time(m, false, |p, i, _| {
                 (p.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(p, at);
-                    slope * d + intercept
+                    let (slope, intercept) = linear_regression(p, g.t(i));
+                    slope * d[i] + intercept
                 })
             })
         }
         "holt_winters" | "double_exponential_smoothing" => {
-            let m = arg_matrix(ctx, a(0), t)?;
-            let (sf, tf) = (arg_scalar(ctx, a(1), t)?, arg_scalar(ctx, a(2), t)?);
-            if sf <= 0.0 || sf >= 1.0 {
-                return Err(Error::Execution(format!(
-                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
-                    format_f(sf)
-                )));
+            let m = arg_matrix(ctx, a(0), g)?;
+            let (sf, tf) = (arg_scalar(ctx, a(1), g)?, arg_scalar(ctx, a(2), g)?);
+            for (&sf, &tf) in sf.iter().zip(&tf) {
+                if sf <= 0.0 || sf >= 1.0 {
+                    return Err(Error::Execution(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+                        format_f(sf)
+                    )));
+                }
+                if tf <= 0.0 || tf >= 1.0 {
+                    return Err(Error::Execution(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+                        format_f(tf)
+                    )));
+                }
             }
-            if tf <= 0.0 || tf >= 1.0 {
-                return Err(Error::Execution(format!(
-                    "invalid trend factor. Expected: 0 < tf < 1, got: {}",
-                    format_f(tf)
-                )));
-            }
-            over_time(m, false, |p| holt_winters(p, sf, tf))
+            over_time(m, false, |p, i, _| holt_winters(p, sf[i], tf[i]))
         }
-        "changes" => over_time(arg_matrix(ctx, a(0), t)?, false, |p| {
+        "changes" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
             Some(
                 p.windows(2)
-                    .filter(|w| w[0].1 != w[1].1 && !(w[0].1.is_nan() && w[1].1.is_nan()))
+                    .filter(|w| w[0].v != w[1].v && !(w[0].v.is_nan() && w[1].v.is_nan()))
                     .count() as f64,
             )
         }),
-        "resets" => over_time(arg_matrix(ctx, a(0), t)?, false, |p| {
-            Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
+        "resets" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
+            Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64)
         }),
-        "avg_over_time" => over_time(arg_matrix(ctx, a(0), t)?, false, |p| {
+        "avg_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
             let mut k = KahanSum::default();
             values(p).for_each(|v| k.add(v));
             let s = k.value();
@@ -615,79 +705,78 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, t: i64) -> Result<Val, Error> {
                 Some(s / p.len() as f64)
             }
         }),
-        "sum_over_time" => over_time(arg_matrix(ctx, a(0), t)?, false, |p| {
+        "sum_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
             let mut k = KahanSum::default();
             values(p).for_each(|v| k.add(v));
             Some(k.value())
         }),
-        "count_over_time" => over_time(arg_matrix(ctx, a(0), t)?, false, |p| Some(p.len() as f64)),
-        "min_over_time" => over_time(arg_matrix(ctx, a(0), t)?, false, |p| {
+        "count_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
+            Some(p.len() as f64)
+        }),
+        "min_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
             Some(values(p).fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m }))
         }),
-        "max_over_time" => over_time(arg_matrix(ctx, a(0), t)?, false, |p| {
+        "max_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
             Some(values(p).fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m }))
         }),
-        "last_over_time" => over_time(arg_matrix(ctx, a(0), t)?, true, |p| p.last().map(|x| x.1)),
-        "first_over_time" => over_time(arg_matrix(ctx, a(0), t)?, true, |p| p.first().map(|x| x.1)),
-        "present_over_time" => over_time(arg_matrix(ctx, a(0), t)?, false, |_| Some(1.0)),
-        "stdvar_over_time" => over_time(arg_matrix(ctx, a(0), t)?, false, |p| Some(stdvar(p))),
-        "stddev_over_time" => {
-            over_time(arg_matrix(ctx, a(0), t)?, false, |p| Some(stdvar(p).sqrt()))
+        "last_over_time" => over_time(arg_matrix(ctx, a(0), g)?, true, |p, _, _| {
+            p.last().map(|x| x.v)
+        }),
+        "first_over_time" => over_time(arg_matrix(ctx, a(0), g)?, true, |p, _, _| {
+            p.first().map(|x| x.v)
+        }),
+        "present_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |_, _, _| Some(1.0)),
+        "stdvar_over_time" => {
+            over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| Some(stdvar(p)))
         }
-        "mad_over_time" => over_time(arg_matrix(ctx, a(0), t)?, false, |p| {
+        "stddev_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
+            Some(stdvar(p).sqrt())
+        }),
+        "mad_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
             let mut v: Vec<f64> = values(p).collect();
             let med = quantile(0.5, &mut v);
             let mut dev: Vec<f64> = values(p).map(|x| (x - med).abs()).collect();
             Some(quantile(0.5, &mut dev))
         }),
         "quantile_over_time" => {
-            let q = arg_scalar(ctx, a(0), t)?;
-            over_time(arg_matrix(ctx, a(1), t)?, false, |p| {
+            let q = arg_scalar(ctx, a(0), g)?;
+            over_time(arg_matrix(ctx, a(1), g)?, false, |p, i, _| {
                 let mut v: Vec<f64> = values(p).collect();
-                Some(quantile(q, &mut v))
+                Some(quantile(q[i], &mut v))
             })
         }
         "absent_over_time" => {
-            let m = arg_matrix(ctx, a(0), t)?;
-            if m.is_empty() {
-                Val::Vector(vec![VecSample {
-                    labels: absent_labels(a(0)),
-                    v: 1.0,
-                }])
-            } else {
-                Val::Vector(vec![])
+            let m = arg_matrix(ctx, a(0), g)?;
+            let mut present = vec![false; g.n];
+            for s in &m.series {
+                m.for_windows(&s.samples, |i, _, _| present[i] = true);
             }
+            absent_result(a(0), g, &present)
         }
         "absent" => {
-            let v = arg_vector(ctx, a(0), t)?;
-            if v.is_empty() {
-                Val::Vector(vec![VecSample {
-                    labels: absent_labels(a(0)),
-                    v: 1.0,
-                }])
-            } else {
-                Val::Vector(vec![])
+            let v = arg_vector(ctx, a(0), g)?;
+            let mut present = vec![false; g.n];
+            for s in &v {
+                for (p, x) in present.iter_mut().zip(&s.vals) {
+                    *p |= has(*x);
+                }
             }
+            absent_result(a(0), g, &present)
         }
         "sort" | "sort_desc" => {
-            let mut v = arg_vector(ctx, a(0), t)?;
+            let v = arg_vector(ctx, a(0), g)?;
             let desc = name == "sort_desc";
-            v.sort_by(|x, y| match (x.v.is_nan(), y.v.is_nan()) {
-                (true, true) => std::cmp::Ordering::Equal,
-                (true, false) => std::cmp::Ordering::Greater,
-                (false, true) => std::cmp::Ordering::Less,
-                _ if desc => y.v.partial_cmp(&x.v).unwrap(),
-                _ => x.v.partial_cmp(&y.v).unwrap(),
-            });
-            Val::Vector(v)
+            Val::Vector(sort_instant(v, g, |x, y| {
+                nan_last(x.vals[0], y.vals[0], desc)
+            }))
         }
         "sort_by_label" | "sort_by_label_desc" => {
-            let mut v = arg_vector(ctx, a(0), t)?;
+            let v = arg_vector(ctx, a(0), g)?;
             let mut names = Vec::new();
             for e in &args[1..] {
-                names.push(arg_string(ctx, e, t)?);
+                names.push(arg_string(ctx, e, g)?);
             }
-            v.sort_by(|x, y| {
+            Val::Vector(sort_instant(v, g, |x, y| {
                 let mut o = std::cmp::Ordering::Equal;
                 for n in &names {
                     o = natural_cmp(x.labels.get(n).unwrap_or(""), y.labels.get(n).unwrap_or(""));
@@ -703,15 +792,14 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, t: i64) -> Result<Val, Error> {
                 } else {
                     o
                 }
-            });
-            Val::Vector(v)
+            }))
         }
         "label_replace" => {
-            let v = arg_vector(ctx, a(0), t)?;
-            let dst = arg_string(ctx, a(1), t)?;
-            let repl = arg_string(ctx, a(2), t)?;
-            let src = arg_string(ctx, a(3), t)?;
-            let re_s = arg_string(ctx, a(4), t)?;
+            let mut v = arg_vector(ctx, a(0), g)?;
+            let dst = arg_string(ctx, a(1), g)?;
+            let repl = arg_string(ctx, a(2), g)?;
+            let src = arg_string(ctx, a(3), g)?;
+            let re_s = arg_string(ctx, a(4), g)?;
             let re = regex::Regex::new(&format!("^(?s:{re_s})$")).map_err(|e| {
                 Error::Execution(format!(
                     "invalid regular expression in label_replace(): {re_s}: {e}"
@@ -722,91 +810,88 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, t: i64) -> Result<Val, Error> {
                     "invalid destination label name in label_replace(): {dst}"
                 )));
             }
-            Val::Vector(
-                v.into_iter()
-                    .map(|s| {
-                        let val = s.labels.get(&src).unwrap_or("").to_string();
-                        match re.captures(&val) {
-                            Some(caps) => {
-                                let mut out = String::new();
-                                caps.expand(&repl, &mut out);
-                                let mut b = s.labels.to_builder();
-                                b.set(dst.clone(), out);
-                                VecSample {
-                                    labels: b.build(),
-                                    v: s.v,
-                                }
-                            }
-                            None => s,
-                        }
-                    })
-                    .collect(),
-            )
+            for s in v.iter_mut() {
+                let val = s.labels.get(&src).unwrap_or("").to_string();
+                if let Some(caps) = re.captures(&val) {
+                    let mut out = String::new();
+                    caps.expand(&repl, &mut out);
+                    let mut b = s.labels.to_builder();
+                    b.set(dst.clone(), out);
+                    s.labels = b.build();
+                }
+            }
+            Val::Vector(v)
         }
         "label_join" => {
-            let v = arg_vector(ctx, a(0), t)?;
-            let dst = arg_string(ctx, a(1), t)?;
-            let sep = arg_string(ctx, a(2), t)?;
+            let mut v = arg_vector(ctx, a(0), g)?;
+            let dst = arg_string(ctx, a(1), g)?;
+            let sep = arg_string(ctx, a(2), g)?;
             let mut srcs = Vec::new();
             for e in &args[3..] {
-                srcs.push(arg_string(ctx, e, t)?);
+                srcs.push(arg_string(ctx, e, g)?);
             }
             if !day2_model::labels::is_valid_label_name(&dst) {
                 return Err(Error::Execution(format!(
                     "invalid destination label name in label_join(): {dst}"
                 )));
             }
-            Val::Vector(
-                v.into_iter()
-                    .map(|s| {
-                        let joined = srcs
-                            .iter()
-                            .map(|n| s.labels.get(n).unwrap_or(""))
-                            .collect::<Vec<_>>()
-                            .join(&sep);
-                        let mut b = s.labels.to_builder();
-                        b.set(dst.clone(), joined);
-                        VecSample {
-                            labels: b.build(),
-                            v: s.v,
-                        }
-                    })
-                    .collect(),
-            )
+            for s in v.iter_mut() {
+                let joined = srcs
+                    .iter()
+                    .map(|n| s.labels.get(n).unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join(&sep);
+                let mut b = s.labels.to_builder();
+                b.set(dst.clone(), joined);
+                s.labels = b.build();
+            }
+            Val::Vector(v)
         }
         "histogram_quantile" => {
-            let q = arg_scalar(ctx, a(0), t)?;
-            let v = arg_vector(ctx, a(1), t)?;
-            let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
-            for s in v {
-                let Some(le) = s.labels.get("le") else {
-                    continue;
-                };
-                let Ok(bound) = le.trim().parse::<f64>().or_else(|_| match le.trim() {
-                    "+Inf" | "Inf" | "+inf" | "inf" => Ok(f64::INFINITY),
-                    "-Inf" | "-inf" => Ok(f64::NEG_INFINITY),
-                    _ => Err(()),
-                }) else {
+            let q = arg_scalar(ctx, a(0), g)?;
+            let v = arg_vector(ctx, a(1), g)?;
+            // buckets grouped once per series: labels without `le` and the name
+            let mut index: HashMap<Labels, usize> = HashMap::new();
+            let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
+            for (si, s) in v.iter().enumerate() {
+                let Some(bound) = s.labels.get("le").and_then(parse_le) else {
                     continue;
                 };
                 let mut b = s.labels.to_builder();
                 b.del("le");
                 b.del(METRIC_NAME);
                 let key = b.build();
-                match groups.iter_mut().find(|(k, _)| *k == key) {
-                    Some(g) => g.1.push((bound, s.v)),
-                    None => groups.push((key, vec![(bound, s.v)])),
+                match index.get(&key) {
+                    Some(&gi) => groups[gi].1.push((bound, si)),
+                    None => {
+                        index.insert(key.clone(), groups.len());
+                        groups.push((key, vec![(bound, si)]));
+                    }
                 }
             }
-            Val::Vector(
-                groups
-                    .into_iter()
-                    .map(|(labels, mut b)| VecSample {
-                        labels,
-                        v: bucket_quantile(q, &mut b),
-                    })
-                    .collect(),
-            )
+            let mut out = Vec::with_capacity(groups.len());
+            let mut buf: Vec<(f64, f64)> = Vec::new();
+            for (labels, members) in groups {
+                let mut vals = vec![ABSENT; g.n];
+                let mut any = false;
+                for (i, slot) in vals.iter_mut().enumerate() {
+                    buf.clear();
+                    for &(bound, si) in &members {
+                        let x = v[si].vals[i];
+                        if has(x) {
+                            buf.push((bound, x));
+                        }
+                    }
+                    if !buf.is_empty() {
+                        *slot = bucket_quantile(q[i], &mut buf);
+                        any = true;
+                    }
+                }
+                if any {
+                    out.push(VSeries { labels, vals });
+                }
+            }
+            Val::Vector(out)
         }
         other => {
             return Err(Error::Execution(format!(
@@ -814,6 +899,19 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, t: i64) -> Result<Val, Error> {
             )));
         }
     })
+}
+
+/// `absent`'s result: one series, 1 at the steps where nothing was present.
+fn absent_result(arg: &Expr, g: &Grid, present: &[bool]) -> Val {
+    if present.iter().all(|p| *p) {
+        return Val::Vector(vec![]);
+    }
+    Val::Vector(vec![VSeries {
+        labels: absent_labels(arg),
+        vals: (0..g.n)
+            .map(|i| if present[i] { ABSENT } else { 1.0 })
+            .collect(),
+    }])
 }
 
 #[cfg(test)]
@@ -851,8 +949,10 @@ mod tests {
     #[test]
     fn rate_extrapolates_like_prometheus() {
         // 0..=5 minutes at 1m, counter +60 per minute, range 5m ending at 5m
-        let pts: Vec<(i64, f64)> = (0..=5).map(|i| (i * 60_000, i as f64 * 60.0)).collect();
-        let r = extrapolated(&pts[1..], 0, 300_000, true, true).unwrap();
+        let pts: Vec<Sample> = (0..=5)
+            .map(|i| Sample::new(i * 60_000, i as f64 * 60.0))
+            .collect();
+        let r = extrapolated(&pts[1..], 0, 300_000, true, true, true).unwrap();
         assert!((r - 1.0).abs() < 1e-9, "{r}");
     }
 }
