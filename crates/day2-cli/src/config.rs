@@ -9,8 +9,6 @@ use std::time::Duration;
 use day2_ingest::scrape::{GlobalConfig, ScrapeConfig};
 use serde::{Deserialize, Deserializer};
 
-use crate::yamlpath;
-
 /// The configuration used when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../default.yml");
 
@@ -33,6 +31,11 @@ pub struct Day2Config {
     pub global: GlobalConfig,
     #[serde(default)]
     pub scrape_configs: Vec<ScrapeConfig>,
+    /// Prometheus's list of rule-file globs, relative to this file's directory.
+    #[serde(default)]
+    pub rule_files: Vec<String>,
+    #[serde(default)]
+    pub rules: day2_rules::config::RulesSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -294,36 +297,36 @@ fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 pub use day2_ingest::scrape::config::parse_size as parse_bytes;
 
 /// A configuration error with its place: `file:line: field: message`.
-#[derive(Debug)]
-pub struct ConfigError {
-    pub file: String,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-            if let Some(c) = self.column {
-                write!(f, ":{c}")?;
-            }
-        }
-        if !self.field.is_empty() {
-            write!(f, ": {}", self.field)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub type ConfigError = day2_yamlerr::LocatedError;
 
 impl Day2Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file and the rule files it names.
     pub fn load(path: &Path) -> Result<Day2Config, ConfigError> {
+        let cfg = Self::load_file(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.load_rule_groups(base).map_err(|e| match e {
+            day2_rules::Error::File(located) => located,
+            other => ConfigError {
+                file: path.display().to_string(),
+                line: None,
+                column: None,
+                field: "rule_files".into(),
+                message: other.to_string(),
+            },
+        })?;
+        Ok(cfg)
+    }
+
+    /// Loads the rule groups of `rule_files` (relative to `base`).
+    pub fn load_rule_groups(
+        &self,
+        base: &Path,
+    ) -> Result<Vec<day2_rules::Group>, day2_rules::Error> {
+        let paths = day2_rules::manager::expand_patterns(&self.rule_files, base)?;
+        day2_rules::manager::load_groups(&paths, self.global.evaluation_interval, false)
+    }
+
+    fn load_file(path: &Path) -> Result<Day2Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.display().to_string(),
             line: None,
@@ -336,52 +339,9 @@ impl Day2Config {
 
     /// Parses and validates config text; `file` is only used in messages.
     pub fn parse(text: &str, file: &str) -> Result<Day2Config, ConfigError> {
-        let err =
-            |path: &str, line: Option<usize>, column: Option<usize>, message: String| ConfigError {
-                file: file.to_string(),
-                line: line.or_else(|| yamlpath::locate(text, &yamlpath::parse_path(path))),
-                column,
-                field: path.to_string(),
-                message,
-            };
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        let cfg: Day2Config = match serde_path_to_error::deserialize(de) {
-            Ok(c) => c,
-            Err(e) => {
-                let path = e.path().to_string();
-                let path = if path == "." { String::new() } else { path };
-                let inner = e.into_inner();
-                let loc = inner.location();
-                let mut msg = inner.to_string();
-                // serde_yaml_ng appends " at line L column C" and may prefix the
-                // path; we print both up front
-                if let Some(i) = msg.find(" at line ") {
-                    msg.truncate(i);
-                }
-                while let Some((head, rest)) = msg.split_once(": ") {
-                    if head.contains(' ') || !path.starts_with(head) {
-                        break;
-                    }
-                    msg = rest.to_string();
-                }
-                // A known field path locates a value error better than the
-                // parser's position (which is where the enclosing map starts).
-                if let Some(line) = (!path.is_empty())
-                    .then(|| yamlpath::locate(text, &yamlpath::parse_path(&path)))
-                    .flatten()
-                {
-                    return Err(err(&path, Some(line), None, msg));
-                }
-                return Err(err(
-                    &path,
-                    loc.as_ref().map(|l| l.line()),
-                    loc.as_ref().map(|l| l.column()),
-                    msg,
-                ));
-            }
-        };
+        let cfg: Day2Config = day2_yamlerr::from_str(text, file)?;
         cfg.validate()
-            .map_err(|(path, msg)| err(&path, None, None, msg))?;
+            .map_err(|(path, msg)| day2_yamlerr::at_field(text, file, &path, msg))?;
         Ok(cfg)
     }
 

@@ -2,8 +2,8 @@
 //! the crate that owns the job.
 
 mod config;
+mod rules_cmd;
 mod serve;
-mod yamlpath;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +25,11 @@ struct Cli {
 enum Command {
     /// Run the server (storage, scraping, HTTP API).
     Serve(serve::ServeArgs),
+    /// Check rule files and run rule unit tests (promtool's formats).
+    Rules {
+        #[command(subcommand)]
+        what: rules_cmd::RulesCommand,
+    },
     /// Validate files without running anything.
     Check {
         #[command(subcommand)]
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Rules { what } => rules_cmd::run(what),
         Command::Check {
             what: CheckWhat::Config { files },
         } => {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use day2_ingest::scrape::{InternalTarget, ScrapeManager};
+use day2_rules::RuleManager;
 use day2_server::{MetricsSource, ReloadFuture, ServerState, WriteLimits};
 use day2_tsdb::{Db, FsyncPolicy, Options};
 
@@ -33,6 +34,7 @@ struct App {
     config_path: Option<PathBuf>,
     db: Arc<Db>,
     scrape: Arc<ScrapeManager>,
+    rules: Arc<RuleManager>,
     state: Weak<ServerState>,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -67,6 +69,7 @@ impl App {
         self.scrape
             .apply(cfg.global.clone(), cfg.scrape_configs.clone(), internal)
             .await;
+        self.apply_rules(cfg);
         self.db.set_retention(
             Some(cfg.storage.retention_time).filter(|d| !d.is_zero()),
             Some(cfg.storage.retention_size).filter(|n| *n > 0),
@@ -84,6 +87,37 @@ impl App {
                 Err((field, msg)) => {
                     tracing::error!(%field, error = %msg, "keeping the previous API tokens")
                 }
+            }
+        }
+    }
+
+    /// Replaces the rule groups (validated on load); alert state carries over.
+    fn apply_rules(&self, cfg: &Day2Config) {
+        let base = self
+            .config_path
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| PathBuf::from("."));
+        match cfg.load_rule_groups(&base) {
+            Ok(groups) => {
+                let external_url = cfg
+                    .rules
+                    .external_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", cfg.server.listen));
+                let external_labels =
+                    day2_model::Labels::from_pairs(cfg.global.external_labels.clone());
+                tracing::info!(groups = groups.len(), "rule groups loaded");
+                self.rules.apply(
+                    groups,
+                    cfg.rules.options(cfg.global.evaluation_interval),
+                    external_labels,
+                    external_url,
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "rule files failed to load; previous rules keep running")
             }
         }
     }
@@ -158,6 +192,31 @@ struct ScrapeMetrics(Arc<ScrapeManager>);
 impl MetricsSource for ScrapeMetrics {
     fn render(&self, out: &mut String) {
         self.0.stats().render(out);
+    }
+}
+
+/// The rule engine as the HTTP layer and `/metrics` see it.
+struct RulesView(Arc<RuleManager>);
+
+impl MetricsSource for RulesView {
+    fn render(&self, out: &mut String) {
+        self.0.render_metrics(out);
+    }
+}
+
+impl day2_server::RulesStatus for RulesView {
+    fn rules(
+        &self,
+        kind: &str,
+        rule_names: &[String],
+        group_names: &[String],
+        files: &[String],
+    ) -> serde_json::Value {
+        self.0.rules_json(kind, rule_names, group_names, files)
+    }
+
+    fn alerts(&self) -> serde_json::Value {
+        self.0.alerts_json()
     }
 }
 
@@ -275,6 +334,21 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", cfg.server.listen))?;
 
     let scrape = Arc::new(ScrapeManager::new(db.clone()));
+    let engine = Arc::new(day2_promql::Engine::new(day2_promql::EngineOptions {
+        lookback_delta: cfg.query.lookback_delta,
+        timeout: cfg.query.timeout,
+        max_samples: cfg.query.max_samples,
+    }));
+    let rules = RuleManager::new(
+        day2_rules::EvalCtx {
+            engine: engine.clone(),
+            db: db.clone(),
+            appender: db.clone(),
+            external_labels: day2_model::Labels::empty(),
+            external_url: String::new(),
+        },
+        Arc::new(day2_rules::manager::NoSink),
+    );
     // The reload hook reaches the App through a weak link set once App exists.
     let app_cell: Arc<OnceLock<Weak<App>>> = Arc::new(OnceLock::new());
     let hook_cell = app_cell.clone();
@@ -285,15 +359,13 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         sources: vec![
             Arc::new(StorageMetrics(db.clone())),
             Arc::new(ScrapeMetrics(scrape.clone())),
+            Arc::new(RulesView(rules.clone())),
         ],
         scrape_status: Arc::new(ScrapeMetrics(scrape.clone())),
+        rules: Arc::new(RulesView(rules.clone())),
         write_limits: parking_lot::RwLock::new(WriteLimits::default()),
         rate_limiter: day2_server::RateLimiter::new(0),
-        engine: Arc::new(day2_promql::Engine::new(day2_promql::EngineOptions {
-            lookback_delta: cfg.query.lookback_delta,
-            timeout: cfg.query.timeout,
-            max_samples: cfg.query.max_samples,
-        })),
+        engine,
         query_slots: tokio::sync::Semaphore::new(cfg.query.max_concurrency.max(1)),
         tokens: parking_lot::RwLock::new(Vec::new()),
         reload: Arc::new(move || -> ReloadFuture {
@@ -310,6 +382,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         config_path: args.config.clone(),
         db: db.clone(),
         scrape,
+        rules: rules.clone(),
         state: Arc::downgrade(&state),
         reload_lock: tokio::sync::Mutex::new(()),
     });
@@ -364,6 +437,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
     .context("HTTP server failed")?;
 
     tracing::info!("shutting down");
+    app.rules.stop();
     app.scrape.stop().await;
     let db2 = db.clone();
     tokio::task::spawn_blocking(move || db2.close())

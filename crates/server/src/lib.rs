@@ -44,6 +44,20 @@ pub trait ScrapeStatus: Send + Sync {
     fn metadata(&self, metric: Option<&str>, limit: Option<usize>) -> serde_json::Value;
 }
 
+/// What the rule engine knows, shaped for `/api/v1/rules` and `/api/v1/alerts`.
+pub trait RulesStatus: Send + Sync {
+    /// `{"groups": [...]}`; `kind` is `alert`, `record` or empty; empty lists do not filter.
+    fn rules(
+        &self,
+        kind: &str,
+        rule_names: &[String],
+        group_names: &[String],
+        files: &[String],
+    ) -> serde_json::Value;
+    /// `{"alerts": [...]}`: pending and firing alerts.
+    fn alerts(&self) -> serde_json::Value;
+}
+
 /// Remote-write limits that a config reload may change.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteLimits {
@@ -70,6 +84,7 @@ pub struct ServerState {
     pub metrics: Arc<SelfMetrics>,
     pub sources: Vec<Arc<dyn MetricsSource>>,
     pub scrape_status: Arc<dyn ScrapeStatus>,
+    pub rules: Arc<dyn RulesStatus>,
     pub write_limits: RwLock<WriteLimits>,
     pub rate_limiter: RateLimiter,
     /// PromQL engine and the limit on queries evaluated at once.
@@ -119,6 +134,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v1/export", get(read::export))
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/alerts", get(alerts))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "day2 is Healthy.\n" }))
         .route("/-/ready", get(|| async { "day2 is Ready.\n" }))
@@ -166,6 +183,31 @@ async fn metadata(
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
     api::success(state.scrape_status.metadata(metric, limit))
+}
+
+async fn rules(
+    State(state): State<Arc<ServerState>>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
+    let pairs = read::query_pairs(q);
+    let kind = api::param(&pairs, "type").unwrap_or("");
+    if !matches!(kind, "" | "alert" | "record") {
+        return api::ApiError::bad_data(format!(
+            "invalid parameter \"type\": {kind:?} is not alert or record"
+        ))
+        .into_response();
+    }
+    let list = |k: &str| -> Vec<String> { api::params(&pairs, k).map(String::from).collect() };
+    api::success(state.rules.rules(
+        kind,
+        &list("rule_name[]"),
+        &list("rule_group[]"),
+        &list("file[]"),
+    ))
+}
+
+async fn alerts(State(state): State<Arc<ServerState>>) -> Response {
+    api::success(state.rules.alerts())
 }
 
 async fn reload(State(state): State<Arc<ServerState>>) -> Response {
