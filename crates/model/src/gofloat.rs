@@ -30,6 +30,26 @@ fn special(v: f64) -> Option<&'static str> {
     }
 }
 
+/// `strconv.FormatFloat(v, 'e', -1, 64)`: `8e+01`, `1.5e-07`, `0e+00` (alert values in the API).
+pub fn format_e(v: f64) -> String {
+    if let Some(s) = special(v) {
+        return s.to_string();
+    }
+    let sign = if v.is_sign_negative() { "-" } else { "" };
+    if v == 0.0 {
+        return format!("{sign}0e+00");
+    }
+    let (digits, dp) = shortest_digits(v);
+    let exp = dp - 1;
+    let mant = if digits.len() > 1 {
+        format!("{}.{}", &digits[..1], &digits[1..])
+    } else {
+        digits
+    };
+    let esign = if exp < 0 { '-' } else { '+' };
+    format!("{sign}{mant}e{esign}{:02}", exp.abs())
+}
+
 /// `strconv.FormatFloat(v, 'g', -1, 64)`: `1e+06`, `0.5`, `1.5e-07`, `123456`.
 pub fn format_g(v: f64) -> String {
     if let Some(s) = special(v) {
@@ -130,5 +150,15 @@ mod tests {
         ] {
             assert_eq!(format_f(v), want, "{v}");
         }
+    }
+
+    #[test]
+    fn e_format_matches_go() {
+        assert_eq!(format_e(80.0), "8e+01");
+        assert_eq!(format_e(0.00000015), "1.5e-07");
+        assert_eq!(format_e(0.0), "0e+00");
+        assert_eq!(format_e(-1234.5), "-1.2345e+03");
+        assert_eq!(format_e(f64::NAN), "NaN");
+        assert_eq!(format_e(1e100), "1e+100");
     }
 }

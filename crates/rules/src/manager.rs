@@ -408,7 +408,7 @@ fn alert_json(a: &Alert) -> Json {
         "annotations": pairs_json(&a.annotations),
         "state": a.state.as_str(),
         "activeAt": rfc3339(Some(a.active_at)),
-        "value": day2_model::gofloat::format_g(a.value),
+        "value": day2_model::gofloat::format_e(a.value),
     })
 }
 

@@ -72,8 +72,9 @@ struct TestGroup {
 #[serde(deny_unknown_fields)]
 struct InputSeries {
     series: String,
+    /// Kept as written: `0x10` is "0 eleven times", not YAML's hexadecimal 16.
     #[serde(default)]
-    values: Option<StrOrNum>,
+    values: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,7 +112,7 @@ struct ExpSample {
     #[serde(default)]
     labels: String,
     #[serde(default)]
-    value: Option<StrOrNum>,
+    value: Option<String>,
     #[serde(default)]
     histogram: Option<String>,
 }
@@ -294,6 +295,7 @@ pub fn run_file(path: &Path, opts: &TestOptions) -> FileReport {
             eval_interval,
             &file.group_eval_order,
             file.fuzzy_compare,
+            None,
         ));
     }
     if errors.is_empty() {
@@ -316,12 +318,13 @@ fn run_group(
     eval_interval: Duration,
     order: &[String],
     fuzzy: bool,
+    mut obs: Option<(usize, &mut Observations)>,
 ) -> Vec<String> {
     let mut errs = Vec::new();
     let name = if tg.name.is_empty() {
         String::new()
     } else {
-        format!("    name: {},\n", tg.name)
+        format!("name: {},\n", tg.name)
     };
     let fail = |errs: &mut Vec<String>, msg: String| errs.push(format!("{name}{msg}"));
     let start = match parse_start(&tg.start_timestamp) {
@@ -343,7 +346,7 @@ fn run_group(
                     return errs;
                 }
             };
-            let values = s.values.as_ref().map(StrOrNum::text).unwrap_or_default();
+            let values = s.values.clone().unwrap_or_default();
             let steps = match expand(&values) {
                 Ok(v) => v,
                 Err(e) => {
@@ -401,21 +404,22 @@ fn run_group(
     let mut next_alert = 0;
     let mut ts = 0i64;
     while ts <= max_eval {
+        // promtool evaluates every group at every evaluation_interval step,
+        // whatever the group's own interval
         for g in &mut groups {
-            let giv = g.interval.as_millis().max(1) as i64;
-            if ts % giv != 0 {
-                continue;
-            }
             g.eval(start + ts, 0, &ctx, Duration::from_secs(60));
+            let mut failed = false;
             for (i, r) in g.rules.iter().enumerate() {
                 if let Some(e) = &r.health.last_error {
+                    failed = true;
                     fail(
                         &mut errs,
                         format!("group {:?}, rule {i}, {:?}: {e}", g.name, r.rule.name()),
                     );
                 }
             }
-            if !errs.is_empty() {
+            // a rule that cannot evaluate fails the test group, as in promtool
+            if failed {
                 return errs;
             }
         }
@@ -424,7 +428,13 @@ fn run_group(
             if !(ts <= at && at < ts + step) {
                 break;
             }
-            if let Some(e) = check_alerts(alert_tests[next_alert], &groups) {
+            let t = alert_tests[next_alert];
+            let got = firing(&t.alertname, &groups);
+            if let Some((i, o)) = obs.as_mut() {
+                o.alerts
+                    .push((*i, t.eval_time, t.alertname.clone(), got.clone()));
+            }
+            if let Some(e) = check_alerts(t, got) {
                 fail(&mut errs, e);
             }
             next_alert += 1;
@@ -433,7 +443,16 @@ fn run_group(
     }
     for t in &tg.promql_expr_test {
         let at = start + t.eval_time.unwrap_or_default().as_millis() as i64;
-        if let Some(e) = check_expr(t, &engine, store.as_ref(), at, fuzzy) {
+        let got = instant(&engine, store.as_ref(), &t.expr, at);
+        if let Some((i, o)) = obs.as_mut() {
+            o.exprs.push((
+                *i,
+                t.eval_time.unwrap_or_default(),
+                t.expr.clone(),
+                got.clone(),
+            ));
+        }
+        if let Some(e) = check_expr(t, got, fuzzy) {
             fail(&mut errs, e);
         }
     }
@@ -441,6 +460,47 @@ fn run_group(
 }
 
 type LabelsAndAnnotations = (Labels, Labels);
+
+/// What day2 computed for a test file's `alert_rule_test` and
+/// `promql_expr_test` entries, in file order (for differential tests).
+#[derive(Debug, Default, Clone)]
+pub struct Observations {
+    /// (test group index, eval time, alert name, firing alerts' labels and annotations)
+    pub alerts: Vec<(usize, Duration, String, Vec<LabelsAndAnnotations>)>,
+    /// (test group index, eval time, expression, result or error)
+    pub exprs: Vec<(usize, Duration, String, Result<Vec<(Labels, f64)>, String>)>,
+}
+
+/// Evaluates a unit-test file and records what day2 computed, whatever the
+/// expectations say.
+pub fn observe(path: &Path) -> Result<Observations, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let file: TestFile =
+        day2_yamlerr::from_str(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let eval_interval = file.evaluation_interval.unwrap_or(Duration::from_secs(60));
+    let paths = expand_patterns(&file.rule_files, base).map_err(|e| e.to_string())?;
+    let mut obs = Observations::default();
+    for (i, tg) in file.tests.iter().enumerate() {
+        let groups = load_groups(&paths, eval_interval, false).map_err(|e| e.to_string())?;
+        let errs = run_group(
+            tg,
+            groups,
+            eval_interval,
+            &file.group_eval_order,
+            file.fuzzy_compare,
+            Some((i, &mut obs)),
+        );
+        // evaluation errors (not mismatches) make the observation meaningless
+        if let Some(e) = errs
+            .iter()
+            .find(|e| e.contains("rule ") && e.contains("group "))
+        {
+            return Err(e.clone());
+        }
+    }
+    Ok(obs)
+}
 
 fn render_alerts(list: &[LabelsAndAnnotations]) -> String {
     let mut s = String::from("[");
@@ -458,12 +518,13 @@ fn render_alerts(list: &[LabelsAndAnnotations]) -> String {
     s
 }
 
-fn check_alerts(t: &AlertTest, groups: &[Group]) -> Option<String> {
+/// Firing alerts of the rules named `name`, sorted.
+fn firing(name: &str, groups: &[Group]) -> Vec<LabelsAndAnnotations> {
     let mut got: Vec<LabelsAndAnnotations> = Vec::new();
     for g in groups {
         for r in &g.rules {
             if let Rule::Alerting(a) = &r.rule
-                && a.name == t.alertname
+                && a.name == name
             {
                 for al in a.active.values().filter(|x| x.state == AlertState::Firing) {
                     got.push((
@@ -474,6 +535,11 @@ fn check_alerts(t: &AlertTest, groups: &[Group]) -> Option<String> {
             }
         }
     }
+    got.sort();
+    got
+}
+
+fn check_alerts(t: &AlertTest, got: Vec<LabelsAndAnnotations>) -> Option<String> {
     let mut exp: Vec<LabelsAndAnnotations> = t
         .exp_alerts
         .iter()
@@ -486,7 +552,6 @@ fn check_alerts(t: &AlertTest, groups: &[Group]) -> Option<String> {
             )
         })
         .collect();
-    got.sort();
     exp.sort();
     (got != exp).then(|| {
         format!(
@@ -499,11 +564,33 @@ fn check_alerts(t: &AlertTest, groups: &[Group]) -> Option<String> {
     })
 }
 
-fn check_expr(
-    t: &ExprTest,
+/// An instant query's result as (labels, value) pairs, sorted by labels.
+fn instant(
     engine: &Engine,
     db: &dyn Queryable,
+    expr: &str,
     at: i64,
+) -> Result<Vec<(Labels, f64)>, String> {
+    let mut got = match engine
+        .instant(db, expr, at)
+        .map_err(|e| e.to_string())?
+        .value
+    {
+        Value::Vector(_, v) => v.into_iter().map(|s| (s.labels, s.v)).collect::<Vec<_>>(),
+        Value::Scalar(_, v) => vec![(Labels::empty(), v)],
+        other => {
+            return Err(format!(
+                "expression did not give an instant vector or scalar: {other:?}"
+            ));
+        }
+    };
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(got)
+}
+
+fn check_expr(
+    t: &ExprTest,
+    got: Result<Vec<(Labels, f64)>, String>,
     fuzzy: bool,
 ) -> Option<String> {
     let head = format!(
@@ -511,16 +598,8 @@ fn check_expr(
         t.expr,
         fmt_dur(t.eval_time.unwrap_or_default())
     );
-    let got = match engine.instant(db, &t.expr, at) {
-        Ok(r) => match r.value {
-            Value::Vector(_, v) => v.into_iter().map(|s| (s.labels, s.v)).collect::<Vec<_>>(),
-            Value::Scalar(_, v) => vec![(Labels::empty(), v)],
-            other => {
-                return Some(format!(
-                    "{head},\n        err: expression did not give an instant vector or scalar: {other:?}"
-                ));
-            }
-        },
+    let got = match got {
+        Ok(g) => g,
         Err(e) => return Some(format!("{head},\n        err: {e}")),
     };
     let mut exp = Vec::new();
@@ -534,7 +613,7 @@ fn check_expr(
             Ok(l) => l,
             Err(e) => return Some(format!("{head},\n        err: {e}")),
         };
-        let v = match s.value.as_ref().map(StrOrNum::text) {
+        let v = match s.value.clone() {
             None => 0.0,
             Some(text) => match crate::notation::expand(&text) {
                 Ok(steps) if steps.len() == 1 => match steps[0] {
@@ -546,8 +625,6 @@ fn check_expr(
         };
         exp.push((labels, v));
     }
-    let mut got = got;
-    got.sort_by(|a, b| a.0.cmp(&b.0));
     exp.sort_by(|a, b| a.0.cmp(&b.0));
     let same = got.len() == exp.len()
         && got
@@ -595,6 +672,17 @@ mod tests {
         assert!(!same_value(2.9999999999999987, 3.0, true));
         assert!(!same_value(2.9999999999999996, 3.0, false));
         assert!(same_value(f64::NAN, f64::NAN, false));
+    }
+
+    #[test]
+    fn values_are_read_as_written() {
+        let f: TestFile = serde_yaml_ng::from_str(
+            "tests:\n  - input_series:\n      - series: up\n        values: 0x10\n      - series: x\n        values: 1\n",
+        )
+        .unwrap();
+        let s = &f.tests[0].input_series;
+        assert_eq!(s[0].values.as_deref(), Some("0x10"));
+        assert_eq!(s[1].values.as_deref(), Some("1"));
     }
 
     #[test]
