@@ -461,6 +461,9 @@ fn run_group(
 
 type LabelsAndAnnotations = (Labels, Labels);
 
+/// An instant query's samples, or its error.
+pub type QueryOutcome = Result<Vec<(Labels, f64)>, String>;
+
 /// What day2 computed for a test file's `alert_rule_test` and
 /// `promql_expr_test` entries, in file order (for differential tests).
 #[derive(Debug, Default, Clone)]
@@ -468,7 +471,7 @@ pub struct Observations {
     /// (test group index, eval time, alert name, firing alerts' labels and annotations)
     pub alerts: Vec<(usize, Duration, String, Vec<LabelsAndAnnotations>)>,
     /// (test group index, eval time, expression, result or error)
-    pub exprs: Vec<(usize, Duration, String, Result<Vec<(Labels, f64)>, String>)>,
+    pub exprs: Vec<(usize, Duration, String, QueryOutcome)>,
 }
 
 /// Evaluates a unit-test file and records what day2 computed, whatever the
