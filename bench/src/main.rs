@@ -2,6 +2,7 @@
 //! the same run on the same data. See bench/README.md.
 
 mod data;
+mod rules;
 mod target;
 
 use std::path::PathBuf;
@@ -24,6 +25,21 @@ enum Cmd {
     Ingest(IngestArgs),
     /// Ingests the same data set, then times range queries on each target.
     Query(QueryArgs),
+    /// Ingests the same data set, then times the evaluation of alerting rules
+    /// (day2 and Prometheus; VictoriaMetrics has no rule engine of its own).
+    Rules(RulesArgs),
+}
+
+#[derive(clap::Args)]
+struct RulesArgs {
+    #[command(flatten)]
+    ingest: IngestArgs,
+    /// Alerting rules (five kinds per instance, 1000 per group).
+    #[arg(long, default_value_t = 10_000)]
+    rules: usize,
+    /// Evaluation rounds timed (after one warm-up round).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 #[derive(clap::Args)]
@@ -82,7 +98,7 @@ struct Row {
 }
 
 async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
-    run(args, 0).await
+    run(args, 0, None).await
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -144,7 +160,11 @@ async fn time_queries(
     out
 }
 
-async fn run(args: IngestArgs, query_runs: usize) -> anyhow::Result<()> {
+async fn run(
+    args: IngestArgs,
+    query_runs: usize,
+    rule_load: Option<(usize, usize)>,
+) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let steps = args.minutes * 60 / args.step_seconds;
     let ds = data::DataSet::new(args.series);
@@ -180,6 +200,7 @@ async fn run(args: IngestArgs, query_runs: usize) -> anyhow::Result<()> {
         .build()?;
     let mut rows = Vec::new();
     let mut query_rows: Vec<(String, Vec<Timing>)> = Vec::new();
+    let mut rule_rows: Vec<(String, anyhow::Result<rules::RuleTiming>)> = Vec::new();
     for name in args
         .targets
         .split(',')
@@ -248,6 +269,13 @@ async fn run(args: IngestArgs, query_runs: usize) -> anyhow::Result<()> {
             let results = time_queries(&client, &srv, start, end, query_runs).await;
             query_rows.push((name.to_string(), results));
         }
+        if let Some((n, rounds)) = rule_load.filter(|_| name != "victoriametrics") {
+            eprintln!("{name}: evaluating {n} alerting rules ...");
+            rule_rows.push((
+                name.to_string(),
+                rules::measure(&client, &srv, n, rounds).await,
+            ));
+        }
         let row = Row {
             name: name.to_string(),
             samples_per_sec: total as f64 / wall,
@@ -297,6 +325,33 @@ async fn run(args: IngestArgs, query_runs: usize) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some((n, rounds)) = rule_load {
+        println!(
+            "\n{n} alerting rules in {} groups: seconds per evaluation round ({rounds} rounds)",
+            n.div_ceil(1000)
+        );
+        println!(
+            "target           sum of groups (median)   slowest group (median)   active alerts"
+        );
+        for (name, res) in &rule_rows {
+            match res {
+                Ok(t) => {
+                    let med = |v: &[f64]| {
+                        let mut v = v.to_vec();
+                        v.sort_by(f64::total_cmp);
+                        v[v.len() / 2]
+                    };
+                    println!(
+                        "{name:<16} {:>22.3} {:>24.3} {:>15}",
+                        med(&t.sum_s),
+                        med(&t.max_s),
+                        t.active_alerts
+                    );
+                }
+                Err(e) => println!("{name:<16} n/a ({e})"),
+            }
+        }
+    }
     if let Some(p) = args.json {
         let v: Vec<serde_json::Value> = rows
             .iter()
@@ -317,6 +372,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::Ingest(a) => rt.block_on(ingest(a)),
-        Cmd::Query(a) => rt.block_on(run(a.ingest, a.runs)),
+        Cmd::Query(a) => rt.block_on(run(a.ingest, a.runs, None)),
+        Cmd::Rules(a) => rt.block_on(run(a.ingest, 0, Some((a.rules, a.rounds.max(1))))),
     }
 }
