@@ -212,6 +212,67 @@ enum Simple {
     Stdvar,
 }
 
+/// A `topk`/`bottomk`/`limitk` candidate, ordered best first: by value (NaN
+/// last either way), then by input position; `limitk` by position only.
+struct Ranked {
+    v: f64,
+    si: usize,
+    top: bool,
+    limit: bool,
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering::*;
+        let by_value = if self.limit {
+            Equal
+        } else {
+            match (self.v.is_nan(), o.v.is_nan()) {
+                (true, true) => Equal,
+                (true, false) => Greater,
+                (false, true) => Less,
+                _ if self.top => o.v.partial_cmp(&self.v).unwrap(),
+                _ => self.v.partial_cmp(&o.v).unwrap(),
+            }
+        };
+        by_value.then(self.si.cmp(&o.si))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+/// Adds every present slot of every series into its (group, step) cell.
+#[inline]
+fn accumulate(
+    cells: &mut [Cell],
+    input: &[VSeries],
+    gids: &[u32],
+    n: usize,
+    add: impl Fn(&mut Cell, f64),
+) {
+    for (s, &gid) in input.iter().zip(gids) {
+        let row = &mut cells[gid as usize * n..(gid as usize + 1) * n];
+        for (c, &v) in row.iter_mut().zip(&s.vals) {
+            if has(v) {
+                c.n += 1;
+                add(c, v);
+            }
+        }
+    }
+}
+
 pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Error> {
     let op = a.op.to_string();
     let input = match ctx.eval(&a.expr, g)? {
@@ -251,38 +312,29 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             };
             ngroups * n
         ];
-        for (s, &gid) in input.iter().zip(&gids) {
-            let row = &mut cells[gid as usize * n..(gid as usize + 1) * n];
-            for (c, &v) in row.iter_mut().zip(&s.vals) {
-                if !has(v) {
-                    continue;
+        match kind {
+            Simple::Sum => accumulate(&mut cells, &input, &gids, n, |c, v| c.sum.add(v)),
+            Simple::Avg => accumulate(&mut cells, &input, &gids, n, |c, v| {
+                c.sum.add(v);
+                c.finite &= v.is_finite();
+                c.x += (v - c.x) / c.n as f64;
+            }),
+            Simple::Count | Simple::Group => accumulate(&mut cells, &input, &gids, n, |_, _| {}),
+            Simple::Min => accumulate(&mut cells, &input, &gids, n, |c, v| {
+                if c.n == 1 || c.x.is_nan() || v < c.x {
+                    c.x = v
                 }
-                c.n += 1;
-                match kind {
-                    Simple::Sum => c.sum.add(v),
-                    Simple::Avg => {
-                        c.sum.add(v);
-                        c.finite &= v.is_finite();
-                        c.x += (v - c.x) / c.n as f64;
-                    }
-                    Simple::Count | Simple::Group => {}
-                    Simple::Min => {
-                        if c.n == 1 || c.x.is_nan() || v < c.x {
-                            c.x = v
-                        }
-                    }
-                    Simple::Max => {
-                        if c.n == 1 || c.x.is_nan() || v > c.x {
-                            c.x = v
-                        }
-                    }
-                    Simple::Stddev | Simple::Stdvar => {
-                        let d = v - c.x;
-                        c.x += d / c.n as f64;
-                        c.m2 += d * (v - c.x);
-                    }
+            }),
+            Simple::Max => accumulate(&mut cells, &input, &gids, n, |c, v| {
+                if c.n == 1 || c.x.is_nan() || v > c.x {
+                    c.x = v
                 }
-            }
+            }),
+            Simple::Stddev | Simple::Stdvar => accumulate(&mut cells, &input, &gids, n, |c, v| {
+                let d = v - c.x;
+                c.x += d / c.n as f64;
+                c.m2 += d * (v - c.x);
+            }),
         }
         let mut out = Vec::with_capacity(ngroups);
         for (gid, labels) in group_labels.into_iter().enumerate() {
@@ -337,48 +389,34 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             }
             let top = op == "topk";
             let limit = op == "limitk";
-            // ranking: NaN last either way, ties by input order
-            let rank = |x: &(f64, usize), y: &(f64, usize)| {
-                (match (x.0.is_nan(), y.0.is_nan()) {
-                    (true, true) => std::cmp::Ordering::Equal,
-                    (true, false) => std::cmp::Ordering::Greater,
-                    (false, true) => std::cmp::Ordering::Less,
-                    _ if top => y.0.partial_cmp(&x.0).unwrap(),
-                    _ => x.0.partial_cmp(&y.0).unwrap(),
-                })
-                .then(x.1.cmp(&y.1))
-            };
+            // one bounded heap per (group, step), worst candidate on top; the
+            // series are visited in input order, so ties keep the earlier one
+            let mut heaps: Vec<std::collections::BinaryHeap<Ranked>> =
+                (0..ngroups * n).map(|_| Default::default()).collect();
+            for (si, (s, &gid)) in input.iter().zip(&gids).enumerate() {
+                let row = &mut heaps[gid as usize * n..(gid as usize + 1) * n];
+                for (i, (h, &v)) in row.iter_mut().zip(&s.vals).enumerate() {
+                    if !has(v) || kk[i] == 0 {
+                        continue;
+                    }
+                    let c = Ranked { v, si, top, limit };
+                    if h.len() < kk[i] {
+                        h.push(c);
+                    } else if !limit && c < *h.peek().unwrap() {
+                        h.pop();
+                        h.push(c);
+                    }
+                }
+            }
             let mut keep: Vec<Option<Vec<f64>>> = vec![None; input.len()];
             // instant queries list the selection in rank order
             let mut order: Vec<usize> = Vec::new();
-            let mut buf: Vec<(f64, usize)> = Vec::new();
-            for m in &members {
-                for (i, &k) in kk.iter().enumerate() {
-                    if k == 0 {
-                        continue;
-                    }
-                    buf.clear();
-                    for &si in m {
-                        let v = input[si].vals[i];
-                        if has(v) {
-                            buf.push((v, si));
-                            if limit && buf.len() >= k {
-                                break;
-                            }
-                        }
-                    }
-                    if !limit {
-                        if buf.len() > k {
-                            buf.select_nth_unstable_by(k - 1, rank);
-                            buf.truncate(k);
-                        }
-                        buf.sort_by(rank);
-                    }
-                    for &(v, si) in buf.iter() {
-                        keep[si].get_or_insert_with(|| vec![ABSENT; n])[i] = v;
-                        if n == 1 {
-                            order.push(si);
-                        }
+            for (cell, h) in heaps.into_iter().enumerate() {
+                let i = cell % n;
+                for c in h.into_sorted_vec() {
+                    keep[c.si].get_or_insert_with(|| vec![ABSENT; n])[i] = c.v;
+                    if n == 1 {
+                        order.push(c.si);
                     }
                 }
             }

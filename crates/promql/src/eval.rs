@@ -314,13 +314,14 @@ impl Ctx {
                     }
                     loaded += s.samples.len();
                     if want.range {
-                        s.samples.retain(|p| !is_stale_nan(p.v));
+                        // range functions read samples directly: no markers, canonical values
+                        s.samples.retain_mut(|p| {
+                            p.v = canon(p.v);
+                            !is_stale_nan(p.v)
+                        });
                         if s.samples.is_empty() {
                             continue;
                         }
-                    }
-                    for p in s.samples.iter_mut() {
-                        p.v = canon(p.v);
                     }
                     all.push(s);
                 }
@@ -368,7 +369,11 @@ impl Ctx {
                 if p.t <= rt - lookback || is_stale_nan(p.v) {
                     continue;
                 }
-                vals[i] = if timestamps { p.t as f64 / 1000.0 } else { p.v };
+                vals[i] = if timestamps {
+                    p.t as f64 / 1000.0
+                } else {
+                    canon(p.v)
+                };
                 any = true;
             }
             if any {

@@ -2,7 +2,7 @@
 
 use day2_model::Labels;
 use day2_model::gofloat::format_f;
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,38 +43,128 @@ fn labels_json(l: &Labels) -> Json {
     Json::Object(m)
 }
 
+/// A sample value as Prometheus prints it (Go's `FormatFloat(v, 'f', -1, 64)`):
+/// Rust's `Display` for finite floats is the same shortest fixed-point form, and
+/// much cheaper than the general formatter (checked against it in the tests).
+fn value_str(v: f64) -> String {
+    if v.is_finite() {
+        let mut s = String::with_capacity(24);
+        let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{v}"));
+        s
+    } else {
+        format_f(v)
+    }
+}
+
+fn point(t: i64, v: f64) -> Json {
+    Json::Array(vec![ts(t), Json::String(value_str(v))])
+}
+
 fn ts(t: i64) -> Json {
     // Prometheus prints seconds with millisecond precision as a JSON number
     let secs = t as f64 / 1000.0;
-    json!(secs)
+    serde_json::Number::from_f64(secs).map_or(Json::Null, Json::Number)
 }
 
 impl QueryResult {
     /// The `data` object of `/api/v1/query` and `/api/v1/query_range`.
+    ///
+    /// Built by moving values into place: `json!` would deep-copy every nested
+    /// `Value` given to it as an expression.
     pub fn to_json(&self) -> Json {
-        match &self.value {
-            Value::Scalar(t, v) => {
-                json!({"resultType": "scalar", "result": [ts(*t), format_f(*v)]})
-            }
-            Value::String(t, s) => json!({"resultType": "string", "result": [ts(*t), s]}),
-            Value::Vector(t, samples) => json!({
-                "resultType": "vector",
-                "result": samples.iter().map(|s| json!({"metric": labels_json(&s.labels), "value": [ts(*t), format_f(s.v)]})).collect::<Vec<_>>(),
-            }),
-            Value::Matrix(series) => json!({
-                "resultType": "matrix",
-                "result": series.iter().map(|s| json!({
-                    "metric": labels_json(&s.labels),
-                    "values": s.points.iter().map(|(t, v)| json!([ts(*t), format_f(*v)])).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-            }),
-        }
+        let (kind, result) = match &self.value {
+            Value::Scalar(t, v) => ("scalar", point(*t, *v)),
+            Value::String(t, s) => ("string", Json::Array(vec![ts(*t), Json::String(s.clone())])),
+            Value::Vector(t, samples) => (
+                "vector",
+                Json::Array(
+                    samples
+                        .iter()
+                        .map(|s| {
+                            object([
+                                ("metric", labels_json(&s.labels)),
+                                ("value", point(*t, s.v)),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+            Value::Matrix(series) => (
+                "matrix",
+                Json::Array(
+                    series
+                        .iter()
+                        .map(|s| {
+                            object([
+                                ("metric", labels_json(&s.labels)),
+                                (
+                                    "values",
+                                    Json::Array(
+                                        s.points.iter().map(|(t, v)| point(*t, *v)).collect(),
+                                    ),
+                                ),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+        };
+        object([
+            ("resultType", Json::String(kind.into())),
+            ("result", result),
+        ])
     }
+}
+
+fn object<const N: usize>(pairs: [(&str, Json); N]) -> Json {
+    let mut m = Map::new();
+    for (k, v) in pairs {
+        m.insert(k.to_string(), v);
+    }
+    Json::Object(m)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fast_value_formatting_matches_go_formatting() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let check = |v: f64| assert_eq!(value_str(v), format_f(v), "{v:e}");
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.1,
+            0.5,
+            1e21,
+            1e22,
+            1e-7,
+            123456789.0,
+            1e300,
+            5e-324,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            check(v);
+        }
+        for i in 0..20_000u64 {
+            // xorshift: arbitrary bit patterns, plus integers and short decimals
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            check(f64::from_bits(x));
+            check((x % 1_000_000_007) as f64);
+            check((x % 100_000) as f64 / 1000.0);
+            check(i as f64 * 0.1);
+        }
+    }
 
     #[test]
     fn json_shapes_match_prometheus() {

@@ -58,37 +58,84 @@ impl BitWriter {
     }
 }
 
-/// Reads bits written by [`BitWriter`].
+/// Reads bits written by [`BitWriter`], through a 64-bit buffer refilled a
+/// word at a time.
 #[derive(Debug, Clone)]
 pub struct BitReader<'a> {
     bytes: &'a [u8],
-    pos: usize, // bit position
+    /// Next byte to load into `buf`.
+    pos: usize,
+    /// Unread bits, most significant first; bits below `n` are zero or the
+    /// correct next bits.
+    buf: u64,
+    /// Valid bits in `buf`.
+    n: u32,
 }
 
 impl<'a> BitReader<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        BitReader { bytes, pos: 0 }
+        BitReader {
+            bytes,
+            pos: 0,
+            buf: 0,
+            n: 0,
+        }
     }
 
+    /// Loads whole bytes until at least 57 bits are buffered or the input ends.
+    #[inline]
+    fn refill(&mut self) {
+        if let Some(w) = self.bytes.get(self.pos..self.pos + 8) {
+            let w = u64::from_be_bytes(w.try_into().unwrap());
+            // n < 57 here, so the shift is in range
+            self.buf |= w >> self.n;
+            let take = (64 - self.n) / 8;
+            self.pos += take as usize;
+            self.n += take * 8;
+        } else {
+            while self.n <= 56 && self.pos < self.bytes.len() {
+                self.buf |= (self.bytes[self.pos] as u64) << (56 - self.n);
+                self.pos += 1;
+                self.n += 8;
+            }
+        }
+    }
+
+    #[inline]
     pub fn read_bit(&mut self) -> Option<bool> {
-        let byte = *self.bytes.get(self.pos / 8)?;
-        let bit = (byte >> (7 - (self.pos % 8))) & 1 == 1;
-        self.pos += 1;
+        if self.n == 0 {
+            self.refill();
+            if self.n == 0 {
+                return None;
+            }
+        }
+        let bit = self.buf >> 63 == 1;
+        self.buf <<= 1;
+        self.n -= 1;
         Some(bit)
     }
 
-    pub fn read_bits(&mut self, mut n: u8) -> Option<u64> {
-        let mut v = 0u64;
-        while n > 0 {
-            let byte = *self.bytes.get(self.pos / 8)?;
-            let used = (self.pos % 8) as u8;
-            let avail = 8 - used;
-            let take = n.min(avail);
-            let chunk = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
-            v = (v << take) | chunk as u64;
-            self.pos += take as usize;
-            n -= take;
+    /// Reads `n` bits (at most 64), most significant first; `None` past the end.
+    #[inline]
+    pub fn read_bits(&mut self, n: u8) -> Option<u64> {
+        let k = n as u32;
+        if k == 0 {
+            return Some(0);
         }
+        if k > 56 {
+            let hi = self.read_bits(n - 32)?;
+            let lo = self.read_bits(32)?;
+            return Some((hi << 32) | lo);
+        }
+        if self.n < k {
+            self.refill();
+            if self.n < k {
+                return None;
+            }
+        }
+        let v = self.buf >> (64 - k);
+        self.buf <<= k;
+        self.n -= k;
         Some(v)
     }
 }
@@ -241,6 +288,11 @@ impl ChunkEncoder {
         out
     }
 
+    /// Decodes the chunk in place (no copy of the encoded bytes).
+    pub fn iter(&self) -> ChunkIter<'_> {
+        ChunkIter::from_parts(self.count, self.w.bytes())
+    }
+
     /// Bytes the chunk occupies in memory.
     pub fn size(&self) -> usize {
         2 + self.w.len_bytes()
@@ -266,8 +318,13 @@ impl<'a> ChunkIter<'a> {
         } else {
             0
         };
+        Self::from_parts(count, chunk.get(2..).unwrap_or(&[]))
+    }
+
+    /// A chunk given as its sample count and its bit stream.
+    pub fn from_parts(count: u16, bits: &'a [u8]) -> Self {
         ChunkIter {
-            r: BitReader::new(chunk.get(2..).unwrap_or(&[])),
+            r: BitReader::new(bits),
             remaining: count,
             read: 0,
             t: 0,
@@ -343,6 +400,7 @@ impl<'a> ChunkIter<'a> {
 impl Iterator for ChunkIter<'_> {
     type Item = (i64, f64);
 
+    #[inline]
     fn next(&mut self) -> Option<(i64, f64)> {
         if self.remaining == 0 {
             return None;
@@ -373,6 +431,28 @@ mod tests {
             assert_eq!(g.0, w.0);
             assert_eq!(g.1.to_bits(), w.1.to_bits(), "value at {}", w.0);
         }
+    }
+
+    #[test]
+    fn bits_round_trip_at_every_width_and_offset() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut w = BitWriter::new();
+        let mut want = Vec::new();
+        for i in 0..5000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (i % 64 + 1) as u8;
+            let v = if n == 64 { x } else { x & ((1u64 << n) - 1) };
+            w.write_bits(v, n);
+            want.push((n, v));
+        }
+        let mut r = BitReader::new(w.bytes());
+        for (n, v) in want {
+            assert_eq!(r.read_bits(n), Some(v), "width {n}");
+        }
+        // only the padding of the last byte is left
+        assert!(r.read_bits(8).is_none());
     }
 
     #[test]

@@ -501,7 +501,10 @@ impl Db {
         Ok(out)
     }
 
-    /// Series and samples from head and blocks, merged per label set.
+    /// Series and samples from head and blocks, merged per label set, sorted
+    /// by labels. Only chunks overlapping `[mint, maxt]` are decoded; when no
+    /// block has data in the window, head series come out in label order
+    /// without any merging.
     fn gather(
         &self,
         matchers: &[Matcher],
@@ -509,18 +512,40 @@ impl Db {
         maxt: i64,
         with_samples: bool,
     ) -> Vec<Series> {
-        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
         let mut from_blocks = Vec::new();
         for b in self.blocks.read().iter() {
             b.select(matchers, mint, maxt, with_samples, &mut from_blocks);
         }
+        let head = self.head.select_sorted(matchers);
+        if from_blocks.is_empty() {
+            let mut out = Vec::with_capacity(head.len());
+            for s in head {
+                let s = s.lock();
+                if with_samples {
+                    let samples = s.samples(mint, maxt);
+                    if !samples.is_empty() {
+                        out.push(TimeSeries {
+                            labels: s.labels.clone(),
+                            samples,
+                        });
+                    }
+                } else if s.has_samples_in(mint, maxt) {
+                    out.push(TimeSeries {
+                        labels: s.labels.clone(),
+                        samples: Vec::new(),
+                    });
+                }
+            }
+            return out;
+        }
+        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
         let mut needs_sort = false;
         for (l, s) in from_blocks {
             let e = merged.entry(l).or_default();
             needs_sort |= !e.is_empty();
             e.extend(s);
         }
-        for s in self.head.select(matchers) {
+        for s in head {
             let s = s.lock();
             if with_samples {
                 let samples = s.samples(mint, maxt);

@@ -166,35 +166,38 @@ impl MemSeries {
         self.rebuild(&all);
     }
 
-    /// Samples in `[mint, maxt]`, sorted, without duplicates.
+    /// Samples in `[mint, maxt]`, sorted, without duplicates. Only chunks
+    /// overlapping the window are decoded; chunks inside it are copied without
+    /// per-sample checks.
     pub fn samples(&self, mint: i64, maxt: i64) -> Vec<Sample> {
-        let mut out = Vec::new();
-        for c in self
-            .closed
-            .iter()
-            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
-        {
-            out.extend(
-                ChunkIter::new(&c.data)
-                    .filter(|(t, _)| *t >= mint && *t <= maxt)
-                    .map(|(t, v)| Sample::new(t, v)),
-            );
+        let open =
+            self.open.count() > 0 && self.open.max_time() >= mint && self.open.min_time() <= maxt;
+        let overlapping = || {
+            self.closed
+                .iter()
+                .filter(move |c| c.max_t >= mint && c.min_t <= maxt)
+        };
+        let cap = overlapping().count() * SAMPLES_PER_CHUNK as usize
+            + if open { self.open.count() as usize } else { 0 };
+        let mut out = Vec::with_capacity(cap);
+        let mut add = |it: ChunkIter, min_t: i64, max_t: i64| {
+            if min_t >= mint && max_t <= maxt {
+                out.extend(it.map(|(t, v)| Sample::new(t, v)));
+            } else {
+                out.extend(
+                    it.filter(|(t, _)| *t >= mint && *t <= maxt)
+                        .map(|(t, v)| Sample::new(t, v)),
+                );
+            }
+        };
+        for c in overlapping() {
+            add(ChunkIter::new(&c.data), c.min_t, c.max_t);
         }
-        if self.open.count() > 0 && self.open.max_time() >= mint && self.open.min_time() <= maxt {
-            out.extend(
-                ChunkIter::new(&self.open.bytes())
-                    .filter(|(t, _)| *t >= mint && *t <= maxt)
-                    .map(|(t, v)| Sample::new(t, v)),
-            );
+        if open {
+            add(self.open.iter(), self.open.min_time(), self.open.max_time());
         }
-        let ooo: Vec<Sample> = self
-            .ooo
-            .iter()
-            .filter(|s| s.t >= mint && s.t <= maxt)
-            .copied()
-            .collect();
-        if !ooo.is_empty() {
-            out.extend(ooo);
+        if self.ooo.iter().any(|s| s.t >= mint && s.t <= maxt) {
+            out.extend(self.ooo.iter().filter(|s| s.t >= mint && s.t <= maxt));
             out.sort_by_key(|s| s.t);
             out.dedup_by_key(|s| s.t);
         }
@@ -238,11 +241,57 @@ struct HeadIndex {
     postings: Postings,
 }
 
+/// Head series ids in label order, extended as series are added (series are
+/// never removed from the head, and their labels never change).
+#[derive(Default)]
+struct LabelOrder {
+    /// Ids sorted by labels, and those labels.
+    sorted: Vec<u32>,
+    sorted_labels: Vec<Labels>,
+    /// Position of each id in `sorted`.
+    rank: Vec<u32>,
+}
+
+impl LabelOrder {
+    /// Brings the order up to date with the series in `idx`.
+    fn update(&mut self, idx: &HeadIndex) {
+        let n = idx.series.len();
+        if self.rank.len() == n {
+            return;
+        }
+        let mut new: Vec<(Labels, u32)> = (self.rank.len()..n)
+            .map(|id| (idx.series[id].lock().labels.clone(), id as u32))
+            .collect();
+        new.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let old_ids = std::mem::take(&mut self.sorted);
+        let old_labels = std::mem::take(&mut self.sorted_labels);
+        self.sorted.reserve(n);
+        self.sorted_labels.reserve(n);
+        let mut prev = 0;
+        for (l, id) in new {
+            let pos = prev + old_labels[prev..].partition_point(|x| *x < l);
+            self.sorted.extend_from_slice(&old_ids[prev..pos]);
+            self.sorted_labels.extend_from_slice(&old_labels[prev..pos]);
+            self.sorted.push(id);
+            self.sorted_labels.push(l);
+            prev = pos;
+        }
+        self.sorted.extend_from_slice(&old_ids[prev..]);
+        self.sorted_labels.extend_from_slice(&old_labels[prev..]);
+        self.rank = vec![0; n];
+        for (r, &id) in self.sorted.iter().enumerate() {
+            self.rank[id as usize] = r as u32;
+        }
+    }
+}
+
 /// All in-memory series.
 #[derive(Default)]
 pub struct Head {
     index: RwLock<HeadIndex>,
     hasher: foldhash::fast::FixedState,
+    /// Read side only: label order of the series, for sorted selections.
+    order: Mutex<LabelOrder>,
 }
 
 impl Head {
@@ -250,6 +299,7 @@ impl Head {
         Head {
             index: RwLock::new(HeadIndex::default()),
             hasher: foldhash::fast::FixedState::with_seed(0x6461_7932),
+            order: Mutex::new(LabelOrder::default()),
         }
     }
 
@@ -326,6 +376,30 @@ impl Head {
         self.index.read().series.clone()
     }
 
+    /// Series matching all matchers, sorted by labels.
+    pub fn select_sorted(&self, matchers: &[Matcher]) -> Vec<Arc<Mutex<MemSeries>>> {
+        let idx = self.index.read();
+        let ids: Vec<u32> = match idx.postings.candidates(matchers) {
+            Some(ids) => ids,
+            None => (0..idx.series.len() as u32).collect(),
+        };
+        let mut ids: Vec<u32> = ids
+            .into_iter()
+            .filter(|&id| {
+                let s = idx.series[id as usize].lock();
+                matchers.iter().all(|m| m.matches_labels(&s.labels))
+            })
+            .collect();
+        {
+            let mut order = self.order.lock();
+            order.update(&idx);
+            ids.sort_unstable_by_key(|&id| order.rank[id as usize]);
+        }
+        ids.into_iter()
+            .map(|id| idx.series[id as usize].clone())
+            .collect()
+    }
+
     /// Series matching all matchers.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Arc<Mutex<MemSeries>>> {
         let idx = self.index.read();
@@ -400,5 +474,27 @@ mod tests {
         h.get_or_create(&Labels::from_pairs([("__name__", "up"), ("job", "b")]));
         assert_eq!(h.select(&[Matcher::eq("job", "b")]).len(), 1);
         assert_eq!(h.select(&[Matcher::eq("__name__", "up")]).len(), 2);
+    }
+
+    #[test]
+    fn sorted_selection_follows_label_order_as_series_arrive() {
+        let h = Head::new();
+        let names = |h: &Head| -> Vec<String> {
+            h.select_sorted(&[])
+                .iter()
+                .map(|s| s.lock().labels.get("i").unwrap().to_string())
+                .collect()
+        };
+        for i in ["5", "1", "3"] {
+            h.get_or_create(&Labels::from_pairs([("i", i)]));
+        }
+        assert_eq!(names(&h), ["1", "3", "5"]);
+        for i in ["4", "0", "9", "2"] {
+            h.get_or_create(&Labels::from_pairs([("i", i)]));
+        }
+        assert_eq!(names(&h), ["0", "1", "2", "3", "4", "5", "9"]);
+        let sel =
+            h.select_sorted(&[Matcher::new(day2_model::MatchOp::Regex, "i", "[0-4]").unwrap()]);
+        assert_eq!(sel.len(), 5);
     }
 }
