@@ -45,7 +45,7 @@ pub enum Target {
 }
 
 /// A step in the plan, before targets are resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PlannedStep {
     /// Index into [`EscalationPolicy::steps`] (0-based).
     pub step_index: usize,
@@ -55,7 +55,7 @@ pub struct PlannedStep {
 }
 
 /// A step that is due, with its targets resolved to users at `at`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DueStep {
     /// Index into [`EscalationPolicy::steps`] (0-based).
     pub step_index: usize,

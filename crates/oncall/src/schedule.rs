@@ -74,8 +74,9 @@ pub struct Override {
     pub end: Timestamp,
 }
 
-/// What put a user on call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What put a user on call. JSON: `{"layer": 0}` or `{"override": 1}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LayerRef {
     /// Index into [`Schedule::layers`].
     Layer(usize),
@@ -84,7 +85,7 @@ pub enum LayerRef {
 }
 
 /// One stretch of the final schedule: `user` is on call over `[start, end)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Shift {
     pub user: UserId,
     pub start: Timestamp,
@@ -130,7 +131,7 @@ fn add_days(d: Date, days: i64) -> Date {
 impl Rotation {
     /// The instant shift `k` starts.
     pub fn boundary(&self, tz: &TimeZone, k: i64) -> Timestamp {
-        let secs = k.saturating_mul(self.length_secs);
+        let secs = k.saturating_mul(self.length_secs.max(1));
         let dt = self.anchor.saturating_add(SignedDuration::from_secs(secs));
         civil_to_timestamp(tz, dt)
     }
@@ -140,7 +141,7 @@ impl Rotation {
     pub fn index_at(&self, tz: &TimeZone, t: Timestamp) -> i64 {
         let civil = tz.to_datetime(t);
         let diff = civil.duration_since(self.anchor);
-        let mut k = (diff.as_secs()).div_euclid(self.length_secs);
+        let mut k = diff.as_secs().div_euclid(self.length_secs.max(1));
         // The civil estimate is off by at most one shift around DST changes.
         while self.boundary(tz, k) > t {
             k -= 1;
@@ -496,6 +497,38 @@ mod tests {
     }
 
     #[test]
+    fn weekly_without_a_weekday_hands_off_on_the_start_weekday() {
+        // 2026-01-01 is a Thursday
+        let s = schedule(
+            "UTC",
+            "      layers:\n        - { users: [a, b], rotation: weekly, handoff: \"10:00\", start: 2026-01-01 }\n",
+        );
+        assert_eq!(who(&s, "2026-01-08T09:59:00Z").as_deref(), Some("a"));
+        assert_eq!(who(&s, "2026-01-08T10:00:00Z").as_deref(), Some("b"));
+        assert_eq!(who(&s, "2026-01-15T10:00:00Z").as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_zero_length_rotation_built_by_hand_does_not_panic() {
+        let mut s = daily("UTC", "2026-01-01");
+        s.layers[0].rotation.length_secs = 0;
+        assert!(s.who_is_on_call(ts("2026-01-01T10:00:00Z")).is_some());
+        s.layers[0].users.clear();
+        assert_eq!(s.who_is_on_call(ts("2026-01-01T10:00:00Z")), None);
+    }
+
+    #[test]
+    fn shifts_serialize_as_json_friendly_values() {
+        let s = daily("UTC", "2026-01-01");
+        let sh = s.shifts(ts("2026-01-01T09:00:00Z"), ts("2026-01-01T10:00:00Z"));
+        let v = serde_json::to_string(&sh[0]).unwrap();
+        assert_eq!(
+            v,
+            r#"{"user":"a","start":"2026-01-01T09:00:00Z","end":"2026-01-01T10:00:00Z","layer":{"layer":0}}"#
+        );
+    }
+
+    #[test]
     fn custom_length_three_days() {
         let s = schedule(
             "UTC",
@@ -670,6 +703,40 @@ mod tests {
         );
         // overrides also win outside the layers' windows
         assert_eq!(who(&s, "2026-01-06T12:15:00Z").as_deref(), Some("f"));
+    }
+
+    /// `shifts` and `who_is_on_call` agree at every probed instant, across both DST
+    /// changes, with layers, restrictions, overrides and a sub-day rotation.
+    #[test]
+    fn shifts_agree_with_point_queries() {
+        let body = format!(
+            "{BUSINESS}        - users: [e, f]\n          rotation: custom\n          length: 90m\n          handoff: \"02:15\"\n          start: 2026-01-01\n          restrictions: [{{ days: [sun], from: \"01:00\", to: \"04:00\" }}]\n      overrides:\n        - {{ user: f, start: \"2026-10-25T02:30\", end: \"2026-10-25T10:00\" }}\n"
+        );
+        for zone in ["Europe/Berlin", "America/New_York"] {
+            let s = schedule(zone, &body);
+            for (from, to) in [
+                ("2026-03-06T00:00:00Z", "2026-03-10T00:00:00Z"),
+                ("2026-03-27T00:00:00Z", "2026-03-31T00:00:00Z"),
+                ("2026-10-23T00:00:00Z", "2026-10-27T00:00:00Z"),
+                ("2026-10-30T00:00:00Z", "2026-11-03T00:00:00Z"),
+            ] {
+                let (from, to) = (ts(from), ts(to));
+                let sh = s.shifts(from, to);
+                for w in sh.windows(2) {
+                    assert!(w[0].end <= w[1].start && w[0].start < w[0].end);
+                }
+                let mut t = from;
+                while t < to {
+                    let want = s.who_is_on_call(t);
+                    let got = sh
+                        .iter()
+                        .find(|x| x.start <= t && t < x.end)
+                        .map(|x| x.user.clone());
+                    assert_eq!(got, want, "{zone} at {t}");
+                    t += SignedDuration::from_mins(7);
+                }
+            }
+        }
     }
 
     #[test]

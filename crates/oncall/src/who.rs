@@ -13,7 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 pub const HORIZON: SignedDuration = SignedDuration::from_hours(90 * 24);
 
 /// One schedule's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OnCallAt {
     pub schedule: String,
     pub at: Timestamp,
