@@ -12,6 +12,9 @@
 //!         - slack: env:ALICE_SLACK_WEBHOOK        # secrets by reference only
 //!         - teams: file:/etc/day2/alice-teams-url
 //!         - webhook: { url: "https://pager.example.com/hook", bearer_token: env:PAGER_TOKEN }
+//!     - { id: bob, email: bob@example.com }    # email only: the email is the contact method
+//!     - { id: carol, email: carol@example.com }
+//!     - { id: dave, email: dave@example.com }
 //!   schedules:
 //!     - name: primary
 //!       time_zone: Europe/Berlin
@@ -776,6 +779,27 @@ oncall:
         assert_eq!(p.steps[1].delay, SignedDuration::from_mins(10));
         assert_eq!(p.repeat, 0);
         assert_eq!(oc.schedule("primary").unwrap().layers[0].name, "layer-1");
+    }
+
+    /// The example in this module's documentation is valid.
+    #[test]
+    fn the_documented_example_loads() {
+        let src = include_str!("config.rs");
+        let start = src.find("//! ```yaml\n").unwrap() + "//! ```yaml\n".len();
+        let end = start + src[start..].find("//! ```\n").unwrap();
+        let yaml: String = src[start..end]
+            .lines()
+            .map(|l| {
+                l.strip_prefix("//! ")
+                    .unwrap_or(l.trim_start_matches("//!"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let oc = OnCall::parse_document(&yaml, "doc.yml").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert_eq!(oc.users.len(), 4);
+        assert_eq!(oc.schedules[0].layers.len(), 2);
+        assert_eq!(oc.schedules[0].overrides.len(), 1);
+        assert_eq!(oc.policies[0].repeat_after, SignedDuration::from_mins(30));
     }
 
     #[test]
