@@ -39,13 +39,17 @@ impl<'a> KeyMode<'a> {
         }
     }
 
-    /// The key's label set (for group output and error messages).
-    pub(crate) fn labels(&self, l: &Labels) -> Labels {
+    /// The key's label set (for group output and error messages); `dropped`
+    /// says the series' name is (lazily) dropped.
+    pub(crate) fn labels(&self, l: &Labels, dropped: bool) -> Labels {
         match self {
             KeyMode::All => Labels::empty(),
             KeyMode::Include(names) => {
                 let mut b = LabelsBuilder::new();
                 for n in names.iter() {
+                    if dropped && n == METRIC_NAME {
+                        continue;
+                    }
                     if let Some(v) = l.get(n) {
                         b.set(n.clone(), v);
                     }
@@ -69,8 +73,8 @@ pub(crate) struct Keyer<'m, 'l> {
     mode: KeyMode<'m>,
     map: HashMap<Vec<&'l str>, u32>,
     buf: Vec<&'l str>,
-    /// A representative label set per key id.
-    pub first: Vec<&'l Labels>,
+    /// A representative label set per key id (and whether its name is dropped).
+    pub first: Vec<(&'l Labels, bool)>,
 }
 
 impl<'m, 'l> Keyer<'m, 'l> {
@@ -83,13 +87,14 @@ impl<'m, 'l> Keyer<'m, 'l> {
         }
     }
 
-    pub(crate) fn id(&mut self, l: &'l Labels) -> u32 {
+    pub(crate) fn id(&mut self, s: &'l VSeries) -> u32 {
+        let l = &s.labels;
         self.buf.clear();
         match &self.mode {
             KeyMode::All => {}
             KeyMode::Include(names) => {
                 for n in names.iter() {
-                    self.buf.push(l.get(n).unwrap_or(""));
+                    self.buf.push(s.get(n).unwrap_or(""));
                 }
             }
             KeyMode::Exclude(names) => {
@@ -106,7 +111,7 @@ impl<'m, 'l> Keyer<'m, 'l> {
         }
         let id = self.first.len() as u32;
         self.map.insert(self.buf.clone(), id);
-        self.first.push(l);
+        self.first.push((l, s.dropped));
         id
     }
 
@@ -116,7 +121,8 @@ impl<'m, 'l> Keyer<'m, 'l> {
 
     /// The label set of key `id`.
     pub(crate) fn labels(&self, id: u32) -> Labels {
-        self.mode.labels(self.first[id as usize])
+        let (l, dropped) = self.first[id as usize];
+        self.mode.labels(l, dropped)
     }
 }
 
@@ -287,7 +293,7 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
     let n = g.n;
     // group ids in first-appearance order
     let mut keyer = Keyer::new(KeyMode::grouping(&a.modifier));
-    let gids: Vec<u32> = input.iter().map(|s| keyer.id(&s.labels)).collect();
+    let gids: Vec<u32> = input.iter().map(|s| keyer.id(s)).collect();
     let ngroups = keyer.len();
     let group_labels: Vec<Labels> = (0..ngroups as u32).map(|i| keyer.labels(i)).collect();
     drop(keyer);
@@ -364,7 +370,7 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                     }
                 })
                 .collect();
-            out.push(VSeries { labels, vals });
+            out.push(VSeries::new(labels, vals));
         }
         return Ok(Val::Vector(out));
     }
@@ -432,6 +438,7 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                     out.push(VSeries {
                         labels: s.labels,
                         vals,
+                        dropped: s.dropped,
                     });
                 }
             }
@@ -465,10 +472,7 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                             None => {
                                 let mut b = group_labels[gid].to_builder();
                                 b.set(label.clone(), k.1.clone());
-                                out.push(VSeries {
-                                    labels: b.build(),
-                                    vals: vec![ABSENT; n],
-                                });
+                                out.push(VSeries::new(b.build(), vec![ABSENT; n]));
                                 index.insert(k, out.len() - 1);
                                 out.len() - 1
                             }
@@ -498,7 +502,7 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                         *slot = quantile(q[i], &mut buf);
                     }
                 }
-                out.push(VSeries { labels, vals });
+                out.push(VSeries::new(labels, vals));
             }
             Ok(Val::Vector(out))
         }

@@ -13,7 +13,7 @@ use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchC
 
 use crate::Error;
 use crate::aggregate::{KeyMode, Keyer};
-use crate::eval::{ABSENT, Ctx, Grid, VSeries, Val, drop_name, has};
+use crate::eval::{ABSENT, Ctx, Grid, VSeries, Val, has};
 
 fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
@@ -172,7 +172,7 @@ fn vector_scalar(
         }
         if any {
             if drop {
-                series.labels = drop_name(&series.labels);
+                series.dropped = true;
             }
             out.push(series);
         }
@@ -202,8 +202,8 @@ fn vector_binop(
         // signature ids shared by both sides
         let (lsig, rsig, nsig) = {
             let mut k = Keyer::new(KeyMode::matching(&matching));
-            let l: Vec<u32> = lhs.iter().map(|s| k.id(&s.labels)).collect();
-            let r: Vec<u32> = rhs.iter().map(|s| k.id(&s.labels)).collect();
+            let l: Vec<u32> = lhs.iter().map(|s| k.id(s)).collect();
+            let r: Vec<u32> = rhs.iter().map(|s| k.id(s)).collect();
             let len = k.len();
             (l, r, len)
         };
@@ -265,11 +265,11 @@ fn vector_binop(
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let (one_sig, many_sig, nsig, sig_labels) = {
         let mut k = Keyer::new(KeyMode::matching(&matching));
-        let o: Vec<u32> = one.iter().map(|s| k.id(&s.labels)).collect();
-        let m: Vec<u32> = many.iter().map(|s| k.id(&s.labels)).collect();
+        let o: Vec<u32> = one.iter().map(|s| k.id(s)).collect();
+        let m: Vec<u32> = many.iter().map(|s| k.id(s)).collect();
         let len = k.len();
         // only for error messages
-        let first: Vec<Labels> = k.first.iter().map(|l| (*l).clone()).collect();
+        let first: Vec<(Labels, bool)> = k.first.iter().map(|(l, d)| ((*l).clone(), *d)).collect();
         (o, m, len, first)
     };
     // one-side series per signature
@@ -281,7 +281,8 @@ fn vector_binop(
     for list in by_sig.iter().filter(|l| l.len() > 1) {
         for i in 0..n {
             if list.iter().filter(|&&oi| has(one[oi].vals[i])).count() > 1 {
-                let sig = mode.labels(&sig_labels[one_sig[list[0]] as usize]);
+                let (l, d) = &sig_labels[one_sig[list[0]] as usize];
+                let sig = mode.labels(l, *d);
                 let side = if swapped { "left" } else { "right" };
                 return Err(Error::Execution(format!(
                     "found duplicate series for the match group {sig} on the {side} hand-side of the operation: many-to-many matching not allowed: matching labels must be unique on one side"
@@ -314,7 +315,7 @@ fn vector_binop(
                 if one_to_one {
                     let slot = &mut matched[sig as usize * n + i];
                     if *slot {
-                        let sig = mode.labels(&s.labels);
+                        let sig = mode.labels(&s.labels, s.dropped);
                         return Err(Error::Execution(format!(
                             "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right), found duplicate series for the match group {sig}"
                         )));
@@ -328,9 +329,9 @@ fn vector_binop(
                 }
             }
             let Some(vals) = vals else { continue };
-            let labels = result_labels(&s.labels, &o.labels, drop, one_to_one, &matching, &include);
+            let labels = result_labels(s, o, drop, one_to_one, &matching, &include);
             if one_to_one {
-                out.push(VSeries { labels, vals });
+                out.push(VSeries::new(labels, vals));
                 continue;
             }
             match out_index.get(&labels) {
@@ -349,7 +350,7 @@ fn vector_binop(
                 }
                 None => {
                     out_index.insert(labels.clone(), out.len());
-                    out.push(VSeries { labels, vals });
+                    out.push(VSeries::new(labels, vals));
                 }
             }
         }
@@ -358,15 +359,15 @@ fn vector_binop(
 }
 
 fn result_labels(
-    many: &Labels,
-    one: &Labels,
+    many: &VSeries,
+    one: &VSeries,
     drop: bool,
     one_to_one: bool,
     matching: &Option<LabelModifier>,
     include: &[String],
 ) -> Labels {
-    let mut b = many.to_builder();
-    if drop {
+    let mut b = many.labels.to_builder();
+    if drop || many.dropped {
         b.del(METRIC_NAME);
     }
     if one_to_one {

@@ -61,6 +61,43 @@ pub(crate) struct VSeries {
     pub labels: Labels,
     /// One slot per step; [`ABSENT`] where the series has no value.
     pub vals: Vec<f64>,
+    /// `__name__` is dropped from `labels` (not yet applied: building the
+    /// reduced label set costs an allocation per label, so it is deferred to
+    /// where labels are read or output).
+    pub dropped: bool,
+}
+
+impl VSeries {
+    pub(crate) fn new(labels: Labels, vals: Vec<f64>) -> VSeries {
+        VSeries {
+            labels,
+            vals,
+            dropped: false,
+        }
+    }
+
+    /// The value of label `name`, honouring a deferred name drop.
+    #[inline]
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        if self.dropped && name == METRIC_NAME {
+            None
+        } else {
+            self.labels.get(name)
+        }
+    }
+
+    /// Applies a deferred name drop.
+    pub(crate) fn materialise(&mut self) {
+        if self.dropped {
+            self.labels = drop_name(&self.labels);
+            self.dropped = false;
+        }
+    }
+}
+
+/// Applies deferred name drops to every series.
+pub(crate) fn materialise(v: &mut [VSeries]) {
+    v.iter_mut().for_each(VSeries::materialise);
 }
 
 /// A range vector over the grid.
@@ -377,10 +414,7 @@ impl Ctx {
                 any = true;
             }
             if any {
-                out.push(VSeries {
-                    labels: s.labels,
-                    vals,
-                });
+                out.push(VSeries::new(s.labels, vals));
             }
         }
         out
@@ -413,7 +447,8 @@ impl Ctx {
             self.check_cells(n)?;
             let inner = Grid { start, step, n };
             match self.eval(&sq.expr, &inner)? {
-                Val::Vector(v) => {
+                Val::Vector(mut v) => {
+                    materialise(&mut v);
                     let mut index: HashMap<Labels, usize> = HashMap::new();
                     let mut held = 0usize;
                     for s in v {
@@ -478,7 +513,7 @@ impl Ctx {
                 }
                 Val::Vector(mut v) => {
                     for s in v.iter_mut() {
-                        s.labels = drop_name(&s.labels);
+                        s.dropped = true;
                         for x in s.vals.iter_mut().filter(|x| has(**x)) {
                             *x = -*x;
                         }
@@ -557,7 +592,8 @@ pub(crate) fn run(
         match result {
             Val::Scalar(v) => Value::Scalar(start, v[0]),
             Val::Str(s) => Value::String(start, s),
-            Val::Vector(v) => {
+            Val::Vector(mut v) => {
+                materialise(&mut v);
                 let out: Vec<VecSample> = v
                     .into_iter()
                     .filter(|s| has(s.vals[0]))
@@ -625,7 +661,8 @@ pub(crate) fn run(
 
 /// Turns a vector over the grid into matrix rows: series with the same labels
 /// (present at different steps) are merged, sorted by labels.
-fn assemble(v: Vec<VSeries>, g: &Grid, max_samples: usize) -> Result<Vec<RangeSeries>, Error> {
+fn assemble(mut v: Vec<VSeries>, g: &Grid, max_samples: usize) -> Result<Vec<RangeSeries>, Error> {
+    materialise(&mut v);
     let mut merged: Vec<VSeries> = Vec::with_capacity(v.len());
     let mut index: HashMap<Labels, usize> = HashMap::with_capacity(v.len());
     let mut held = 0usize;

@@ -10,7 +10,7 @@ use promql_parser::parser::{Call, Expr};
 
 use crate::Error;
 use crate::aggregate::{KahanSum, quantile};
-use crate::eval::{ABSENT, Ctx, Grid, Matrix, VSeries, Val, drop_name, has};
+use crate::eval::{ABSENT, Ctx, Grid, Matrix, VSeries, Val, has, materialise};
 
 fn arg_vector(ctx: &mut Ctx, e: &Expr, g: &Grid) -> Result<Vec<VSeries>, Error> {
     match ctx.eval(e, g)? {
@@ -314,7 +314,7 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// Applies `f(value, step)` to every present slot; labels lose `__name__` once per series.
 fn map_vector(mut v: Vec<VSeries>, f: impl Fn(f64, usize) -> f64) -> Val {
     for s in v.iter_mut() {
-        s.labels = drop_name(&s.labels);
+        s.dropped = true;
         for (i, x) in s.vals.iter_mut().enumerate() {
             if has(*x) {
                 *x = f(*x, i);
@@ -339,12 +339,9 @@ fn over_time(m: Matrix, keep_name: bool, f: impl Fn(&[Sample], usize, i64) -> Op
         });
         if any {
             out.push(VSeries {
-                labels: if keep_name {
-                    s.labels.clone()
-                } else {
-                    drop_name(&s.labels)
-                },
+                labels: s.labels.clone(),
                 vals,
+                dropped: !keep_name,
             });
         }
     }
@@ -386,8 +383,9 @@ fn rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
         });
         if any {
             out.push(VSeries {
-                labels: drop_name(&s.labels),
+                labels: s.labels.clone(),
                 vals,
+                dropped: true,
             });
         }
     }
@@ -433,10 +431,10 @@ fn absent_labels(e: &Expr) -> Labels {
 
 /// One series with empty labels and `f(step)` at every step.
 fn per_step(g: &Grid, f: impl Fn(usize) -> f64) -> Val {
-    Val::Vector(vec![VSeries {
-        labels: Labels::empty(),
-        vals: (0..g.n).map(f).collect(),
-    }])
+    Val::Vector(vec![VSeries::new(
+        Labels::empty(),
+        (0..g.n).map(f).collect(),
+    )])
 }
 
 /// Reorders the series by `cmp` of their only slot (instant queries); range
@@ -504,10 +502,10 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             })
         }
         "pi" => Val::Scalar(vec![std::f64::consts::PI; g.n]),
-        "vector" => Val::Vector(vec![VSeries {
-            labels: Labels::empty(),
-            vals: arg_scalar(ctx, a(0), g)?,
-        }]),
+        "vector" => Val::Vector(vec![VSeries::new(
+            Labels::empty(),
+            arg_scalar(ctx, a(0), g)?,
+        )]),
         "scalar" => {
             let v = arg_vector(ctx, a(0), g)?;
             let mut count = vec![0u32; g.n];
@@ -623,7 +621,7 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                 Expr::VectorSelector(vs) => {
                     let mut v = ctx.select_instant(vs, g, true);
                     for s in v.iter_mut() {
-                        s.labels = drop_name(&s.labels);
+                        s.dropped = true;
                     }
                     Val::Vector(v)
                 }
@@ -771,7 +769,8 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             }))
         }
         "sort_by_label" | "sort_by_label_desc" => {
-            let v = arg_vector(ctx, a(0), g)?;
+            let mut v = arg_vector(ctx, a(0), g)?;
+            materialise(&mut v);
             let mut names = Vec::new();
             for e in &args[1..] {
                 names.push(arg_string(ctx, e, g)?);
@@ -796,6 +795,7 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         }
         "label_replace" => {
             let mut v = arg_vector(ctx, a(0), g)?;
+            materialise(&mut v);
             let dst = arg_string(ctx, a(1), g)?;
             let repl = arg_string(ctx, a(2), g)?;
             let src = arg_string(ctx, a(3), g)?;
@@ -824,6 +824,7 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         }
         "label_join" => {
             let mut v = arg_vector(ctx, a(0), g)?;
+            materialise(&mut v);
             let dst = arg_string(ctx, a(1), g)?;
             let sep = arg_string(ctx, a(2), g)?;
             let mut srcs = Vec::new();
@@ -888,7 +889,7 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                     }
                 }
                 if any {
-                    out.push(VSeries { labels, vals });
+                    out.push(VSeries::new(labels, vals));
                 }
             }
             Val::Vector(out)
@@ -906,12 +907,12 @@ fn absent_result(arg: &Expr, g: &Grid, present: &[bool]) -> Val {
     if present.iter().all(|p| *p) {
         return Val::Vector(vec![]);
     }
-    Val::Vector(vec![VSeries {
-        labels: absent_labels(arg),
-        vals: (0..g.n)
+    Val::Vector(vec![VSeries::new(
+        absent_labels(arg),
+        (0..g.n)
             .map(|i| if present[i] { ABSENT } else { 1.0 })
             .collect(),
-    }])
+    )])
 }
 
 #[cfg(test)]

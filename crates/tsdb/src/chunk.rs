@@ -101,6 +101,22 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// Whether at least `k` (at most 57) bits are buffered, refilling if needed.
+    #[inline]
+    fn ensure(&mut self, k: u32) -> bool {
+        if self.n < k {
+            self.refill();
+        }
+        self.n >= k
+    }
+
+    /// Drops `k` (< 64) buffered bits.
+    #[inline]
+    fn consume(&mut self, k: u32) {
+        self.buf <<= k;
+        self.n -= k;
+    }
+
     #[inline]
     pub fn read_bit(&mut self) -> Option<bool> {
         if self.n == 0 {
@@ -335,13 +351,29 @@ impl<'a> ChunkIter<'a> {
         }
     }
 
+    #[inline]
     fn read_value(&mut self) -> Option<()> {
-        if !self.r.read_bit()? {
+        // the two control bits at once when buffered
+        let (same, reuse) = if self.r.ensure(2) {
+            let c = self.r.buf >> 62;
+            if c & 0b10 == 0 {
+                self.r.consume(1);
+                (true, false)
+            } else {
+                self.r.consume(2);
+                (false, c == 0b10)
+            }
+        } else {
+            let changed = self.r.read_bit()?;
+            (!changed, changed && !self.r.read_bit()?)
+        };
+        if same {
             return Some(());
         }
-        if self.r.read_bit()? {
-            self.leading = self.r.read_bits(5)? as u8;
-            let mut sig = self.r.read_bits(6)? as u8;
+        if !reuse {
+            let w = self.r.read_bits(11)?;
+            self.leading = (w >> 6) as u8;
+            let mut sig = (w & 0x3f) as u8;
             if sig == 0 {
                 sig = 64;
             }
@@ -353,11 +385,20 @@ impl<'a> ChunkIter<'a> {
         Some(())
     }
 
+    #[inline]
     fn read_dod(&mut self) -> Option<i64> {
-        let mut prefix = 0;
-        while prefix < 4 && self.r.read_bit()? {
-            prefix += 1;
-        }
+        let prefix = if self.r.ensure(5) {
+            // `0`, `10`, `110`, `1110`, `1111`: count the leading ones
+            let ones = self.r.buf.leading_ones().min(4);
+            self.r.consume(if ones == 4 { 4 } else { ones + 1 });
+            ones
+        } else {
+            let mut prefix = 0;
+            while prefix < 4 && self.r.read_bit()? {
+                prefix += 1;
+            }
+            prefix
+        };
         let bits = match prefix {
             0 => return Some(0),
             1 => 14,
@@ -430,6 +471,39 @@ mod tests {
         for (g, w) in got.iter().zip(samples) {
             assert_eq!(g.0, w.0);
             assert_eq!(g.1.to_bits(), w.1.to_bits(), "value at {}", w.0);
+        }
+    }
+
+    #[test]
+    fn random_chunks_round_trip() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200 {
+            let mut t = (next() % 1_000_000) as i64;
+            let mut v = 0.0f64;
+            let mut s = Vec::new();
+            for _ in 0..SAMPLES_PER_CHUNK {
+                // regular steps, jitter, and rare huge gaps (every dod bucket)
+                t += match next() % 10 {
+                    0 => (next() % (1 << 40)) as i64 + 1,
+                    1..=3 => (next() % 300_000) as i64 + 1,
+                    _ => 15_000,
+                };
+                v = match next() % 5 {
+                    0 => v,
+                    1 => f64::from_bits(next()),
+                    2 => v + (next() % 10) as f64,
+                    3 => (next() % 1000) as f64 / 7.0,
+                    _ => -v,
+                };
+                s.push((t, v));
+            }
+            round_trip(&s);
         }
     }
 

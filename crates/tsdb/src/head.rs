@@ -379,17 +379,25 @@ impl Head {
     /// Series matching all matchers, sorted by labels.
     pub fn select_sorted(&self, matchers: &[Matcher]) -> Vec<Arc<Mutex<MemSeries>>> {
         let idx = self.index.read();
-        let ids: Vec<u32> = match idx.postings.candidates(matchers) {
-            Some(ids) => ids,
-            None => (0..idx.series.len() as u32).collect(),
+        // postings answer exactly for the matchers they narrow by (those that
+        // do not match the empty string); only the others are checked here
+        let (ids, check): (Vec<u32>, Vec<&Matcher>) = match idx.postings.candidates(matchers) {
+            Some(ids) => (ids, matchers.iter().filter(|m| m.matches_empty()).collect()),
+            None => (
+                (0..idx.series.len() as u32).collect(),
+                matchers.iter().collect(),
+            ),
         };
-        let mut ids: Vec<u32> = ids
-            .into_iter()
-            .filter(|&id| {
-                let s = idx.series[id as usize].lock();
-                matchers.iter().all(|m| m.matches_labels(&s.labels))
-            })
-            .collect();
+        let mut ids: Vec<u32> = if check.is_empty() {
+            ids
+        } else {
+            ids.into_iter()
+                .filter(|&id| {
+                    let s = idx.series[id as usize].lock();
+                    check.iter().all(|m| m.matches_labels(&s.labels))
+                })
+                .collect()
+        };
         {
             let mut order = self.order.lock();
             order.update(&idx);
