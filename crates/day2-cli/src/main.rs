@@ -2,6 +2,7 @@
 //! the crate that owns the job.
 
 mod config;
+mod route_cmd;
 mod rules_cmd;
 mod serve;
 
@@ -30,11 +31,22 @@ enum Command {
         #[command(subcommand)]
         what: rules_cmd::RulesCommand,
     },
+    /// Which routes, receivers, inhibitions and mutes apply to a label set.
+    Route {
+        #[command(subcommand)]
+        what: RouteCommand,
+    },
     /// Validate files without running anything.
     Check {
         #[command(subcommand)]
         what: CheckWhat,
     },
+}
+
+#[derive(Subcommand)]
+enum RouteCommand {
+    /// Like `amtool config routes test`, plus inhibition and time intervals.
+    Test(route_cmd::RouteTestArgs),
 }
 
 #[derive(Subcommand)]
@@ -57,6 +69,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Rules { what } => rules_cmd::run(what),
+        Command::Route {
+            what: RouteCommand::Test(args),
+        } => route_cmd::run(args),
         Command::Check {
             what: CheckWhat::Config { files },
         } => {
