@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
+command -v ansible-playbook >/dev/null || need+=(ansible)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test peers: ${need[*]}"

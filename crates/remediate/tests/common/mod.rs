@@ -1,0 +1,52 @@
+#![allow(dead_code)]
+
+use day2_remediate::driver::{Clock, Verifier};
+use day2_remediate::{LoadedRunbook, RunbookSet};
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Loads the single runbook of a runbook file text.
+pub fn runbook(yaml: &str) -> LoadedRunbook {
+    let set = RunbookSet::parse_file(yaml, "test.yml", Some(&testdata()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.runbooks.len(), 1);
+    set.runbooks.into_iter().next().unwrap()
+}
+
+pub fn testdata() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+/// Seconds after a fixed origin.
+pub fn ts(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Quotes a string for YAML (double-quoted, JSON escapes are valid YAML).
+pub fn yq(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+pub struct Always(pub bool);
+
+impl Verifier for Always {
+    async fn holds(&self, _expr: &str, _at: Timestamp) -> Result<bool, String> {
+        Ok(self.0)
+    }
+}
+
+pub struct RealClock;
+
+impl Clock for RealClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
