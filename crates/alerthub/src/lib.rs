@@ -13,19 +13,40 @@
 //! - [`alert`]: the alert type, its status and fingerprint.
 //!
 //! Time is always passed in (`jiff::Timestamp`); nothing here reads a clock.
+//!
+//! The runtime, built on the core (tokio, the state store, outbound HTTP):
+//!
+//! - [`dispatch`]: aggregation groups and their group_wait / group_interval /
+//!   repeat_interval timers; a flush writes the notification to the outbox
+//!   together with the notification log (no clock read: `now` is passed in).
+//! - [`hub`]: [`Hub`], the running hub (ingest, silences, the dispatcher
+//!   loop, the delivery worker, metrics); restart-safe through `day2-store`.
+//! - [`delivery`]: one HTTP attempt, its classification, retry backoff.
+//! - [`egress`]: the outbound allowlist (no loopback, private or link-local
+//!   targets unless allowed; DNS resolved and pinned by us).
+//! - [`notify`]: notification payloads (Alertmanager's webhook JSON).
+//! - [`apiv2`]: Alertmanager API v2 request and response shapes.
 
 pub mod alert;
+pub mod apiv2;
 pub mod config;
+pub mod delivery;
+pub mod dispatch;
+pub mod egress;
 pub mod group;
+pub mod hub;
 pub mod inhibit;
 pub mod matchers;
+pub mod notify;
 pub mod route;
 pub mod silence;
 pub mod timeinterval;
 
 pub use alert::{Alert, AlertStatus, Fingerprint, fingerprint};
 pub use config::{ConfigError, HubConfig, load_str};
+pub use egress::EgressPolicy;
 pub use group::{GroupKey, group_labels};
+pub use hub::{Hub, HubError, HubSettings};
 pub use inhibit::{Inhibition, Inhibitor};
 pub use matchers::{Matchers, parse_matcher, parse_matchers};
 pub use route::{GroupBy, Route, RouteMute, RouteOpts};

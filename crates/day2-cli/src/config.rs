@@ -36,6 +36,49 @@ pub struct Day2Config {
     pub rule_files: Vec<String>,
     #[serde(default)]
     pub rules: day2_rules::config::RulesSection,
+    /// The alert hub: an unchanged `alertmanager.yml` plus day2's settings.
+    #[serde(default)]
+    pub alertmanager: Option<AlertmanagerSection>,
+}
+
+/// `alertmanager:` in day2.yml. Without it the alert hub does not run.
+///
+/// ```yaml
+/// alertmanager:
+///   config_file: alertmanager.yml   # relative to day2.yml (or `config:` inline)
+///   external_url: https://day2.example.com
+///   egress:
+///     allow: [10.0.0.0/8]           # restricted ranges notifications may reach
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerSection {
+    /// Path of an `alertmanager.yml`, relative to day2.yml.
+    #[serde(default)]
+    pub config_file: Option<PathBuf>,
+    /// The same content inline.
+    #[serde(default)]
+    pub config: Option<serde_yaml_ng::Value>,
+    /// URL of day2 as receivers see it (`externalURL` in notifications).
+    #[serde(default)]
+    pub external_url: Option<String>,
+    #[serde(default)]
+    pub egress: EgressSection,
+}
+
+/// Outbound allowlist for notifications: loopback, private and link-local
+/// targets are refused unless a CIDR here contains them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSection {
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// A loaded alert-hub configuration.
+pub struct LoadedHub {
+    pub config: day2_alerthub::HubConfig,
+    pub settings: day2_alerthub::HubSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -314,7 +357,75 @@ impl Day2Config {
                 message: other.to_string(),
             },
         })?;
+        cfg.load_alertmanager(base, &path.display().to_string())?;
         Ok(cfg)
+    }
+
+    /// Loads and validates the alert hub's configuration, if any. `base` is
+    /// day2.yml's directory; errors name the alertmanager.yml file and line.
+    pub fn load_alertmanager(
+        &self,
+        base: &Path,
+        day2_file: &str,
+    ) -> Result<Option<LoadedHub>, ConfigError> {
+        let Some(sec) = &self.alertmanager else {
+            return Ok(None);
+        };
+        let located = |file: &str, field: &str, message: String| ConfigError {
+            file: file.to_string(),
+            line: None,
+            column: None,
+            field: field.to_string(),
+            message,
+        };
+        let (text, file) = match (&sec.config_file, &sec.config) {
+            (Some(_), Some(_)) => {
+                return Err(located(
+                    day2_file,
+                    "alertmanager",
+                    "config_file and config are mutually exclusive".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(located(
+                    day2_file,
+                    "alertmanager",
+                    "one of config_file or config is required".into(),
+                ));
+            }
+            (Some(p), None) => {
+                let full = base.join(p);
+                let file = full.display().to_string();
+                let text = std::fs::read_to_string(&full)
+                    .map_err(|e| located(&file, "", format!("cannot read: {e}")))?;
+                (text, file)
+            }
+            (None, Some(v)) => (
+                serde_yaml_ng::to_string(v)
+                    .map_err(|e| located(day2_file, "alertmanager.config", e.to_string()))?,
+                format!("{day2_file} (alertmanager.config)"),
+            ),
+        };
+        let config = day2_alerthub::load_str(&text).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: e.line,
+            column: None,
+            field: e.field.clone(),
+            message: e.message.clone(),
+        })?;
+        let egress = day2_alerthub::EgressPolicy::from_list(&sec.egress.allow)
+            .map_err(|(i, m)| located(day2_file, &format!("alertmanager.egress.allow[{i}]"), m))?;
+        Ok(Some(LoadedHub {
+            config,
+            settings: day2_alerthub::HubSettings {
+                external_url: sec
+                    .external_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", self.server.listen)),
+                egress,
+                config_text: text,
+            },
+        }))
     }
 
     /// Loads the rule groups of `rule_files` (relative to `base`).

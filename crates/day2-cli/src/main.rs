@@ -2,6 +2,7 @@
 //! the crate that owns the job.
 
 mod config;
+mod hubwire;
 mod route_cmd;
 mod rules_cmd;
 mod serve;

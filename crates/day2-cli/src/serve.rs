@@ -37,6 +37,9 @@ struct App {
     rules: Arc<RuleManager>,
     state: Weak<ServerState>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// The alert hub (when day2.yml has an `alertmanager` section).
+    hub: crate::hubwire::HubCell,
+    data_dir: PathBuf,
 }
 
 fn storage_options(cfg: &Day2Config) -> Options {
@@ -70,6 +73,7 @@ impl App {
             .apply(cfg.global.clone(), cfg.scrape_configs.clone(), internal)
             .await;
         self.apply_rules(cfg);
+        self.apply_alertmanager(cfg);
         self.db.set_retention(
             Some(cfg.storage.retention_time).filter(|d| !d.is_zero()),
             Some(cfg.storage.retention_size).filter(|n| *n > 0),
@@ -119,6 +123,32 @@ impl App {
             Err(e) => {
                 tracing::error!(error = %e, "rule files failed to load; previous rules keep running")
             }
+        }
+    }
+
+    /// Starts, reconfigures or stops the alert hub (validated on load).
+    fn apply_alertmanager(&self, cfg: &Day2Config) {
+        let base = self
+            .config_path
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let file = self
+            .config_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<embedded default>".into());
+        let loaded = match cfg.load_alertmanager(&base, &file) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "alertmanager configuration failed to load; the previous one keeps running");
+                return;
+            }
+        };
+        let state = self.state.upgrade();
+        if let Err(e) = crate::hubwire::apply(&self.hub, state.as_deref(), &self.data_dir, loaded) {
+            tracing::error!(error = %format!("{e:#}"), "the alert hub could not start");
         }
     }
 
@@ -339,6 +369,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         timeout: cfg.query.timeout,
         max_samples: cfg.query.max_samples,
     }));
+    let hub_cell: crate::hubwire::HubCell = Arc::new(parking_lot::RwLock::new(None));
     let rules = RuleManager::new(
         day2_rules::EvalCtx {
             engine: engine.clone(),
@@ -347,7 +378,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
             external_labels: day2_model::Labels::empty(),
             external_url: String::new(),
         },
-        Arc::new(day2_rules::manager::NoSink),
+        Arc::new(crate::hubwire::HubSink(hub_cell.clone())),
     );
     // The reload hook reaches the App through a weak link set once App exists.
     let app_cell: Arc<OnceLock<Weak<App>>> = Arc::new(OnceLock::new());
@@ -360,6 +391,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
             Arc::new(StorageMetrics(db.clone())),
             Arc::new(ScrapeMetrics(scrape.clone())),
             Arc::new(RulesView(rules.clone())),
+            Arc::new(crate::hubwire::HubMetrics(hub_cell.clone())),
         ],
         scrape_status: Arc::new(ScrapeMetrics(scrape.clone())),
         rules: Arc::new(RulesView(rules.clone())),
@@ -368,6 +400,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         engine,
         query_slots: tokio::sync::Semaphore::new(cfg.query.max_concurrency.max(1)),
         tokens: parking_lot::RwLock::new(Vec::new()),
+        alertmanager: parking_lot::RwLock::new(None),
         reload: Arc::new(move || -> ReloadFuture {
             let app = hook_cell.get().and_then(Weak::upgrade);
             Box::pin(async move {
@@ -385,9 +418,14 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         rules: rules.clone(),
         state: Arc::downgrade(&state),
         reload_lock: tokio::sync::Mutex::new(()),
+        hub: hub_cell.clone(),
+        data_dir: dir.clone(),
     });
     let _ = app_cell.set(Arc::downgrade(&app));
     app.apply(&cfg).await;
+    if cfg.alertmanager.is_some() && hub_cell.read().is_none() {
+        anyhow::bail!("the alert hub failed to start (see the log above)");
+    }
 
     // Cut blocks, compact and apply retention in the background.
     let maint_db = db.clone();
@@ -438,6 +476,9 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
 
     tracing::info!("shutting down");
     app.rules.stop();
+    if let Some(h) = hub_cell.read().clone() {
+        h.stop();
+    }
     app.scrape.stop().await;
     let db2 = db.clone();
     tokio::task::spawn_blocking(move || db2.close())

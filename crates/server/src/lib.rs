@@ -2,6 +2,7 @@
 //! request, call a trait object (`Appender`, `Queryable`, ...), shape the reply
 //! the way Prometheus clients expect. No business logic lives here.
 
+mod amapi;
 mod api;
 pub mod auth;
 mod query;
@@ -58,6 +59,51 @@ pub trait RulesStatus: Send + Sync {
     fn alerts(&self) -> serde_json::Value;
 }
 
+/// Query parameters of Alertmanager's `GET /api/v2/alerts` and `/alerts/groups`.
+#[derive(Debug, Clone)]
+pub struct AmFilter {
+    /// Matchers (`alertname="x"`), all must match.
+    pub filter: Vec<String>,
+    pub active: bool,
+    pub silenced: bool,
+    pub inhibited: bool,
+    pub unprocessed: bool,
+    /// Regex on receiver names.
+    pub receiver: Option<String>,
+}
+
+/// Errors of the Alertmanager API, mapped to 400, 404 and 500.
+#[derive(Debug, thiserror::Error)]
+pub enum AmError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The alert hub as Alertmanager API v2 sees it; values are the API's JSON
+/// shapes. Methods may block (they are called from `spawn_blocking`).
+pub trait AlertmanagerApi: Send + Sync {
+    /// `POST /api/v2/alerts` with a `postableAlerts` body.
+    fn post_alerts(&self, body: &serde_json::Value) -> Result<(), AmError>;
+    /// `gettableAlerts`.
+    fn alerts(&self, filter: &AmFilter) -> Result<serde_json::Value, AmError>;
+    /// `alertGroups`.
+    fn alert_groups(&self, filter: &AmFilter) -> Result<serde_json::Value, AmError>;
+    /// `gettableSilences`, filtered by matchers.
+    fn silences(&self, filter: &[String]) -> Result<serde_json::Value, AmError>;
+    fn silence(&self, id: &str) -> Result<serde_json::Value, AmError>;
+    /// Creates or updates; returns `{"silenceID": ..}`.
+    fn post_silence(&self, body: &serde_json::Value) -> Result<serde_json::Value, AmError>;
+    fn expire_silence(&self, id: &str) -> Result<(), AmError>;
+    /// `alertmanagerStatus`.
+    fn status(&self) -> serde_json::Value;
+    /// `[{"name": ..}]`.
+    fn receivers(&self) -> serde_json::Value;
+}
+
 /// Remote-write limits that a config reload may change.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteLimits {
@@ -92,6 +138,8 @@ pub struct ServerState {
     pub query_slots: tokio::sync::Semaphore,
     /// API tokens for mutating endpoints (empty: loopback clients only).
     pub tokens: RwLock<Vec<auth::ApiToken>>,
+    /// The alert hub behind `/api/v2` (None: not configured; the API answers 404).
+    pub alertmanager: RwLock<Option<Arc<dyn AlertmanagerApi>>>,
     /// Re-reads and applies the configuration; `Err` leaves the old one running.
     pub reload: Arc<dyn Fn() -> ReloadFuture + Send + Sync>,
 }
@@ -101,6 +149,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
     let mutations = Router::new()
         .route("/api/v1/write", post(write::remote_write))
         .route("/-/reload", post(reload).put(reload))
+        .route("/api/v2/alerts", post(amapi::post_alerts))
+        .route("/api/v2/silences", post(amapi::post_silences))
+        .route(
+            "/api/v2/silence/{id}",
+            axum::routing::delete(amapi::delete_silence),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_mutation_auth,
@@ -136,6 +190,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v2/alerts", get(amapi::get_alerts))
+        .route("/api/v2/alerts/groups", get(amapi::get_groups))
+        .route("/api/v2/silences", get(amapi::get_silences))
+        .route("/api/v2/silence/{id}", get(amapi::get_silence))
+        .route("/api/v2/status", get(amapi::status))
+        .route("/api/v2/receivers", get(amapi::receivers))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "day2 is Healthy.\n" }))
         .route("/-/ready", get(|| async { "day2 is Ready.\n" }))

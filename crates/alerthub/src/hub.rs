@@ -1,0 +1,736 @@
+//! The running alert hub: alerts and silences (in memory, persisted in the
+//! state store), the dispatcher loop and the delivery worker.
+//!
+//! - [`Hub::ingest`] merges incoming alerts with the stored ones, persists
+//!   them, then routes them into aggregation groups.
+//! - The dispatcher loop flushes due groups (see [`crate::dispatch`]): the
+//!   rendered notification lands in the outbox, in the same transaction as
+//!   the notification log.
+//! - The delivery worker sends due outbox entries, records every attempt,
+//!   and retries with backoff (see [`crate::delivery`]).
+//!
+//! On restart ([`Hub::open`]) stored alerts and silences are loaded and the
+//! groups rebuilt; the notification log keeps what was already notified from
+//! being notified again, and pending outbox entries are sent.
+
+use crate::alert::{Alert, Fingerprint};
+use crate::config::{HubConfig, IntegrationConfig};
+use crate::delivery::{self, Outcome, RetryPolicy};
+use crate::dispatch::{Dispatcher, FlushCtx, ms};
+use crate::egress::EgressPolicy;
+use crate::matchers::Matchers;
+use crate::silence::{Silence, SilenceState};
+use day2_model::{Labels, MatchOp, Matcher};
+use day2_store::{AlertRow, Attempt, OutboxEntry, OutboxState, SilenceRow, Store};
+use jiff::Timestamp;
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Errors of hub operations, shaped for the API.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("state store: {0}")]
+    Store(#[from] day2_store::Error),
+}
+
+/// The clock; tests pass a controllable one.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(Timestamp::now)
+}
+
+/// Settings of the hub beside `alertmanager.yml`.
+#[derive(Debug, Clone, Default)]
+pub struct HubSettings {
+    pub external_url: String,
+    pub egress: EgressPolicy,
+    /// The original `alertmanager.yml` text (shown, with secrets masked, by the status API).
+    pub config_text: String,
+}
+
+struct Loaded {
+    cfg: HubConfig,
+    settings: HubSettings,
+}
+
+struct Inner {
+    alerts: HashMap<Fingerprint, Alert>,
+    silences: Vec<Silence>,
+    dispatcher: Dispatcher,
+}
+
+#[derive(Default)]
+struct Metrics {
+    alerts_received: AtomicU64,
+    alerts_invalid: AtomicU64,
+    notifications_enqueued: AtomicU64,
+    sent: AtomicU64,
+    failed: AtomicU64,
+    retries: AtomicU64,
+    attempts: AtomicU64,
+}
+
+/// The alert hub.
+pub struct Hub {
+    store: Arc<Store>,
+    loaded: RwLock<Arc<Loaded>>,
+    inner: Mutex<Inner>,
+    clock: Clock,
+    started: Timestamp,
+    retry: RetryPolicy,
+    dispatch_wake: tokio::sync::Notify,
+    delivery_wake: tokio::sync::Notify,
+    inflight: Mutex<HashSet<i64>>,
+    stopped: AtomicBool,
+    metrics: Metrics,
+}
+
+fn labels_to_json(l: &Labels) -> String {
+    crate::notify::labels_json(l).to_string()
+}
+
+fn labels_from_json(s: &str) -> Labels {
+    let m: BTreeMap<String, String> = serde_json::from_str(s).unwrap_or_default();
+    Labels::from_pairs(m)
+}
+
+fn ts_ms(v: i64) -> Timestamp {
+    Timestamp::from_millisecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn alert_row(a: &Alert) -> AlertRow {
+    AlertRow {
+        fingerprint: a.fingerprint().to_string(),
+        labels: labels_to_json(&a.labels),
+        annotations: crate::notify::map_json(&a.annotations).to_string(),
+        starts_at: ms(a.starts_at),
+        ends_at: a.ends_at.map(ms),
+        updated_at: ms(a.updated_at),
+        generator_url: a.generator_url.clone(),
+        timeout: a.timeout,
+    }
+}
+
+fn alert_from_row(r: &AlertRow) -> Alert {
+    Alert {
+        labels: labels_from_json(&r.labels),
+        annotations: serde_json::from_str(&r.annotations).unwrap_or_default(),
+        starts_at: ts_ms(r.starts_at),
+        ends_at: r.ends_at.map(ts_ms),
+        generator_url: r.generator_url.clone(),
+        updated_at: ts_ms(r.updated_at),
+        timeout: r.timeout,
+    }
+}
+
+/// Alertmanager API matcher objects.
+pub fn matchers_json(ms: &Matchers) -> Value {
+    Value::Array(
+        ms.iter()
+            .map(|m| {
+                json!({
+                    "name": m.name,
+                    "value": m.value,
+                    "isRegex": matches!(m.op, MatchOp::Regex | MatchOp::NotRegex),
+                    "isEqual": matches!(m.op, MatchOp::Equal | MatchOp::Regex),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Reads API matcher objects.
+pub fn matchers_from_json(v: &Value) -> Result<Matchers, String> {
+    let list = v.as_array().ok_or("matchers must be a list")?;
+    let mut out = Vec::new();
+    for m in list {
+        let name = m["name"].as_str().ok_or("matcher without name")?;
+        let value = m["value"].as_str().ok_or("matcher without value")?;
+        let is_regex = m["isRegex"].as_bool().unwrap_or(false);
+        let is_equal = m["isEqual"].as_bool().unwrap_or(true);
+        let op = match (is_regex, is_equal) {
+            (false, true) => MatchOp::Equal,
+            (false, false) => MatchOp::NotEqual,
+            (true, true) => MatchOp::Regex,
+            (true, false) => MatchOp::NotRegex,
+        };
+        out.push(Matcher::new(op, name, value).map_err(|e| e.to_string())?);
+    }
+    Ok(Matchers::new(out))
+}
+
+fn silence_row(s: &Silence) -> SilenceRow {
+    SilenceRow {
+        id: s.id.clone(),
+        matchers: matchers_json(&s.matchers).to_string(),
+        starts_at: ms(s.starts_at),
+        ends_at: ms(s.ends_at),
+        updated_at: ms(s.updated_at),
+        created_by: s.created_by.clone(),
+        comment: s.comment.clone(),
+    }
+}
+
+fn silence_from_row(r: &SilenceRow) -> Option<Silence> {
+    let v: Value = serde_json::from_str(&r.matchers).ok()?;
+    Some(Silence {
+        id: r.id.clone(),
+        matchers: matchers_from_json(&v).ok()?,
+        starts_at: ts_ms(r.starts_at),
+        ends_at: ts_ms(r.ends_at),
+        updated_at: ts_ms(r.updated_at),
+        created_by: r.created_by.clone(),
+        comment: r.comment.clone(),
+    })
+}
+
+impl Hub {
+    /// Opens the hub over a state store: loads alerts and silences, builds
+    /// the groups. Call [`Hub::start`] to run the loops.
+    pub fn open(
+        store: Arc<Store>,
+        cfg: HubConfig,
+        settings: HubSettings,
+        clock: Clock,
+    ) -> Result<Arc<Hub>, HubError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let now = clock();
+        let alerts: HashMap<Fingerprint, Alert> = store
+            .load_alerts()?
+            .iter()
+            .map(alert_from_row)
+            .map(|a| (a.fingerprint(), a))
+            .collect();
+        let silences: Vec<Silence> = store
+            .load_silences()?
+            .iter()
+            .filter_map(silence_from_row)
+            .collect();
+        let mut dispatcher = Dispatcher::new();
+        dispatcher.rebuild(&cfg, alerts.values(), now);
+        tracing::info!(
+            alerts = alerts.len(),
+            silences = silences.len(),
+            "alert hub state loaded"
+        );
+        Ok(Arc::new(Hub {
+            store,
+            loaded: RwLock::new(Arc::new(Loaded { cfg, settings })),
+            inner: Mutex::new(Inner {
+                alerts,
+                silences,
+                dispatcher,
+            }),
+            clock,
+            started: now,
+            retry: RetryPolicy::default(),
+            dispatch_wake: tokio::sync::Notify::new(),
+            delivery_wake: tokio::sync::Notify::new(),
+            inflight: Mutex::new(HashSet::new()),
+            stopped: AtomicBool::new(false),
+            metrics: Metrics::default(),
+        }))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> HubConfig {
+        self.loaded.read().cfg.clone()
+    }
+
+    /// Applies a new configuration: groups are rebuilt; the notification log
+    /// keeps unchanged groups from notifying again.
+    pub fn apply(&self, cfg: HubConfig, settings: HubSettings) {
+        let now = self.now();
+        {
+            let mut inner = self.inner.lock();
+            let Inner {
+                alerts, dispatcher, ..
+            } = &mut *inner;
+            dispatcher.rebuild(&cfg, alerts.values(), now);
+        }
+        *self.loaded.write() = Arc::new(Loaded { cfg, settings });
+        self.dispatch_wake.notify_one();
+        self.delivery_wake.notify_one();
+    }
+
+    /// Merges, persists and routes alerts (already validated).
+    pub fn ingest(&self, incoming: Vec<Alert>) -> Result<(), HubError> {
+        let now = self.now();
+        let loaded = self.loaded.read().clone();
+        let mut inner = self.inner.lock();
+        let mut merged = Vec::with_capacity(incoming.len());
+        for mut a in incoming {
+            a.updated_at = now;
+            let fp = a.fingerprint();
+            let m = match inner.alerts.get(&fp) {
+                Some(old) => {
+                    let old_end = old.ends_at.unwrap_or(Timestamp::MAX);
+                    let new_end = a.ends_at.unwrap_or(Timestamp::MAX);
+                    let overlap = (new_end > old.starts_at && new_end < old_end)
+                        || (a.starts_at > old.starts_at && a.starts_at < old_end)
+                        || (a.starts_at == old.starts_at);
+                    if overlap { old.merge(&a, now) } else { a }
+                }
+                None => a,
+            };
+            merged.push(m);
+        }
+        let rows: Vec<AlertRow> = merged.iter().map(alert_row).collect();
+        self.store.upsert_alerts(&rows)?;
+        self.metrics
+            .alerts_received
+            .fetch_add(merged.len() as u64, Ordering::Relaxed);
+        for a in merged {
+            inner.dispatcher.insert(&loaded.cfg, &a, now);
+            inner.alerts.insert(a.fingerprint(), a);
+        }
+        drop(inner);
+        self.dispatch_wake.notify_one();
+        Ok(())
+    }
+
+    /// Counts alerts refused by validation (for `/metrics`).
+    pub fn count_invalid(&self, n: usize) {
+        self.metrics
+            .alerts_invalid
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Normalizes an alert as Alertmanager's API does: missing start is now
+    /// (or the end), missing end is now + resolve_timeout.
+    pub fn normalize(&self, a: &mut Alert) {
+        let now = self.now();
+        let rt = self.loaded.read().cfg.resolve_timeout();
+        a.normalize(now, rt);
+    }
+
+    // ------------------------------------------------------------ silences
+
+    pub fn silences(&self) -> Vec<Silence> {
+        self.inner.lock().silences.clone()
+    }
+
+    pub fn silence(&self, id: &str) -> Option<Silence> {
+        self.inner
+            .lock()
+            .silences
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+    }
+
+    /// Creates a silence (empty id) or updates one; returns its id. An
+    /// expired silence is never changed: the update creates a new one.
+    pub fn upsert_silence(&self, mut s: Silence) -> Result<String, HubError> {
+        let now = self.now();
+        s.validate().map_err(HubError::BadRequest)?;
+        if s.ends_at <= now {
+            return Err(HubError::BadRequest("end time can't be in the past".into()));
+        }
+        let mut inner = self.inner.lock();
+        if !s.id.is_empty() {
+            match inner.silences.iter().find(|x| x.id == s.id) {
+                None => return Err(HubError::NotFound(format!("silence {} not found", s.id))),
+                Some(old) if old.state(now) == SilenceState::Expired => s.id.clear(),
+                Some(_) => {}
+            }
+        }
+        if s.id.is_empty() {
+            s.id = uuid::Uuid::new_v4().to_string();
+        }
+        if s.starts_at < now {
+            s.starts_at = now;
+        }
+        s.updated_at = now;
+        self.store.upsert_silence(&silence_row(&s))?;
+        let id = s.id.clone();
+        match inner.silences.iter_mut().find(|x| x.id == s.id) {
+            Some(x) => *x = s,
+            None => inner.silences.push(s),
+        }
+        drop(inner);
+        self.dispatch_wake.notify_one();
+        Ok(id)
+    }
+
+    /// Expires a silence now.
+    pub fn expire_silence(&self, id: &str) -> Result<(), HubError> {
+        let now = self.now();
+        let mut inner = self.inner.lock();
+        let Some(s) = inner.silences.iter_mut().find(|x| x.id == id) else {
+            return Err(HubError::NotFound(format!("silence {id} not found")));
+        };
+        match s.state(now) {
+            SilenceState::Expired => {
+                return Err(HubError::BadRequest("silence already expired".into()));
+            }
+            SilenceState::Pending => {
+                s.starts_at = now;
+                s.ends_at = now;
+            }
+            SilenceState::Active => s.ends_at = now,
+        }
+        s.updated_at = now;
+        let row = silence_row(s);
+        self.store.upsert_silence(&row)?;
+        drop(inner);
+        self.dispatch_wake.notify_one();
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ loops
+
+    /// Starts the dispatcher loop and the delivery worker on the current runtime.
+    pub fn start(self: &Arc<Self>) {
+        let d = self.clone();
+        tokio::spawn(async move { d.dispatch_loop().await });
+        let w = self.clone();
+        tokio::spawn(async move { w.delivery_loop().await });
+    }
+
+    /// Stops the loops (in-flight deliveries finish or are retried after restart).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.dispatch_wake.notify_one();
+        self.delivery_wake.notify_one();
+    }
+
+    /// Flushes due groups and collects garbage; returns when the next group is due.
+    pub fn dispatch_once(&self) -> Result<Option<Timestamp>, HubError> {
+        let now = self.now();
+        let loaded = self.loaded.read().clone();
+        let mut inner = self.inner.lock();
+        let Inner {
+            alerts,
+            silences,
+            dispatcher,
+        } = &mut *inner;
+        let ctx = FlushCtx {
+            cfg: &loaded.cfg,
+            alerts,
+            silences,
+            store: &self.store,
+            external_url: &loaded.settings.external_url,
+        };
+        let out = dispatcher.flush_due(&ctx, now)?;
+        let enqueued: usize = out.iter().map(|o| o.outbox.len()).sum();
+        if enqueued > 0 {
+            self.metrics
+                .notifications_enqueued
+                .fetch_add(enqueued as u64, Ordering::Relaxed);
+            self.delivery_wake.notify_one();
+        }
+        // Resolved alerts no group holds any more are forgotten after a while.
+        let keep_resolved = Duration::from_secs(15 * 60);
+        let gone: Vec<Fingerprint> = alerts
+            .values()
+            .filter(|a| {
+                a.ends_at
+                    .is_some_and(|e| ms(e) + keep_resolved.as_millis() as i64 <= ms(now))
+                    && !dispatcher.holds(a.fingerprint())
+            })
+            .map(|a| a.fingerprint())
+            .collect();
+        if !gone.is_empty() {
+            let ids: Vec<String> = gone.iter().map(|f| f.to_string()).collect();
+            self.store.delete_alerts(&ids)?;
+            for f in gone {
+                alerts.remove(&f);
+            }
+        }
+        Ok(dispatcher.next_due())
+    }
+
+    async fn dispatch_loop(self: Arc<Self>) {
+        while !self.stopped.load(Ordering::SeqCst) {
+            let h = self.clone();
+            let next = match tokio::task::spawn_blocking(move || h.dispatch_once()).await {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "dispatching alerts failed; retrying");
+                    Some(self.now() + jiff::SignedDuration::from_secs(1))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "dispatcher task failed");
+                    None
+                }
+            };
+            let wait = next
+                .map(|t| {
+                    let d = t.as_millisecond() - self.now().as_millisecond();
+                    Duration::from_millis(d.clamp(0, 60_000) as u64)
+                })
+                .unwrap_or(Duration::from_secs(60));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.dispatch_wake.notified() => {}
+            }
+        }
+    }
+
+    async fn delivery_loop(self: Arc<Self>) {
+        while !self.stopped.load(Ordering::SeqCst) {
+            let now = self.now();
+            let store = self.store.clone();
+            let due = tokio::task::spawn_blocking(move || store.outbox_due(ms(now), 64)).await;
+            let due = match due {
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reading the outbox failed");
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            };
+            let mut started = 0;
+            for e in due {
+                if !self.inflight.lock().insert(e.id) {
+                    continue;
+                }
+                started += 1;
+                let h = self.clone();
+                tokio::spawn(async move {
+                    let id = e.id;
+                    h.deliver(e).await;
+                    h.inflight.lock().remove(&id);
+                    h.delivery_wake.notify_one();
+                });
+            }
+            let store = self.store.clone();
+            let next = tokio::task::spawn_blocking(move || store.outbox_next_due())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+            let mut wait = match next {
+                Some(t) => Duration::from_millis((t - ms(self.now())).clamp(0, 5_000) as u64),
+                None => Duration::from_secs(5),
+            };
+            if started == 0 && wait.is_zero() {
+                wait = Duration::from_millis(50); // all due entries are in flight
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.delivery_wake.notified() => {}
+            }
+        }
+    }
+
+    /// One delivery attempt of an outbox entry, recorded in the store.
+    pub async fn deliver(&self, e: OutboxEntry) {
+        let loaded = self.loaded.read().clone();
+        let target = resolve_target(&loaded.cfg, &e);
+        let (outcome, latency) = match target {
+            Ok((url, timeout)) => {
+                delivery::post_json(&url, e.payload.clone(), timeout, &loaded.settings.egress).await
+            }
+            Err(msg) => (
+                Outcome::Failed {
+                    status: None,
+                    error: msg,
+                },
+                Duration::ZERO,
+            ),
+        };
+        let now = self.now();
+        self.metrics.attempts.fetch_add(1, Ordering::Relaxed);
+        let (state, next, status, error) = match outcome {
+            Outcome::Sent { status } => {
+                self.metrics.sent.fetch_add(1, Ordering::Relaxed);
+                (OutboxState::Sent, ms(now), Some(status), String::new())
+            }
+            Outcome::Failed { status, error } => {
+                self.metrics.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(receiver = %e.receiver, integration = %e.integration, group = %e.group_key, %error, "notification failed permanently");
+                (OutboxState::Failed, ms(now), status, error)
+            }
+            Outcome::Retry {
+                status,
+                error,
+                after,
+            } => {
+                let backoff = self.retry.backoff(e.attempts, delivery::jitter());
+                let wait = after.map(|a| a.max(backoff)).unwrap_or(backoff);
+                let next = ms(now) + wait.as_millis() as i64;
+                if next - e.created_at > self.retry.give_up_after.as_millis() as i64 {
+                    self.metrics.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(receiver = %e.receiver, integration = %e.integration, %error, "notification given up after retrying");
+                    (OutboxState::Failed, ms(now), status, error)
+                } else {
+                    self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(receiver = %e.receiver, integration = %e.integration, %error, retry_in = ?wait, "notification will be retried");
+                    (OutboxState::Pending, next, status, error)
+                }
+            }
+        };
+        let attempt = Attempt {
+            outbox_id: e.id,
+            receiver: e.receiver.clone(),
+            integration: e.integration.clone(),
+            group_key: e.group_key.clone(),
+            payload_hash: day2_store::set_hash(std::slice::from_ref(&e.payload)),
+            status_code: status,
+            error,
+            latency_ms: latency.as_millis() as i64,
+            retry: e.attempts,
+            at: ms(now),
+        };
+        let store = self.store.clone();
+        let res =
+            tokio::task::spawn_blocking(move || store.outbox_finish_attempt(&attempt, state, next))
+                .await;
+        if let Ok(Err(err)) = res {
+            tracing::error!(error = %err, "recording a delivery attempt failed");
+        }
+    }
+
+    // ------------------------------------------------------------ views
+
+    /// `/metrics` lines.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let m = &self.metrics;
+        let (alerts, silences, groups) = {
+            let inner = self.inner.lock();
+            (
+                inner.alerts.len(),
+                inner
+                    .silences
+                    .iter()
+                    .filter(|s| s.state(self.now()) == SilenceState::Active)
+                    .count(),
+                inner.dispatcher.groups().count(),
+            )
+        };
+        let counters = [
+            (
+                "day2_alerthub_alerts_received_total",
+                "Alerts received (API v2 and own rules).",
+                m.alerts_received.load(Ordering::Relaxed),
+            ),
+            (
+                "day2_alerthub_alerts_invalid_total",
+                "Alerts refused by validation.",
+                m.alerts_invalid.load(Ordering::Relaxed),
+            ),
+            (
+                "day2_alerthub_notifications_enqueued_total",
+                "Notifications written to the outbox.",
+                m.notifications_enqueued.load(Ordering::Relaxed),
+            ),
+            (
+                "day2_alerthub_notifications_sent_total",
+                "Notifications delivered (2xx).",
+                m.sent.load(Ordering::Relaxed),
+            ),
+            (
+                "day2_alerthub_notifications_failed_total",
+                "Notifications failed permanently (4xx, refused egress, gave up).",
+                m.failed.load(Ordering::Relaxed),
+            ),
+            (
+                "day2_alerthub_notification_retries_total",
+                "Delivery attempts scheduled for retry (5xx, 429, timeouts, connection errors).",
+                m.retries.load(Ordering::Relaxed),
+            ),
+            (
+                "day2_alerthub_delivery_attempts_total",
+                "Delivery attempts made.",
+                m.attempts.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        for (name, help, v) in [
+            ("day2_alerthub_alerts", "Alerts held.", alerts),
+            (
+                "day2_alerthub_silences_active",
+                "Active silences.",
+                silences,
+            ),
+            (
+                "day2_alerthub_aggregation_groups",
+                "Aggregation groups.",
+                groups,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+    }
+
+    /// A snapshot for the API: alerts, silences and the config.
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.inner.lock();
+        Snapshot {
+            alerts: inner.alerts.clone(),
+            silences: inner.silences.clone(),
+            cfg: self.loaded.read().cfg.clone(),
+            now: self.now(),
+        }
+    }
+
+    pub fn settings(&self) -> HubSettings {
+        self.loaded.read().settings.clone()
+    }
+
+    pub fn started(&self) -> Timestamp {
+        self.started
+    }
+}
+
+/// A consistent view for API answers.
+pub struct Snapshot {
+    pub alerts: HashMap<Fingerprint, Alert>,
+    pub silences: Vec<Silence>,
+    pub cfg: HubConfig,
+    pub now: Timestamp,
+}
+
+/// The URL and timeout of an outbox entry's integration, from the current config.
+fn resolve_target(cfg: &HubConfig, e: &OutboxEntry) -> Result<(String, Duration), String> {
+    let r = cfg
+        .receiver(&e.receiver)
+        .ok_or_else(|| format!("receiver {:?} is no longer configured", e.receiver))?;
+    let integ = r
+        .integrations()
+        .into_iter()
+        .find(|i| i.id() == e.integration)
+        .ok_or_else(|| format!("integration {} is no longer configured", e.integration))?;
+    match integ.config {
+        IntegrationConfig::Webhook(w) => {
+            let url = match (&w.url, &w.url_file) {
+                (Some(u), _) => u.expose().to_string(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|err| format!("reading url_file: {err}"))?
+                    .trim()
+                    .to_string(),
+                (None, None) => return Err("webhook without url".into()),
+            };
+            let timeout = w
+                .timeout
+                .filter(|t| !t.is_zero())
+                .unwrap_or(Duration::from_secs(10));
+            Ok((url, timeout))
+        }
+        other => Err(format!("integration {} is not supported yet", other.name())),
+    }
+}

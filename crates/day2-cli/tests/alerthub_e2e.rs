@@ -1,0 +1,498 @@
+//! End-to-end tests of the alert hub in `day2 serve`: Alertmanager API v2 in,
+//! webhook out; silences; `amtool` against day2; kill -9 durability.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Day2, client, wait_for};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+/// A loopback webhook receiver that records bodies and answers with queued
+/// status codes (200 once the queue is empty).
+#[derive(Clone, Default)]
+struct Hook {
+    got: Arc<Mutex<Vec<Value>>>,
+    statuses: Arc<Mutex<VecDeque<u16>>>,
+    hits: Arc<Mutex<usize>>,
+}
+
+impl Hook {
+    async fn start() -> (Hook, String) {
+        let hook = Hook::default();
+        let h = hook.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let h = h.clone();
+                async move {
+                    *h.hits.lock() += 1;
+                    let code = h.statuses.lock().pop_front().unwrap_or(200);
+                    if code == 200 {
+                        h.got
+                            .lock()
+                            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    }
+                    axum::http::StatusCode::from_u16(code).unwrap()
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        (hook, url)
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.got.lock().clone()
+    }
+
+    /// Waits for a notification satisfying `pred`.
+    async fn wait(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        wait_for(what, Duration::from_secs(30), || {
+            let found = self.bodies().into_iter().find(|b| pred(b));
+            async move { found }
+        })
+        .await
+    }
+}
+
+fn configs(dir: &std::path::Path, hook_url: &str) -> String {
+    let am = format!(
+        r#"
+route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 300ms
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: {hook_url}
+        send_resolved: true
+  - name: other
+inhibit_rules:
+  - source_matchers: [severity="critical"]
+    target_matchers: [severity="warning"]
+    equal: [alertname]
+"#
+    );
+    std::fs::write(dir.join("alertmanager.yml"), am).unwrap();
+    r#"
+host_metrics:
+  enabled: false
+self_metrics:
+  enabled: false
+alertmanager:
+  config_file: alertmanager.yml
+  external_url: http://day2.test
+  egress:
+    allow: [127.0.0.0/8]
+"#
+    .to_string()
+}
+
+async fn post_alerts(d: &Day2, alerts: Value) {
+    let r = client()
+        .post(d.url("/api/v2/alerts"))
+        .json(&alerts)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert!(status.is_success(), "{status}: {}", r.text().await.unwrap());
+}
+
+async fn get_json(d: &Day2, path: &str) -> Value {
+    let r = client().get(d.url(path)).send().await.unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+fn names(body: &Value) -> Vec<String> {
+    let mut v: Vec<String> = body["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{}/{}",
+                a["labels"]["instance"].as_str().unwrap_or(""),
+                a["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+async fn metric(d: &Day2, name: &str) -> f64 {
+    let text = client()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_gets_grouped_then_resolved_and_silences_suppress() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, url) = Hook::start().await;
+    let d = Day2::start(dir.path(), &configs(dir.path(), &url)).await;
+
+    post_alerts(
+        &d,
+        json!([
+            {"labels": {"alertname": "Down", "instance": "a"}, "annotations": {"summary": "a is down"}},
+            {"labels": {"alertname": "Down", "instance": "b"}, "annotations": {"summary": "b is down"}},
+        ]),
+    )
+    .await;
+    let first = hook.wait("grouped firing notification", |_| true).await;
+    assert_eq!(first["version"], "4");
+    assert_eq!(first["status"], "firing");
+    assert_eq!(first["receiver"], "hook");
+    assert_eq!(first["groupKey"], "{}:{alertname=\"Down\"}");
+    assert_eq!(first["groupLabels"], json!({"alertname": "Down"}));
+    assert_eq!(first["commonLabels"], json!({"alertname": "Down"}));
+    assert_eq!(first["externalURL"], "http://day2.test");
+    assert_eq!(first["truncatedAlerts"], 0);
+    assert_eq!(names(&first), ["a/firing", "b/firing"]);
+    assert_eq!(
+        first["alerts"][0]["fingerprint"].as_str().unwrap().len(),
+        16
+    );
+
+    // API v2 views
+    let alerts = get_json(&d, "/api/v2/alerts").await;
+    assert_eq!(alerts.as_array().unwrap().len(), 2);
+    assert_eq!(alerts[0]["receivers"], json!([{"name": "hook"}]));
+    assert_eq!(alerts[0]["status"]["state"], "active");
+    let filtered = get_json(&d, "/api/v2/alerts?filter=instance%3D%22a%22").await;
+    assert_eq!(filtered.as_array().unwrap().len(), 1);
+    let groups = get_json(&d, "/api/v2/alerts/groups").await;
+    assert_eq!(groups.as_array().unwrap().len(), 1);
+    assert_eq!(groups[0]["receiver"]["name"], "hook");
+    assert_eq!(groups[0]["labels"], json!({"alertname": "Down"}));
+    let receivers = get_json(&d, "/api/v2/receivers").await;
+    assert_eq!(receivers, json!([{"name": "hook"}, {"name": "other"}]));
+    let status = get_json(&d, "/api/v2/status").await;
+    assert_eq!(status["cluster"]["status"], "disabled");
+    let original = status["config"]["original"].as_str().unwrap();
+    assert!(original.contains("receivers:"));
+    assert!(!original.contains(&url), "webhook URL leaked: {original}");
+
+    // resolve one: the resolved notification arrives
+    post_alerts(
+        &d,
+        json!([{"labels": {"alertname": "Down", "instance": "a"}, "endsAt": "2020-01-01T00:00:00Z", "startsAt": "2019-12-31T00:00:00Z"}]),
+    )
+    .await;
+    let resolved = hook
+        .wait("resolved notification", |b| {
+            names(b).contains(&"a/resolved".to_string())
+        })
+        .await;
+    assert_eq!(names(&resolved), ["a/resolved", "b/firing"]);
+    assert_eq!(resolved["status"], "firing");
+
+    // a silence created by the API suppresses a new alert
+    let r: Value = client()
+        .post(d.url("/api/v2/silences"))
+        .json(&json!({
+            "matchers": [{"name": "alertname", "value": "Quiet", "isRegex": false, "isEqual": true}],
+            "startsAt": "2020-01-01T00:00:00Z",
+            "endsAt": "2099-01-01T00:00:00Z",
+            "createdBy": "e2e",
+            "comment": "testing",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sid = r["silenceID"].as_str().unwrap().to_string();
+    let s = get_json(&d, &format!("/api/v2/silence/{sid}")).await;
+    assert_eq!(s["status"]["state"], "active");
+    assert_eq!(s["createdBy"], "e2e");
+    post_alerts(
+        &d,
+        json!([
+            {"labels": {"alertname": "Quiet", "instance": "q"}},
+            {"labels": {"alertname": "Loud", "instance": "l"}},
+        ]),
+    )
+    .await;
+    hook.wait("Loud notification", |b| {
+        b["groupLabels"]["alertname"] == "Loud"
+    })
+    .await;
+    // Quiet's group was flushed together with Loud's (same group_wait): nothing sent
+    let quiet = get_json(&d, "/api/v2/alerts?filter=alertname%3D%22Quiet%22").await;
+    assert_eq!(quiet[0]["status"]["state"], "suppressed");
+    assert_eq!(quiet[0]["status"]["silencedBy"], json!([sid]));
+    let unsilenced = get_json(&d, "/api/v2/alerts?silenced=false").await;
+    assert!(
+        unsilenced
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["labels"]["alertname"] != "Quiet")
+    );
+    wait_for("flushes after the silence", Duration::from_secs(10), || {
+        let d = &d;
+        async move { (metric(d, "day2_alerthub_aggregation_groups").await >= 2.0).then_some(()) }
+    })
+    .await;
+    assert!(
+        hook.bodies()
+            .iter()
+            .all(|b| b["groupLabels"]["alertname"] != "Quiet")
+    );
+
+    // expiring the silence: Quiet is notified at the next group_interval
+    let r = client()
+        .delete(d.url(&format!("/api/v2/silence/{sid}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    hook.wait("Quiet after the silence expired", |b| {
+        b["groupLabels"]["alertname"] == "Quiet"
+    })
+    .await;
+    let s = get_json(&d, &format!("/api/v2/silence/{sid}")).await;
+    assert_eq!(s["status"]["state"], "expired");
+
+    // bad input is refused with 400
+    let r = client()
+        .post(d.url("/api/v2/alerts"))
+        .json(&json!([{"labels": {}}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = client()
+        .get(d.url("/api/v2/silence/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(metric(&d, "day2_alerthub_notifications_sent_total").await >= 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_survives_kill9_before_webhook_answers_2xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, url) = Hook::start().await;
+    // the receiver fails for a while
+    hook.statuses.lock().extend([500u16; 1000]);
+    let cfg = configs(dir.path(), &url);
+    let mut d = Day2::start(dir.path(), &cfg).await;
+    post_alerts(
+        &d,
+        json!([{"labels": {"alertname": "Durable", "instance": "x"}}]),
+    )
+    .await;
+    wait_for("a failed attempt", Duration::from_secs(30), || {
+        let d = &d;
+        async move { (metric(d, "day2_alerthub_notification_retries_total").await >= 1.0).then_some(()) }
+    })
+    .await;
+    d.kill9();
+    // the receiver recovers; day2 comes back
+    hook.statuses.lock().clear();
+    let port = d.port;
+    let config = d.config.clone();
+    let d = Day2::start_with(dir.path(), &config, port).await;
+    let b = hook
+        .wait("notification after restart", |b| {
+            b["groupLabels"]["alertname"] == "Durable"
+        })
+        .await;
+    assert_eq!(names(&b), ["x/firing"]);
+    // the alert itself survived too
+    let alerts = get_json(&d, "/api/v2/alerts").await;
+    assert_eq!(alerts.as_array().unwrap().len(), 1);
+    // and is not re-sent: one 2xx delivery only
+    wait_for("delivery recorded", Duration::from_secs(10), || {
+        let d = &d;
+        async move { (metric(d, "day2_alerthub_notifications_sent_total").await >= 1.0).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        hook.bodies()
+            .iter()
+            .filter(|b| b["groupLabels"]["alertname"] == "Durable")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_to_loopback_is_refused_without_allowance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, url) = Hook::start().await;
+    let cfg = configs(dir.path(), &url).replace("    allow: [127.0.0.0/8]\n", "    allow: []\n");
+    let d = Day2::start(dir.path(), &cfg).await;
+    post_alerts(&d, json!([{"labels": {"alertname": "Blocked"}}])).await;
+    wait_for("permanent failure", Duration::from_secs(30), || {
+        let d = &d;
+        async move { (metric(d, "day2_alerthub_notifications_failed_total").await >= 1.0).then_some(()) }
+    })
+    .await;
+    assert_eq!(*hook.hits.lock(), 0);
+}
+
+fn amtool(port: u16, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("amtool")
+        .arg(format!("--alertmanager.url=http://127.0.0.1:{port}"))
+        .args(args)
+        .output()
+        .expect("run amtool");
+    // stderr carries a version-mismatch warning; JSON is on stdout
+    let text = if out.status.success() {
+        String::from_utf8_lossy(&out.stdout).to_string()
+    } else {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amtool_alerts_and_silences() {
+    if std::process::Command::new("amtool")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!(
+            "amtool not installed (Debian package prometheus-alertmanager; scripts/test.sh installs it)"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, url) = Hook::start().await;
+    let d = Day2::start(dir.path(), &configs(dir.path(), &url)).await;
+    let port = d.port;
+
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        amtool(
+            port,
+            &[
+                "alert",
+                "add",
+                "alertname=AmtoolTest",
+                "severity=warning",
+                "instance=i1",
+                "--annotation=summary=from amtool",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "amtool alert add: {out}");
+    hook.wait("amtool alert notified", |b| {
+        b["groupLabels"]["alertname"] == "AmtoolTest"
+    })
+    .await;
+
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        amtool(
+            port,
+            &["alert", "query", "-o", "json", "alertname=AmtoolTest"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "amtool alert query: {out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v[0]["labels"]["instance"], "i1");
+    assert_eq!(v[0]["annotations"]["summary"], "from amtool");
+
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        amtool(
+            port,
+            &[
+                "silence",
+                "add",
+                "alertname=AmtoolTest",
+                "--comment=maintenance",
+                "--author=tester",
+                "--duration=1h",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "amtool silence add: {out}");
+    let sid = out.trim().to_string();
+    assert_eq!(sid.len(), 36, "{out}");
+
+    let (ok, out) =
+        tokio::task::spawn_blocking(move || amtool(port, &["silence", "query", "-o", "json"]))
+            .await
+            .unwrap();
+    assert!(ok, "amtool silence query: {out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v[0]["id"], sid.as_str());
+    assert_eq!(v[0]["createdBy"], "tester");
+    assert_eq!(v[0]["status"]["state"], "active");
+
+    // silenced alerts disappear from the default query
+    let (ok, out) =
+        tokio::task::spawn_blocking(move || amtool(port, &["alert", "query", "-o", "json"]))
+            .await
+            .unwrap();
+    assert!(ok, "amtool alert query: {out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(v.as_array().is_none_or(|a| a.is_empty()), "{out}");
+    let (ok, out) =
+        tokio::task::spawn_blocking(move || amtool(port, &["alert", "query", "-s", "-o", "json"]))
+            .await
+            .unwrap();
+    assert!(ok, "amtool alert query -s: {out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v[0]["status"]["silencedBy"][0], sid.as_str());
+
+    let sid2 = sid.clone();
+    let (ok, out) =
+        tokio::task::spawn_blocking(move || amtool(port, &["silence", "expire", &sid2]))
+            .await
+            .unwrap();
+    assert!(ok, "amtool silence expire: {out}");
+    let s = get_json(&d, &format!("/api/v2/silence/{sid}")).await;
+    assert_eq!(s["status"]["state"], "expired");
+
+    let (ok, out) = tokio::task::spawn_blocking(move || amtool(port, &["config", "show"]))
+        .await
+        .unwrap();
+    assert!(ok, "amtool config show: {out}");
+    assert!(out.contains("receivers"), "{out}");
+
+    // routes test reads the same alertmanager.yml day2 runs on
+    let am = dir.path().join("alertmanager.yml");
+    let out = std::process::Command::new("amtool")
+        .args(["config", "routes", "test", "--config.file"])
+        .arg(&am)
+        .arg("alertname=AmtoolTest")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hook");
+}
