@@ -7,11 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn corpus(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/alertmanager/config").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpus/alertmanager/config")
+        .join(name)
 }
 
 fn day2(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_day2")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -45,18 +50,37 @@ fn receivers_match_amtool() {
             .args(["config", "routes", "test", &cfg_arg])
             .args(labels.iter())
             .output()
-            .expect("amtool (Debian package prometheus-alertmanager) is needed: run scripts/test.sh");
+            .expect(
+                "amtool (Debian package prometheus-alertmanager) is needed: run scripts/test.sh",
+            );
         let theirs = String::from_utf8_lossy(&amtool.stdout).trim().to_string();
-        assert_eq!(ours, theirs, "labels {labels:?}: day2 {ours:?}, amtool {theirs:?}");
+        assert_eq!(
+            ours, theirs,
+            "labels {labels:?}: day2 {ours:?}, amtool {theirs:?}"
+        );
     }
 }
 
 #[test]
 fn verify_receivers_sets_the_exit_code() {
     let cfg = format!("--config.file={}", corpus("conf.good.yml").display());
-    let (code, _, _) = day2(&["route", "test", &cfg, "--verify.receivers=team-Y-pager", "service=files", "severity=critical"]);
+    let (code, _, _) = day2(&[
+        "route",
+        "test",
+        &cfg,
+        "--verify.receivers=team-Y-pager",
+        "service=files",
+        "severity=critical",
+    ]);
     assert_eq!(code, 0);
-    let (code, _, err) = day2(&["route", "test", &cfg, "--verify.receivers=team-X-mails", "service=files", "severity=critical"]);
+    let (code, _, err) = day2(&[
+        "route",
+        "test",
+        &cfg,
+        "--verify.receivers=team-X-mails",
+        "service=files",
+        "severity=critical",
+    ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("team-Y-pager"), "{err}");
 }
@@ -91,24 +115,45 @@ time_intervals:
     let cfg_arg = format!("--config.file={}", cfg.display());
     // Saturday 2026-11-28: the web route is muted
     let (code, out, err) = day2(&[
-        "route", "test", &cfg_arg, "--at", "2026-11-28T12:00:00Z",
-        "--firing", "alertname=\"NodeDown\",instance=\"a\"",
-        "team=web", "severity=warning", "instance=a",
+        "route",
+        "test",
+        &cfg_arg,
+        "--at",
+        "2026-11-28T12:00:00Z",
+        "--firing",
+        "alertname=\"NodeDown\",instance=\"a\"",
+        "team=web",
+        "severity=warning",
+        "instance=a",
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().next(), Some("web"), "{out}");
-    assert!(out.contains("muted at 2026-11-28T12:00:00Z by time interval \"weekends\""), "{out}");
+    assert!(
+        out.contains("muted at 2026-11-28T12:00:00Z by time interval \"weekends\""),
+        "{out}"
+    );
     assert!(out.contains("inhibited by inhibit_rules[0]"), "{out}");
     // Wednesday, another instance: neither muted nor inhibited
     let (_, out, _) = day2(&[
-        "route", "test", &cfg_arg, "--at", "2026-11-25T12:00:00Z",
-        "--firing", "alertname=\"NodeDown\",instance=\"b\"",
-        "team=web", "severity=warning", "instance=a",
+        "route",
+        "test",
+        &cfg_arg,
+        "--at",
+        "2026-11-25T12:00:00Z",
+        "--firing",
+        "alertname=\"NodeDown\",instance=\"b\"",
+        "team=web",
+        "severity=warning",
+        "instance=a",
     ]);
     assert!(!out.contains("muted"), "{out}");
     assert!(out.contains("not inhibited"), "{out}");
     // a bad config names file and line
-    std::fs::write(&cfg, "route:\n  receiver: nobody\nreceivers:\n  - name: pager\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "route:\n  receiver: nobody\nreceivers:\n  - name: pager\n",
+    )
+    .unwrap();
     let (code, _, err) = day2(&["route", "test", &cfg_arg, "a=b"]);
     assert_eq!(code, 2);
     assert!(err.contains("am.yml:"), "{err}");
