@@ -496,3 +496,86 @@ async fn amtool_alerts_and_silences() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hook");
 }
+
+#[test]
+fn check_config_reports_alertmanager_errors_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let day2 = dir.path().join("day2.yml");
+    std::fs::write(&day2, "alertmanager:\n  config_file: am.yml\n").unwrap();
+    std::fs::write(
+        dir.path().join("am.yml"),
+        "route:\n  receiver: nobody\nreceivers:\n  - name: team\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args(["check", "config"])
+        .arg(&day2)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}:2: route.receiver", dir.path().join("am.yml").display());
+    assert!(err.contains(&want), "{err}");
+    assert!(err.contains("nobody"), "{err}");
+
+    // fixed: OK; the egress list is validated too
+    std::fs::write(
+        dir.path().join("am.yml"),
+        "route:\n  receiver: team\nreceivers:\n  - name: team\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args(["check", "config"])
+        .arg(&day2)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(
+        &day2,
+        "alertmanager:\n  config_file: am.yml\n  egress:\n    allow: [10.0.0.0/40]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args(["check", "config"])
+        .arg(&day2)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("alertmanager.egress.allow[0]"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_a_new_alertmanager_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, url) = Hook::start().await;
+    let d = Day2::start(dir.path(), &configs(dir.path(), &url)).await;
+    assert_eq!(
+        get_json(&d, "/api/v2/receivers").await,
+        json!([{"name": "hook"}, {"name": "other"}])
+    );
+    // a broken file is refused and the old config keeps running
+    std::fs::write(dir.path().join("alertmanager.yml"), "route: {}\n").unwrap();
+    let r = client().post(d.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    assert!(r.text().await.unwrap().contains("alertmanager.yml"));
+    // a new receiver name arrives with the next reload
+    configs(dir.path(), &url);
+    let am = std::fs::read_to_string(dir.path().join("alertmanager.yml"))
+        .unwrap()
+        .replace("  - name: other\n", "  - name: renamed\n");
+    std::fs::write(dir.path().join("alertmanager.yml"), am).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_for("reloaded receivers", Duration::from_secs(10), || {
+        let d = &d;
+        async move {
+            let v = get_json(d, "/api/v2/receivers").await;
+            (v == json!([{"name": "hook"}, {"name": "renamed"}])).then_some(())
+        }
+    })
+    .await;
+    post_alerts(&d, json!([{"labels": {"alertname": "AfterReload"}}])).await;
+    hook.wait("notification after reload", |b| {
+        b["groupLabels"]["alertname"] == "AfterReload"
+    })
+    .await;
+}
