@@ -202,8 +202,9 @@ struct Cell {
     x: f64,
     /// Welford's sum of squared deviations (stddev, stdvar).
     m2: f64,
-    /// Every value seen so far is finite (avg's overflow fallback).
-    finite: bool,
+    /// avg: the running sum overflowed, `x` is now an incremental mean
+    /// (with `sum.c` as its compensation), as Prometheus does.
+    incremental: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -311,19 +312,36 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
     };
     if let Some(kind) = simple {
         ctx.check_cells(ngroups.saturating_mul(n))?;
-        let mut cells = vec![
-            Cell {
-                finite: true,
-                ..Cell::default()
-            };
-            ngroups * n
-        ];
+        let mut cells = vec![Cell::default(); ngroups * n];
         match kind {
             Simple::Sum => accumulate(&mut cells, &input, &gids, n, |c, v| c.sum.add(v)),
             Simple::Avg => accumulate(&mut cells, &input, &gids, n, |c, v| {
-                c.sum.add(v);
-                c.finite &= v.is_finite();
-                c.x += (v - c.x) / c.n as f64;
+                if c.n == 1 {
+                    c.sum = KahanSum { sum: v, c: 0.0 };
+                    return;
+                }
+                if !c.incremental {
+                    let mut t = c.sum;
+                    t.add(v);
+                    if !t.sum.is_infinite() {
+                        c.sum = t;
+                        return;
+                    }
+                    // the sum would overflow: incremental mean from here on
+                    c.incremental = true;
+                    let k = (c.n - 1) as f64;
+                    c.x = c.sum.sum / k;
+                    c.sum.c /= k;
+                }
+                let k = c.n as f64;
+                let q = (k - 1.0) / k;
+                let mut t = KahanSum {
+                    sum: q * c.x,
+                    c: q * c.sum.c,
+                };
+                t.add(v / k);
+                c.x = t.sum;
+                c.sum.c = t.c;
             }),
             Simple::Count | Simple::Group => accumulate(&mut cells, &input, &gids, n, |_, _| {}),
             Simple::Min => accumulate(&mut cells, &input, &gids, n, |c, v| {
@@ -354,12 +372,10 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                     match kind {
                         Simple::Sum => c.sum.value(),
                         Simple::Avg => {
-                            let s = c.sum.value();
-                            if !s.is_finite() && c.finite {
-                                // the sum overflowed: the incremental mean
-                                c.x
+                            if c.incremental {
+                                c.x + c.sum.c
                             } else {
-                                s / c.n as f64
+                                (c.sum.sum + c.sum.c) / c.n as f64
                             }
                         }
                         Simple::Count => c.n as f64,

@@ -502,6 +502,23 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             })
         }
         "pi" => Val::Scalar(vec![std::f64::consts::PI; g.n]),
+        "min_of" | "max_of" => {
+            // Go's math.Min/Max of scalars: NaN wins
+            let mut acc = arg_scalar(ctx, a(0), g)?;
+            for e in &args[1..] {
+                let b = arg_scalar(ctx, e, g)?;
+                for (x, y) in acc.iter_mut().zip(b) {
+                    *x = if x.is_nan() || y.is_nan() {
+                        f64::NAN
+                    } else if name == "min_of" {
+                        x.min(y)
+                    } else {
+                        x.max(y)
+                    };
+                }
+            }
+            Val::Scalar(acc)
+        }
         "vector" => Val::Vector(vec![VSeries::new(
             Labels::empty(),
             arg_scalar(ctx, a(0), g)?,
@@ -731,6 +748,10 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             Some(stdvar(p).sqrt())
         }),
         "mad_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
+            // a NaN sample makes the result NaN
+            if values(p).any(f64::is_nan) {
+                return Some(f64::NAN);
+            }
             let mut v: Vec<f64> = values(p).collect();
             let med = quantile(0.5, &mut v);
             let mut dev: Vec<f64> = values(p).map(|x| (x - med).abs()).collect();

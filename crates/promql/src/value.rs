@@ -89,31 +89,44 @@ impl QueryResult {
                         .collect(),
                 ),
             ),
-            Value::Matrix(series) => (
-                "matrix",
-                Json::Array(
-                    series
-                        .iter()
-                        .map(|s| {
-                            object([
-                                ("metric", labels_json(&s.labels)),
-                                (
-                                    "values",
-                                    Json::Array(
-                                        s.points.iter().map(|(t, v)| point(*t, *v)).collect(),
-                                    ),
-                                ),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
+            Value::Matrix(series) => ("matrix", Json::Array(matrix_json(series))),
         };
         object([
             ("resultType", Json::String(kind.into())),
             ("result", result),
         ])
     }
+}
+
+/// Matrix rows as JSON; large results are rendered on several threads.
+fn matrix_json(series: &[RangeSeries]) -> Vec<Json> {
+    let row = |s: &RangeSeries| {
+        object([
+            ("metric", labels_json(&s.labels)),
+            (
+                "values",
+                Json::Array(s.points.iter().map(|(t, v)| point(*t, *v)).collect()),
+            ),
+        ])
+    };
+    let points: usize = series.iter().map(|s| s.points.len()).sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads < 2 || points < 50_000 {
+        return series.iter().map(row).collect();
+    }
+    let per = series.len().div_ceil(threads);
+    std::thread::scope(|sc| {
+        let parts: Vec<_> = series
+            .chunks(per)
+            .skip(1)
+            .map(|part| sc.spawn(move || part.iter().map(row).collect::<Vec<_>>()))
+            .collect();
+        let mut out: Vec<Json> = series[..per.min(series.len())].iter().map(row).collect();
+        for p in parts {
+            out.extend(p.join().expect("JSON rendering thread panicked"));
+        }
+        out
+    })
 }
 
 fn object<const N: usize>(pairs: [(&str, Json); N]) -> Json {
@@ -128,6 +141,27 @@ fn object<const N: usize>(pairs: [(&str, Json); N]) -> Json {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn large_matrices_render_in_order() {
+        let series: Vec<RangeSeries> = (0..100)
+            .map(|i| RangeSeries {
+                labels: Labels::from_pairs([("i", i.to_string())]),
+                points: (0..600)
+                    .map(|k| (k * 1000, (i * 1000 + k) as f64))
+                    .collect(),
+            })
+            .collect();
+        let rows = matrix_json(&series);
+        assert_eq!(rows.len(), 100);
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(r["metric"]["i"], json!(i.to_string()));
+            assert_eq!(
+                r["values"][599],
+                json!([599.0, (i * 1000 + 599).to_string()])
+            );
+        }
+    }
 
     #[test]
     fn fast_value_formatting_matches_go_formatting() {

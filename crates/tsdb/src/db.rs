@@ -18,7 +18,7 @@ use day2_model::{
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::{self, Block};
-use crate::head::{Head, Verdict};
+use crate::head::{Head, MemSeries, Verdict};
 use crate::record;
 use crate::wal::{self, Corruption, FsyncPolicy, Wal};
 
@@ -211,6 +211,9 @@ pub struct Db {
     recovery: RecoveryReport,
     counters: Counters,
 }
+
+/// Selections of at least this many head series are decoded on several threads.
+const PARALLEL_READ_MIN_SERIES: usize = 4096;
 
 fn checkpoint_number(name: &str) -> Option<u64> {
     name.strip_prefix("checkpoint.")
@@ -518,25 +521,45 @@ impl Db {
         }
         let head = self.head.select_sorted(matchers);
         if from_blocks.is_empty() {
-            let mut out = Vec::with_capacity(head.len());
-            for s in head {
-                let s = s.lock();
-                if with_samples {
-                    let samples = s.samples(mint, maxt);
-                    if !samples.is_empty() {
+            let read = |part: &[Arc<Mutex<MemSeries>>]| -> Vec<Series> {
+                let mut out = Vec::with_capacity(part.len());
+                for s in part {
+                    let s = s.lock();
+                    if with_samples {
+                        let samples = s.samples(mint, maxt);
+                        if !samples.is_empty() {
+                            out.push(TimeSeries {
+                                labels: s.labels.clone(),
+                                samples,
+                            });
+                        }
+                    } else if s.has_samples_in(mint, maxt) {
                         out.push(TimeSeries {
                             labels: s.labels.clone(),
-                            samples,
+                            samples: Vec::new(),
                         });
                     }
-                } else if s.has_samples_in(mint, maxt) {
-                    out.push(TimeSeries {
-                        labels: s.labels.clone(),
-                        samples: Vec::new(),
-                    });
                 }
+                out
+            };
+            // decoding dominates large selections: split it over the cores
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+            if !with_samples || threads < 2 || head.len() < PARALLEL_READ_MIN_SERIES {
+                return read(&head);
             }
-            return out;
+            let per = head.len().div_ceil(threads);
+            return std::thread::scope(|sc| {
+                let parts: Vec<_> = head
+                    .chunks(per)
+                    .skip(1)
+                    .map(|part| sc.spawn(move || read(part)))
+                    .collect();
+                let mut out = read(&head[..per.min(head.len())]);
+                for p in parts {
+                    out.extend(p.join().expect("series decoding thread panicked"));
+                }
+                out
+            });
         }
         let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
         let mut needs_sort = false;
