@@ -61,6 +61,7 @@ pub struct FlushCtx<'a> {
     pub silences: &'a [Silence],
     pub store: &'a Store,
     pub external_url: &'a str,
+    pub templates: &'a crate::render::Templates,
 }
 
 /// Whether an alert is muted by a silence or an inhibition at `now`.
@@ -263,6 +264,24 @@ fn flush_group(
         };
         let payload = match integ.config {
             IntegrationConfig::Webhook(w) => data.webhook(w.max_alerts),
+            IntegrationConfig::Slack(c) => match crate::render::slack(ctx.templates, c, &data) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(receiver = %g.receiver, integration = %iid, error = %e, "rendering the notification failed");
+                    nflog.pop();
+                    continue;
+                }
+            },
+            IntegrationConfig::MsTeams(c) => {
+                match crate::render::msteams(ctx.templates, c, &data) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::error!(receiver = %g.receiver, integration = %iid, error = %e, "rendering the notification failed");
+                        nflog.pop();
+                        continue;
+                    }
+                }
+            }
             other => {
                 tracing::warn!(receiver = %g.receiver, integration = other.name(), "integration not supported yet; notification skipped");
                 continue;
@@ -357,6 +376,7 @@ time_intervals:
                 silences: &self.silences,
                 store: &self.store,
                 external_url: "http://day2",
+                templates: &crate::render::Templates::defaults(),
             };
             self.d.flush_due(&ctx, now).unwrap()
         }

@@ -55,11 +55,29 @@ pub struct HubSettings {
     pub egress: EgressPolicy,
     /// The original `alertmanager.yml` text (shown, with secrets masked, by the status API).
     pub config_text: String,
+    /// Notification templates (defaults plus the config's `templates:`);
+    /// `None` uses the defaults only.
+    pub templates: Option<crate::render::Templates>,
 }
 
 struct Loaded {
     cfg: HubConfig,
     settings: HubSettings,
+    templates: crate::render::Templates,
+}
+
+impl Loaded {
+    fn new(cfg: HubConfig, settings: HubSettings) -> Loaded {
+        let templates = settings
+            .templates
+            .clone()
+            .unwrap_or_else(crate::render::Templates::defaults);
+        Loaded {
+            cfg,
+            settings,
+            templates,
+        }
+    }
 }
 
 struct Inner {
@@ -224,7 +242,7 @@ impl Hub {
         );
         Ok(Arc::new(Hub {
             store,
-            loaded: RwLock::new(Arc::new(Loaded { cfg, settings })),
+            loaded: RwLock::new(Arc::new(Loaded::new(cfg, settings))),
             inner: Mutex::new(Inner {
                 alerts,
                 silences,
@@ -264,7 +282,7 @@ impl Hub {
             } = &mut *inner;
             dispatcher.rebuild(&cfg, alerts.values(), now);
         }
-        *self.loaded.write() = Arc::new(Loaded { cfg, settings });
+        *self.loaded.write() = Arc::new(Loaded::new(cfg, settings));
         self.dispatch_wake.notify_one();
         self.delivery_wake.notify_one();
     }
@@ -427,6 +445,7 @@ impl Hub {
             silences,
             store: &self.store,
             external_url: &loaded.settings.external_url,
+            templates: &loaded.templates,
         };
         let out = dispatcher.flush_due(&ctx, now)?;
         let enqueued: usize = out.iter().map(|o| o.outbox.len()).sum();
@@ -730,6 +749,32 @@ fn resolve_target(cfg: &HubConfig, e: &OutboxEntry) -> Result<(String, Duration)
                 .filter(|t| !t.is_zero())
                 .unwrap_or(Duration::from_secs(10));
             Ok((url, timeout))
+        }
+        IntegrationConfig::Slack(c) => {
+            let url = match (&c.api_url, &c.api_url_file) {
+                (Some(u), _) => u.expose().to_string(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|err| format!("reading api_url_file: {err}"))?
+                    .trim()
+                    .to_string(),
+                (None, None) => return Err("slack without api_url".into()),
+            };
+            let timeout = c
+                .timeout
+                .filter(|t| !t.is_zero())
+                .unwrap_or(Duration::from_secs(10));
+            Ok((url, timeout))
+        }
+        IntegrationConfig::MsTeams(c) => {
+            let url = match (&c.webhook_url, &c.webhook_url_file) {
+                (Some(u), _) => u.expose().to_string(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|err| format!("reading webhook_url_file: {err}"))?
+                    .trim()
+                    .to_string(),
+                (None, None) => return Err("msteams without webhook_url".into()),
+            };
+            Ok((url, Duration::from_secs(10)))
         }
         other => Err(format!("integration {} is not supported yet", other.name())),
     }

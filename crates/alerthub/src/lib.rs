@@ -25,6 +25,8 @@
 //! - [`egress`]: the outbound allowlist (no loopback, private or link-local
 //!   targets unless allowed; DNS resolved and pinned by us).
 //! - [`notify`]: notification payloads (Alertmanager's webhook JSON).
+//! - [`render`]: notification templates (defaults + `templates:` files) and
+//!   the Slack and Microsoft Teams payloads.
 //! - [`apiv2`]: Alertmanager API v2 request and response shapes.
 
 pub mod alert;
@@ -38,6 +40,7 @@ pub mod hub;
 pub mod inhibit;
 pub mod matchers;
 pub mod notify;
+pub mod render;
 pub mod route;
 pub mod silence;
 pub mod timeinterval;

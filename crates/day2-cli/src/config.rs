@@ -378,6 +378,7 @@ impl Day2Config {
             field: field.to_string(),
             message,
         };
+        let mut tmpl_base = base.to_path_buf();
         let (text, file) = match (&sec.config_file, &sec.config) {
             (Some(_), Some(_)) => {
                 return Err(located(
@@ -395,6 +396,9 @@ impl Day2Config {
             }
             (Some(p), None) => {
                 let full = base.join(p);
+                if let Some(dir) = full.parent() {
+                    tmpl_base = dir.to_path_buf();
+                }
                 let file = full.display().to_string();
                 let text = std::fs::read_to_string(&full)
                     .map_err(|e| located(&file, "", format!("cannot read: {e}")))?;
@@ -415,6 +419,8 @@ impl Day2Config {
         })?;
         let egress = day2_alerthub::EgressPolicy::from_list(&sec.egress.allow)
             .map_err(|(i, m)| located(day2_file, &format!("alertmanager.egress.allow[{i}]"), m))?;
+        let templates = day2_alerthub::render::Templates::load(&config, &tmpl_base)
+            .map_err(|m| located(&file, "templates", m))?;
         Ok(Some(LoadedHub {
             config,
             settings: day2_alerthub::HubSettings {
@@ -424,6 +430,7 @@ impl Day2Config {
                     .unwrap_or_else(|| format!("http://{}", self.server.listen)),
                 egress,
                 config_text: text,
+                templates: Some(templates),
             },
         }))
     }

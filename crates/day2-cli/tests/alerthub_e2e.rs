@@ -579,3 +579,53 @@ async fn reload_applies_a_new_alertmanager_config() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_and_teams_notifications_render_from_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, url) = Hook::start().await;
+    std::fs::write(
+        dir.path().join("team.tmpl"),
+        r#"{{ define "team.text" }}{{ range .Alerts }}{{ .Labels.instance }}: {{ .Annotations.summary }}{{ end }}{{ end }}"#,
+    )
+    .unwrap();
+    let am = format!(
+        r#"
+route:
+  receiver: chat
+  group_by: [alertname]
+  group_wait: 200ms
+  group_interval: 1s
+templates: ['*.tmpl']
+receivers:
+  - name: chat
+    slack_configs:
+      - api_url: {url}
+        channel: '#ops'
+        text: '{{{{ template "team.text" . }}}}'
+    msteams_configs:
+      - webhook_url: {url}
+"#
+    );
+    std::fs::write(dir.path().join("alertmanager.yml"), am).unwrap();
+    let cfg = "host_metrics: {enabled: false}\nself_metrics: {enabled: false}\nalertmanager:\n  config_file: alertmanager.yml\n  external_url: http://day2.test\n  egress: {allow: [127.0.0.1/32]}\n";
+    let d = Day2::start(dir.path(), cfg).await;
+    post_alerts(
+        &d,
+        json!([{"labels": {"alertname": "Chat", "instance": "web-1"}, "annotations": {"summary": "slow"}}]),
+    )
+    .await;
+    let slack = hook
+        .wait("slack payload", |b| b.get("attachments").is_some())
+        .await;
+    assert_eq!(slack["channel"], "#ops");
+    assert_eq!(slack["attachments"][0]["title"], "[FIRING:1] Chat");
+    assert_eq!(slack["attachments"][0]["text"], "web-1: slow");
+    assert_eq!(slack["attachments"][0]["color"], "danger");
+    let teams = hook
+        .wait("teams payload", |b| b["type"] == "MessageCard")
+        .await;
+    assert_eq!(teams["title"], "[FIRING:1] Chat");
+    assert!(teams["text"].as_str().unwrap().contains("instance = web-1"));
+    drop(d);
+}
