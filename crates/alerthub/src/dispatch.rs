@@ -292,6 +292,11 @@ fn flush_group(
             integration: iid,
             group_key: g.key.to_string(),
             payload: payload.to_string(),
+            fingerprints: data
+                .alerts
+                .iter()
+                .map(|a| a.fingerprint().to_string())
+                .collect(),
         });
     }
     if !nflog.is_empty() {

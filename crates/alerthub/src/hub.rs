@@ -711,6 +711,36 @@ impl Hub {
         self.loaded.read().settings.clone()
     }
 
+    /// The delivery audit as JSON: who was notified about an alert (or
+    /// about anything), when, and did it work.
+    pub fn notifications_json(&self, fingerprint: Option<&str>) -> Result<Value, HubError> {
+        let list = self.store.notifications(fingerprint, 200)?;
+        let t = |v: i64| crate::notify::fmt_ts(ts_ms(v));
+        Ok(Value::Array(
+            list.into_iter()
+                .map(|(e, attempts)| {
+                    json!({
+                        "id": e.id,
+                        "receiver": e.receiver,
+                        "integration": e.integration,
+                        "groupKey": e.group_key,
+                        "createdAt": t(e.created_at),
+                        "state": e.state.as_str(),
+                        "lastError": e.last_error,
+                        "attempts": attempts.iter().map(|a| json!({
+                            "at": t(a.at),
+                            "statusCode": a.status_code,
+                            "error": a.error,
+                            "latencyMs": a.latency_ms,
+                            "retry": a.retry,
+                            "payloadHash": a.payload_hash,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        ))
+    }
+
     pub fn started(&self) -> Timestamp {
         self.started
     }

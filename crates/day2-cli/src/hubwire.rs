@@ -108,6 +108,9 @@ impl AlertmanagerApi for HubApi {
     fn receivers(&self) -> serde_json::Value {
         apiv2::receivers(&self.0)
     }
+    fn notifications(&self, fingerprint: Option<&str>) -> Result<serde_json::Value, AmError> {
+        self.0.notifications_json(fingerprint).map_err(am)
+    }
 }
 
 /// day2's own alerting rules feed the hub.

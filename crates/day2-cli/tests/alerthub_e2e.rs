@@ -339,6 +339,23 @@ async fn notification_survives_kill9_before_webhook_answers_2xx() {
             .count(),
         1
     );
+    // the audit: who was notified about this alert, when, and did it work
+    let fp = alerts[0]["fingerprint"].as_str().unwrap();
+    let audit = get_json(&d, &format!("/api/day2/v1/notifications?fingerprint={fp}")).await;
+    let n = &audit[0];
+    assert_eq!(n["receiver"], "hook");
+    assert_eq!(n["integration"], "webhook[0]");
+    assert_eq!(n["state"], "sent");
+    let attempts = n["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "{audit}");
+    assert_eq!(attempts[0]["statusCode"], 500);
+    assert_eq!(attempts.last().unwrap()["statusCode"], 200);
+    let none = get_json(
+        &d,
+        "/api/day2/v1/notifications?fingerprint=0000000000000000",
+    )
+    .await;
+    assert_eq!(none, json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,4 +645,27 @@ receivers:
     assert_eq!(teams["title"], "[FIRING:1] Chat");
     assert!(teams["text"].as_str().unwrap().contains("instance = web-1"));
     drop(d);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_alerting_rules_feed_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, url) = Hook::start().await;
+    let base = configs(dir.path(), &url);
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: g\n    rules:\n      - alert: AlwaysOn\n        expr: vector(1)\n        labels: {severity: page}\n        annotations: {summary: 'value {{ $value }}'}\n",
+    )
+    .unwrap();
+    let cfg = format!("{base}global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n");
+    let d = Day2::start(dir.path(), &cfg).await;
+    let b = hook
+        .wait("rule alert notified", |b| {
+            b["groupLabels"]["alertname"] == "AlwaysOn"
+        })
+        .await;
+    assert_eq!(b["alerts"][0]["labels"]["severity"], "page");
+    assert_eq!(b["alerts"][0]["annotations"]["summary"], "value 1");
+    let alerts = get_json(&d, "/api/v2/alerts?filter=alertname%3D%22AlwaysOn%22").await;
+    assert_eq!(alerts.as_array().unwrap().len(), 1);
 }

@@ -193,3 +193,21 @@ pub async fn receivers(State(st): State<Arc<ServerState>>) -> Response {
         Err(e) => err(e),
     }
 }
+
+/// `GET /api/day2/v1/notifications?fingerprint=<alert fingerprint>`
+pub async fn notifications(State(st): State<Arc<ServerState>>, RawQuery(q): RawQuery) -> Response {
+    let h = match hub(&st) {
+        Ok(h) => h,
+        Err(e) => return err(e),
+    };
+    let fp = pairs(q)
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == "fingerprint")
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty());
+    match blocking(move || h.notifications(fp.as_deref())).await {
+        Ok(v) => ok(v),
+        Err(e) => err(e),
+    }
+}

@@ -102,6 +102,9 @@ pub trait AlertmanagerApi: Send + Sync {
     fn status(&self) -> serde_json::Value;
     /// `[{"name": ..}]`.
     fn receivers(&self) -> serde_json::Value;
+    /// day2's delivery audit: notifications that carried the alert (all when
+    /// `None`), each with its delivery attempts.
+    fn notifications(&self, fingerprint: Option<&str>) -> Result<serde_json::Value, AmError>;
 }
 
 /// Remote-write limits that a config reload may change.
@@ -196,6 +199,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v2/silence/{id}", get(amapi::get_silence))
         .route("/api/v2/status", get(amapi::status))
         .route("/api/v2/receivers", get(amapi::receivers))
+        .route("/api/day2/v1/notifications", get(amapi::notifications))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "day2 is Healthy.\n" }))
         .route("/-/ready", get(|| async { "day2 is Ready.\n" }))

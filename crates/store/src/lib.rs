@@ -88,6 +88,11 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX delivery_attempts_group ON delivery_attempts (group_key, at);
     "#,
+    // 2: which alerts each notification carried (delivery audit by alert)
+    r#"
+    ALTER TABLE outbox ADD COLUMN fingerprints TEXT NOT NULL DEFAULT '';
+    CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id);
+    "#,
 ];
 
 /// A stored alert.
@@ -178,6 +183,8 @@ pub struct NewNotification {
     pub integration: String,
     pub group_key: String,
     pub payload: String,
+    /// Fingerprints of the alerts it carries (for the audit).
+    pub fingerprints: Vec<String>,
 }
 
 /// One delivery attempt, for the audit.
@@ -487,16 +494,18 @@ impl Store {
                 ])?;
             }
             let mut ins = tx.prepare_cached(
-                "INSERT INTO outbox (receiver, integration, group_key, payload, created_at, next_attempt)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                "INSERT INTO outbox (receiver, integration, group_key, payload, created_at, next_attempt, fingerprints)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
             )?;
             for n in notifications {
+                let fps = format!(",{},", n.fingerprints.join(","));
                 ins.execute(params![
                     n.receiver,
                     n.integration,
                     n.group_key,
                     n.payload,
-                    now
+                    now,
+                    fps
                 ])?;
                 ids.push(tx.last_insert_rowid());
             }
@@ -603,6 +612,54 @@ impl Store {
         )?)
     }
 
+    /// The delivery audit: notifications (newest first) that carried the
+    /// alert with `fingerprint` (all when `None`), each with its attempts
+    /// (oldest first).
+    pub fn notifications(
+        &self,
+        fingerprint: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(OutboxEntry, Vec<Attempt>)>> {
+        let entries = {
+            let conn = self.conn.lock();
+            let mut st = conn.prepare_cached(&format!(
+                "SELECT {} FROM outbox WHERE (?1 IS NULL OR instr(fingerprints, ?1) > 0)
+                 ORDER BY id DESC LIMIT ?2",
+                Self::OUTBOX_COLS
+            ))?;
+            let pat = fingerprint.map(|f| format!(",{f},"));
+            st.query_map(params![pat, limit as i64], Self::outbox_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        let conn = self.conn.lock();
+        let mut st = conn.prepare_cached(
+            "SELECT outbox_id, receiver, integration, group_key, payload_hash, status_code, error,
+                    latency_ms, retry, at
+             FROM delivery_attempts WHERE outbox_id = ?1 ORDER BY id",
+        )?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let attempts = st
+                .query_map([e.id], |r| {
+                    Ok(Attempt {
+                        outbox_id: r.get(0)?,
+                        receiver: r.get(1)?,
+                        integration: r.get(2)?,
+                        group_key: r.get(3)?,
+                        payload_hash: r.get(4)?,
+                        status_code: r.get(5)?,
+                        error: r.get(6)?,
+                        latency_ms: r.get(7)?,
+                        retry: r.get(8)?,
+                        at: r.get(9)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            out.push((e, attempts));
+        }
+        Ok(out)
+    }
+
     /// Delivery attempts, newest first, optionally for one group key.
     pub fn attempts(&self, group_key: Option<&str>, limit: usize) -> Result<Vec<Attempt>> {
         let conn = self.conn.lock();
@@ -667,6 +724,34 @@ mod tests {
     }
 
     #[test]
+    fn migrates_an_older_schema_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO outbox (receiver, integration, group_key, payload, created_at, next_attempt)
+                 VALUES ('r', 'webhook[0]', 'g', '{}', 1, 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let due = s.outbox_due(1, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(s.notifications(None, 10).unwrap().len(), 1);
+        drop(s);
+        // a file from a newer binary is refused, not damaged
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        assert!(Store::open(&path).is_err());
+    }
+
+    #[test]
     fn alerts_upsert_and_delete() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open_dir(dir.path()).unwrap();
@@ -719,6 +804,7 @@ mod tests {
             integration: "webhook[0]".into(),
             group_key: "g".into(),
             payload: "{}".into(),
+            fingerprints: vec!["fa".into(), "fb".into()],
         };
         let ids = s.commit_flush(std::slice::from_ref(&e), &[n], 100).unwrap();
         assert_eq!(ids.len(), 1);
@@ -739,6 +825,7 @@ mod tests {
             integration: "webhook[0]".into(),
             group_key: "g".into(),
             payload: "{}".into(),
+            fingerprints: vec!["fa".into(), "fb".into()],
         };
         let id = s.commit_flush(&[], &[n], 0).unwrap()[0];
         let mut a = Attempt {
@@ -772,6 +859,12 @@ mod tests {
         assert_eq!(att[0].status_code, Some(200));
         assert_eq!(att[1].status_code, Some(500));
         assert!(s.attempts(Some("other"), 10).unwrap().is_empty());
+        let audit = s.notifications(Some("fb"), 10).unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].1.len(), 2);
+        assert_eq!(audit[0].1[0].status_code, Some(500));
+        assert!(s.notifications(Some("f"), 10).unwrap().is_empty());
+        assert_eq!(s.notifications(None, 10).unwrap().len(), 1);
         assert_eq!(s.outbox_gc(1).unwrap(), 1);
     }
 
