@@ -10,7 +10,8 @@ use day2_model::{Label, Labels, LabelsBuilder, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::Error;
-use crate::eval::{ABSENT, Ctx, Grid, VSeries, Val, has};
+use crate::eval::{ABSENT, Ctx, Grid, InstantSel, VSeries, Val, has, instant_slots};
+use promql_parser::parser::{Expr, VectorSelector};
 
 /// How label sets are reduced to a grouping (or matching) key.
 pub(crate) enum KeyMode<'a> {
@@ -87,14 +88,19 @@ impl<'m, 'l> Keyer<'m, 'l> {
         }
     }
 
-    pub(crate) fn id(&mut self, s: &'l VSeries) -> u32 {
-        let l = &s.labels;
+    /// The key id of a label set (`dropped`: its `__name__` is dropped).
+    pub(crate) fn id(&mut self, l: &'l Labels, dropped: bool) -> u32 {
         self.buf.clear();
         match &self.mode {
             KeyMode::All => {}
             KeyMode::Include(names) => {
                 for n in names.iter() {
-                    self.buf.push(s.get(n).unwrap_or(""));
+                    let v = if dropped && n == METRIC_NAME {
+                        None
+                    } else {
+                        l.get(n)
+                    };
+                    self.buf.push(v.unwrap_or(""));
                 }
             }
             KeyMode::Exclude(names) => {
@@ -111,7 +117,7 @@ impl<'m, 'l> Keyer<'m, 'l> {
         }
         let id = self.first.len() as u32;
         self.map.insert(self.buf.clone(), id);
-        self.first.push((l, s.dropped));
+        self.first.push((l, dropped));
         id
     }
 
@@ -260,18 +266,80 @@ impl PartialEq for Ranked {
 
 impl Eq for Ranked {}
 
+/// An aggregation's input: an evaluated vector, or (when the operand is a
+/// plain selector) the selector's series, turned into step slots one series
+/// at a time so the whole vector is never held.
+enum Input {
+    Vec(Vec<VSeries>),
+    Sel(InstantSel),
+}
+
+impl Input {
+    fn len(&self) -> usize {
+        match self {
+            Input::Vec(v) => v.len(),
+            Input::Sel(s) => s.series.len(),
+        }
+    }
+
+    fn labels(&self, i: usize) -> (&Labels, bool) {
+        match self {
+            Input::Vec(v) => (&v[i].labels, v[i].dropped),
+            Input::Sel(s) => (&s.series[i].labels, false),
+        }
+    }
+
+    /// The step slots of series `i` (computed into `buf` for a selector).
+    fn vals<'a>(&'a self, i: usize, buf: &'a mut [f64]) -> &'a [f64] {
+        match self {
+            Input::Vec(v) => &v[i].vals,
+            Input::Sel(s) => {
+                buf.fill(ABSENT);
+                instant_slots(&s.series[i].samples, &s.ref_t, s.lookback, false, buf);
+                buf
+            }
+        }
+    }
+
+    fn into_vec(self, n: usize) -> Vec<VSeries> {
+        match self {
+            Input::Vec(v) => v,
+            Input::Sel(s) => s
+                .series
+                .into_iter()
+                .map(|x| {
+                    let mut vals = vec![ABSENT; n];
+                    instant_slots(&x.samples, &s.ref_t, s.lookback, false, &mut vals);
+                    VSeries::new(x.labels, vals)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The selector an expression is, through parentheses.
+fn direct_selector(e: &Expr) -> Option<&VectorSelector> {
+    match e {
+        Expr::VectorSelector(vs) => Some(vs),
+        Expr::Paren(p) => direct_selector(&p.expr),
+        _ => None,
+    }
+}
+
 /// Adds every present slot of every series into its (group, step) cell.
 #[inline]
 fn accumulate(
     cells: &mut [Cell],
-    input: &[VSeries],
+    input: &Input,
     gids: &[u32],
     n: usize,
     add: impl Fn(&mut Cell, f64),
 ) {
-    for (s, &gid) in input.iter().zip(gids) {
+    let mut buf = vec![ABSENT; n];
+    for (si, &gid) in gids.iter().enumerate() {
+        let vals = input.vals(si, &mut buf);
         let row = &mut cells[gid as usize * n..(gid as usize + 1) * n];
-        for (c, &v) in row.iter_mut().zip(&s.vals) {
+        for (c, &v) in row.iter_mut().zip(vals) {
             if has(v) {
                 c.n += 1;
                 add(c, v);
@@ -282,19 +350,41 @@ fn accumulate(
 
 pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Error> {
     let op = a.op.to_string();
-    let input = match ctx.eval(&a.expr, g)? {
-        Val::Vector(v) => v,
-        other => {
-            return Err(Error::Execution(format!(
-                "{op} expects an instant vector, got {}",
-                other.kind()
-            )));
-        }
+    let streams = matches!(
+        op.as_str(),
+        "sum"
+            | "avg"
+            | "count"
+            | "group"
+            | "min"
+            | "max"
+            | "stddev"
+            | "stdvar"
+            | "topk"
+            | "bottomk"
+            | "limitk"
+    );
+    let input = match direct_selector(&a.expr) {
+        Some(vs) if streams => Input::Sel(ctx.take_instant(vs, g)),
+        _ => match ctx.eval(&a.expr, g)? {
+            Val::Vector(v) => Input::Vec(v),
+            other => {
+                return Err(Error::Execution(format!(
+                    "{op} expects an instant vector, got {}",
+                    other.kind()
+                )));
+            }
+        },
     };
     let n = g.n;
     // group ids in first-appearance order
     let mut keyer = Keyer::new(KeyMode::grouping(&a.modifier));
-    let gids: Vec<u32> = input.iter().map(|s| keyer.id(s)).collect();
+    let gids: Vec<u32> = (0..input.len())
+        .map(|i| {
+            let (l, d) = input.labels(i);
+            keyer.id(l, d)
+        })
+        .collect();
     let ngroups = keyer.len();
     let group_labels: Vec<Labels> = (0..ngroups as u32).map(|i| keyer.labels(i)).collect();
     drop(keyer);
@@ -390,6 +480,17 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
         }
         return Ok(Val::Vector(out));
     }
+    let topk = matches!(op.as_str(), "topk" | "bottomk" | "limitk");
+    // the other operators read the slots of many series per step
+    let input = if topk {
+        input
+    } else {
+        Input::Vec(input.into_vec(n))
+    };
+    let vec_input: &[VSeries] = match &input {
+        Input::Vec(v) => v,
+        Input::Sel(_) => &[],
+    };
     // members of each group, in input order
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); ngroups];
     for (i, &gid) in gids.iter().enumerate() {
@@ -415,9 +516,11 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             // series are visited in input order, so ties keep the earlier one
             let mut heaps: Vec<std::collections::BinaryHeap<Ranked>> =
                 (0..ngroups * n).map(|_| Default::default()).collect();
-            for (si, (s, &gid)) in input.iter().zip(&gids).enumerate() {
+            let mut buf = vec![ABSENT; n];
+            for (si, &gid) in gids.iter().enumerate() {
+                let vals = input.vals(si, &mut buf);
                 let row = &mut heaps[gid as usize * n..(gid as usize + 1) * n];
-                for (i, (h, &v)) in row.iter_mut().zip(&s.vals).enumerate() {
+                for (i, (h, &v)) in row.iter_mut().zip(vals).enumerate() {
                     if !has(v) || kk[i] == 0 {
                         continue;
                     }
@@ -442,7 +545,6 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                     }
                 }
             }
-            let mut input: Vec<Option<VSeries>> = input.into_iter().map(Some).collect();
             let mut out = Vec::new();
             let picked: Vec<usize> = if n == 1 {
                 order
@@ -450,11 +552,12 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                 (0..input.len()).filter(|&i| keep[i].is_some()).collect()
             };
             for si in picked {
-                if let (Some(s), Some(vals)) = (input[si].take(), keep[si].take()) {
+                if let Some(vals) = keep[si].take() {
+                    let (labels, dropped) = input.labels(si);
                     out.push(VSeries {
-                        labels: s.labels,
+                        labels: labels.clone(),
                         vals,
-                        dropped: s.dropped,
+                        dropped,
                     });
                 }
             }
@@ -478,7 +581,7 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             for i in 0..n {
                 for (gid, m) in members.iter().enumerate() {
                     for &si in m {
-                        let v = input[si].vals[i];
+                        let v = vec_input[si].vals[i];
                         if !has(v) {
                             continue;
                         }
@@ -511,7 +614,7 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                     buf.extend(
                         members[gid]
                             .iter()
-                            .map(|&si| input[si].vals[i])
+                            .map(|&si| vec_input[si].vals[i])
                             .filter(|v| has(*v)),
                     );
                     if !buf.is_empty() {

@@ -202,8 +202,8 @@ fn vector_binop(
         // signature ids shared by both sides
         let (lsig, rsig, nsig) = {
             let mut k = Keyer::new(KeyMode::matching(&matching));
-            let l: Vec<u32> = lhs.iter().map(|s| k.id(s)).collect();
-            let r: Vec<u32> = rhs.iter().map(|s| k.id(s)).collect();
+            let l: Vec<u32> = lhs.iter().map(|s| k.id(&s.labels, s.dropped)).collect();
+            let r: Vec<u32> = rhs.iter().map(|s| k.id(&s.labels, s.dropped)).collect();
             let len = k.len();
             (l, r, len)
         };
@@ -265,8 +265,8 @@ fn vector_binop(
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let (one_sig, many_sig, nsig, sig_labels) = {
         let mut k = Keyer::new(KeyMode::matching(&matching));
-        let o: Vec<u32> = one.iter().map(|s| k.id(s)).collect();
-        let m: Vec<u32> = many.iter().map(|s| k.id(s)).collect();
+        let o: Vec<u32> = one.iter().map(|s| k.id(&s.labels, s.dropped)).collect();
+        let m: Vec<u32> = many.iter().map(|s| k.id(&s.labels, s.dropped)).collect();
         let len = k.len();
         // only for error messages
         let first: Vec<(Labels, bool)> = k.first.iter().map(|(l, d)| ((*l).clone(), *d)).collect();

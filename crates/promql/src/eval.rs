@@ -223,6 +223,46 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>
     Ok(groups)
 }
 
+/// An instant selector's loaded series, not yet turned into step slots.
+pub(crate) struct InstantSel {
+    pub series: Vec<Series>,
+    pub ref_t: Vec<i64>,
+    pub lookback: i64,
+}
+
+/// Fills `vals` (one slot per reference time, pre-set to [`ABSENT`]) with the
+/// last sample at or before each reference time within the lookback (its time
+/// in seconds with `timestamps`); false when no slot was filled.
+pub(crate) fn instant_slots(
+    samples: &[Sample],
+    ref_t: &[i64],
+    lookback: i64,
+    timestamps: bool,
+    vals: &mut [f64],
+) -> bool {
+    let mut any = false;
+    let mut idx = 0usize;
+    for (i, &rt) in ref_t.iter().enumerate() {
+        while idx < samples.len() && samples[idx].t <= rt {
+            idx += 1;
+        }
+        if idx == 0 {
+            continue;
+        }
+        let p = samples[idx - 1];
+        if p.t <= rt - lookback || is_stale_nan(p.v) {
+            continue;
+        }
+        vals[i] = if timestamps {
+            p.t as f64 / 1000.0
+        } else {
+            canon(p.v)
+        };
+        any = true;
+    }
+    any
+}
+
 /// What a selector's data is loaded for.
 struct Want {
     groups: Vec<Vec<Matcher>>,
@@ -386,38 +426,25 @@ impl Ctx {
         g: &Grid,
         timestamps: bool,
     ) -> Vec<VSeries> {
-        let ref_t = self.ref_times(&vs.offset, &vs.at, g);
-        let lookback = self.lookback;
-        let data = self.take(vs);
-        let mut out = Vec::with_capacity(data.len());
-        for s in data {
-            let samples = &s.samples;
+        let sel = self.take_instant(vs, g);
+        let mut out = Vec::with_capacity(sel.series.len());
+        for s in sel.series {
             let mut vals = vec![ABSENT; g.n];
-            let mut any = false;
-            let mut idx = 0usize;
-            for (i, &rt) in ref_t.iter().enumerate() {
-                while idx < samples.len() && samples[idx].t <= rt {
-                    idx += 1;
-                }
-                if idx == 0 {
-                    continue;
-                }
-                let p = samples[idx - 1];
-                if p.t <= rt - lookback || is_stale_nan(p.v) {
-                    continue;
-                }
-                vals[i] = if timestamps {
-                    p.t as f64 / 1000.0
-                } else {
-                    canon(p.v)
-                };
-                any = true;
-            }
-            if any {
+            if instant_slots(&s.samples, &sel.ref_t, sel.lookback, timestamps, &mut vals) {
                 out.push(VSeries::new(s.labels, vals));
             }
         }
         out
+    }
+
+    /// A selector's series and reference times, for callers that compute the
+    /// step slots of one series at a time (see [`instant_slots`]).
+    pub(crate) fn take_instant(&mut self, vs: &VectorSelector, g: &Grid) -> InstantSel {
+        InstantSel {
+            ref_t: self.ref_times(&vs.offset, &vs.at, g),
+            lookback: self.lookback,
+            series: self.take(vs),
+        }
     }
 
     fn eval_subquery(
