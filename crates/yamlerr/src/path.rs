@@ -73,13 +73,18 @@ pub fn locate(text: &str, path: &[Step]) -> Option<usize> {
     let mut window = &all[..];
     let mut found = None;
     for step in path {
-        let first = window.first()?;
+        let Some(first) = window.first() else {
+            return found;
+        };
         match step {
             Step::Key(k) => {
                 let col = first.key_col;
-                let pos = window
+                let Some(pos) = window
                     .iter()
-                    .position(|l| l.key_col == col && l.key == Some(k.as_str()))?;
+                    .position(|l| l.key_col == col && l.key == Some(k.as_str()))
+                else {
+                    return found;
+                };
                 let at = &window[pos];
                 found = Some(at.no);
                 // children: following lines indented deeper than the key, or a
@@ -99,7 +104,10 @@ pub fn locate(text: &str, path: &[Step]) -> Option<usize> {
                     .filter(|(_, l)| l.item && l.indent == col)
                     .map(|(i, _)| i)
                     .collect();
-                let &start = items.get(*n)?;
+                // a flow sequence (`[a, b]`) has no item lines: stay on its key
+                let Some(&start) = items.get(*n) else {
+                    return found;
+                };
                 let end = items.get(n + 1).copied().unwrap_or(window.len());
                 found = Some(window[start].no);
                 window = &window[start..end];
@@ -127,6 +135,12 @@ scrape_configs:
 ";
 
     #[test]
+    fn flow_sequences_locate_their_key() {
+        let doc = "users:\n  - id: a\n    tags: [x, y]\n";
+        assert_eq!(locate(doc, &parse_path("users[0].tags[1]")), Some(3));
+    }
+
+    #[test]
     fn finds_nested_keys_and_items() {
         assert_eq!(locate(DOC, &parse_path("server.listen")), Some(2));
         assert_eq!(
@@ -145,6 +159,8 @@ scrape_configs:
             ),
             Some(9)
         );
-        assert_eq!(locate(DOC, &parse_path("scrape_configs[5]")), None);
+        // past what is written: the deepest step found
+        assert_eq!(locate(DOC, &parse_path("scrape_configs[5]")), Some(3));
+        assert_eq!(locate(DOC, &parse_path("nothing.here")), None);
     }
 }
