@@ -1,8 +1,9 @@
 //! Sending outbox entries: one HTTP attempt and its classification.
 //!
 //! 2xx: sent. 5xx, 429 (honouring `Retry-After`), timeouts and connection
-//! errors: retried with exponential backoff and jitter. Other 4xx, 3xx (we do
-//! not follow redirects) and refused egress: permanent failure.
+//! errors: retried with exponential backoff and jitter. Other 4xx, refused
+//! egress (also of a redirect target) and 3xx when redirects are not
+//! followed: permanent failure.
 
 use crate::egress::EgressPolicy;
 use std::time::{Duration, Instant};
@@ -93,27 +94,57 @@ pub fn classify(status: u16, retry_after_hdr: Option<&str>, body: &str) -> Outco
     }
 }
 
-/// POSTs a JSON body to `url`, resolving and checking the host against the
-/// egress policy first and connecting only to the checked address.
-/// Returns the outcome and the latency.
+/// Credentials sent with a notification.
+#[derive(Clone, Default)]
+pub enum Auth {
+    #[default]
+    None,
+    Basic(String, String),
+    /// `Authorization` header value (`Bearer <token>`).
+    Header(String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Auth::None => "None",
+            Auth::Basic(..) => "Basic(<secret>)",
+            Auth::Header(_) => "Header(<secret>)",
+        })
+    }
+}
+
+/// Where and how a notification is sent.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub timeout: Duration,
+    pub auth: Auth,
+    pub follow_redirects: bool,
+}
+
+const MAX_REDIRECTS: usize = 10;
+
+/// POSTs a JSON body to the target. Every hop (the URL and each redirect)
+/// resolves its host, checks every address against the egress policy and
+/// connects only to the checked address. Redirects are followed as Go's
+/// client does (307/308 re-POST the body; 301/302/303 become a GET), and
+/// credentials are not sent to another host. Returns the outcome and the
+/// latency.
 pub async fn post_json(
-    url: &str,
+    target: &Target,
     body: String,
-    timeout: Duration,
     egress: &EgressPolicy,
 ) -> (Outcome, Duration) {
     let start = Instant::now();
-    let out = post_json_inner(url, body, timeout, egress).await;
+    let out = post_json_inner(target, body, egress).await;
     (out, start.elapsed())
 }
 
-async fn post_json_inner(
-    url: &str,
-    body: String,
-    timeout: Duration,
-    egress: &EgressPolicy,
-) -> Outcome {
-    let parsed = match reqwest::Url::parse(url) {
+async fn post_json_inner(target: &Target, body: String, egress: &EgressPolicy) -> Outcome {
+    // reqwest is built without a default TLS provider: install ours once
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut url = match reqwest::Url::parse(&target.url) {
         Ok(u) => u,
         Err(e) => {
             return Outcome::Failed {
@@ -122,74 +153,107 @@ async fn post_json_inner(
             };
         }
     };
-    let Some(host) = parsed.host_str().map(str::to_string) else {
-        return Outcome::Failed {
-            status: None,
-            error: "URL has no host".into(),
+    let first_host = url.host_str().map(str::to_string);
+    let mut post = true;
+    for _hop in 0..=MAX_REDIRECTS {
+        let Some(host) = url.host_str().map(str::to_string) else {
+            return Outcome::Failed {
+                status: None,
+                error: "URL has no host".into(),
+            };
         };
-    };
-    let port = parsed.port_or_known_default().unwrap_or(80);
-    let addr = match egress.resolve(&host, port).await {
-        Ok(a) => a,
-        Err(e) if e.starts_with("resolving") => {
-            return Outcome::Retry {
-                status: None,
-                error: e,
-                after: None,
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addr = match egress.resolve(&host, port).await {
+            Ok(a) => a,
+            Err(e) if e.starts_with("resolving") => {
+                return Outcome::Retry {
+                    status: None,
+                    error: e,
+                    after: None,
+                };
+            }
+            Err(e) => {
+                return Outcome::Failed {
+                    status: None,
+                    error: e,
+                };
+            }
+        };
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(target.timeout)
+            .user_agent(concat!("day2/", env!("CARGO_PKG_VERSION")));
+        if host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[') {
+            b = b.resolve(&host, addr);
+        }
+        let client = match b.build() {
+            Ok(c) => c,
+            Err(e) => {
+                return Outcome::Failed {
+                    status: None,
+                    error: format!("building HTTP client: {e}"),
+                };
+            }
+        };
+        let mut req = if post {
+            client
+                .post(url.clone())
+                .header("content-type", "application/json")
+                .body(body.clone())
+        } else {
+            client.get(url.clone())
+        };
+        if first_host.as_deref() == Some(host.as_str()) {
+            req = match &target.auth {
+                Auth::None => req,
+                Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
+                Auth::Header(h) => req.header("authorization", h),
             };
         }
-        Err(e) => {
-            return Outcome::Failed {
-                status: None,
-                error: e,
-            };
-        }
-    };
-    let mut b = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .user_agent(concat!("day2/", env!("CARGO_PKG_VERSION")));
-    if host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[') {
-        b = b.resolve(&host, addr);
-    }
-    let client = match b.build() {
-        Ok(c) => c,
-        Err(e) => {
-            return Outcome::Failed {
-                status: None,
-                error: format!("building HTTP client: {e}"),
-            };
-        }
-    };
-    match client
-        .post(parsed)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-    {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let ra = resp
-                .headers()
-                .get("retry-after")
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Retry {
+                    status: None,
+                    // reqwest errors carry the URL, which may hold a token: strip it
+                    error: if e.is_timeout() {
+                        "timeout".to_string()
+                    } else if e.is_connect() {
+                        "connection failed".to_string()
+                    } else {
+                        e.without_url().to_string()
+                    },
+                    after: None,
+                };
+            }
+        };
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let text = resp.text().await.unwrap_or_default();
-            classify(status, ra.as_deref(), &text)
+                .map(str::to_string)
+        };
+        if (300..400).contains(&status) && target.follow_redirects {
+            let Some(next) = header("location").and_then(|l| url.join(&l).ok()) else {
+                return Outcome::Failed {
+                    status: Some(status),
+                    error: format!("redirect {status} without a usable Location"),
+                };
+            };
+            if !matches!(status, 307 | 308) {
+                post = false;
+            }
+            url = next;
+            continue;
         }
-        Err(e) => Outcome::Retry {
-            status: None,
-            // reqwest errors carry the URL, which may hold a token: strip it
-            error: if e.is_timeout() {
-                "timeout".to_string()
-            } else if e.is_connect() {
-                "connection failed".to_string()
-            } else {
-                e.without_url().to_string()
-            },
-            after: None,
-        },
+        let ra = header("retry-after");
+        let text = resp.text().await.unwrap_or_default();
+        return classify(status, ra.as_deref(), &text);
+    }
+    Outcome::Failed {
+        status: None,
+        error: format!("stopped after {MAX_REDIRECTS} redirects"),
     }
 }
 
@@ -232,16 +296,99 @@ mod tests {
 
     #[tokio::test]
     async fn refused_egress_is_permanent() {
-        let (o, _) = post_json(
-            "http://169.254.169.254/latest/meta-data",
-            "{}".into(),
-            Duration::from_secs(1),
-            &EgressPolicy::default(),
-        )
-        .await;
+        let t = Target {
+            url: "http://169.254.169.254/latest/meta-data".into(),
+            timeout: Duration::from_secs(1),
+            auth: Auth::None,
+            follow_redirects: true,
+        };
+        let (o, _) = post_json(&t, "{}".into(), &EgressPolicy::default()).await;
         match o {
             Outcome::Failed { error, .. } => assert!(error.contains("link-local"), "{error}"),
             o => panic!("{o:?}"),
         }
+    }
+
+    type Reply = (u16, Vec<(&'static str, String)>);
+
+    /// A one-route HTTP server on loopback answering with `f(path)`.
+    async fn server(
+        f: fn(&str) -> Reply,
+    ) -> (String, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut c, _)) = l.accept().await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 8192];
+                let n = c.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let first = req.lines().next().unwrap_or("").to_string();
+                let path = first.split(' ').nth(1).unwrap_or("").to_string();
+                let auth = req
+                    .lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                    .map(|l| l.to_string())
+                    .unwrap_or_default();
+                seen2.lock().push(format!("{first} {auth}"));
+                let (code, headers) = f(&path);
+                let mut resp =
+                    format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n");
+                for (k, v) in headers {
+                    resp.push_str(&format!("{k}: {v}\r\n"));
+                }
+                resp.push_str("\r\n");
+                let _ = c.write_all(resp.as_bytes()).await;
+            }
+        });
+        (base, seen)
+    }
+
+    #[tokio::test]
+    async fn redirects_are_rechecked_against_the_allowlist() {
+        let (base, seen) = server(|path| match path {
+            "/meta" => (307, vec![("location", "http://169.254.169.254/x".into())]),
+            "/moved" => (308, vec![("location", "/final".into())]),
+            _ => (200, vec![]),
+        })
+        .await;
+        let egress = EgressPolicy::from_list(&["127.0.0.0/8".into()]).unwrap();
+        let t = |path: &str| Target {
+            url: format!("{base}{path}"),
+            timeout: Duration::from_secs(5),
+            auth: Auth::Header("Bearer tok".into()),
+            follow_redirects: true,
+        };
+        let (o, _) = post_json(&t("/meta"), "{}".into(), &egress).await;
+        match o {
+            Outcome::Failed { error, .. } => assert!(error.contains("link-local"), "{error}"),
+            o => panic!("{o:?}"),
+        }
+        let (o, _) = post_json(&t("/moved"), "{}".into(), &egress).await;
+        assert_eq!(o, Outcome::Sent { status: 200 });
+        let seen = seen.lock().clone();
+        assert!(
+            seen.iter().any(|l| l.starts_with("POST /final")),
+            "{seen:?}"
+        );
+        assert!(seen.iter().all(|l| l.contains("Bearer tok")), "{seen:?}");
+        let mut no_follow = t("/moved");
+        no_follow.follow_redirects = false;
+        let (o, _) = post_json(&no_follow, "{}".into(), &egress).await;
+        assert!(
+            matches!(
+                o,
+                Outcome::Failed {
+                    status: Some(308),
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
     }
 }

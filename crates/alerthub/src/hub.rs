@@ -555,9 +555,7 @@ impl Hub {
         let loaded = self.loaded.read().clone();
         let target = resolve_target(&loaded.cfg, &e);
         let (outcome, latency) = match target {
-            Ok((url, timeout)) => {
-                delivery::post_json(&url, e.payload.clone(), timeout, &loaded.settings.egress).await
-            }
+            Ok(t) => delivery::post_json(&t, e.payload.clone(), &loaded.settings.egress).await,
             Err(msg) => (
                 Outcome::Failed {
                     status: None,
@@ -754,8 +752,64 @@ pub struct Snapshot {
     pub now: Timestamp,
 }
 
-/// The URL and timeout of an outbox entry's integration, from the current config.
-fn resolve_target(cfg: &HubConfig, e: &OutboxEntry) -> Result<(String, Duration), String> {
+fn read_secret_file(path: &str, what: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|err| format!("reading {what}: {err}"))
+}
+
+/// Credentials from an `http_config`.
+fn http_auth(h: Option<&crate::config::HttpConfig>) -> Result<delivery::Auth, String> {
+    let Some(h) = h else {
+        return Ok(delivery::Auth::None);
+    };
+    if let Some(b) = &h.basic_auth {
+        let user = match (&b.username, &b.username_file) {
+            (Some(u), _) => u.clone(),
+            (None, Some(f)) => read_secret_file(f, "basic_auth.username_file")?,
+            _ => String::new(),
+        };
+        let pass = match (&b.password, &b.password_file) {
+            (Some(p), _) => p.expose().to_string(),
+            (None, Some(f)) => read_secret_file(f, "basic_auth.password_file")?,
+            _ => String::new(),
+        };
+        return Ok(delivery::Auth::Basic(user, pass));
+    }
+    if let Some(a) = &h.authorization {
+        let kind = a.r#type.clone().unwrap_or_else(|| "Bearer".into());
+        let cred = match (&a.credentials, &a.credentials_file) {
+            (Some(c), _) => c.expose().to_string(),
+            (None, Some(f)) => read_secret_file(f, "authorization.credentials_file")?,
+            _ => String::new(),
+        };
+        return Ok(delivery::Auth::Header(format!("{kind} {cred}")));
+    }
+    let bearer = match (&h.bearer_token, &h.bearer_token_file) {
+        (Some(t), _) => Some(t.expose().to_string()),
+        (None, Some(f)) => Some(read_secret_file(f, "bearer_token_file")?),
+        _ => None,
+    };
+    Ok(bearer
+        .map(|t| delivery::Auth::Header(format!("Bearer {t}")))
+        .unwrap_or_default())
+}
+
+fn url_of(
+    url: Option<&crate::config::SecretUrl>,
+    file: Option<&String>,
+    what: &str,
+) -> Result<String, String> {
+    match (url, file) {
+        (Some(u), _) => Ok(u.expose().to_string()),
+        (None, Some(f)) => read_secret_file(f, what),
+        (None, None) => Err(format!("no {what} configured")),
+    }
+}
+
+/// Where an outbox entry goes, from the current config (secrets are read
+/// at send time and never stored in the outbox).
+fn resolve_target(cfg: &HubConfig, e: &OutboxEntry) -> Result<delivery::Target, String> {
     let r = cfg
         .receiver(&e.receiver)
         .ok_or_else(|| format!("receiver {:?} is no longer configured", e.receiver))?;
@@ -764,48 +818,123 @@ fn resolve_target(cfg: &HubConfig, e: &OutboxEntry) -> Result<(String, Duration)
         .into_iter()
         .find(|i| i.id() == e.integration)
         .ok_or_else(|| format!("integration {} is no longer configured", e.integration))?;
-    match integ.config {
-        IntegrationConfig::Webhook(w) => {
-            let url = match (&w.url, &w.url_file) {
-                (Some(u), _) => u.expose().to_string(),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map_err(|err| format!("reading url_file: {err}"))?
-                    .trim()
-                    .to_string(),
-                (None, None) => return Err("webhook without url".into()),
-            };
-            let timeout = w
-                .timeout
-                .filter(|t| !t.is_zero())
-                .unwrap_or(Duration::from_secs(10));
-            Ok((url, timeout))
+    let timeout = |t: Option<Duration>| {
+        t.filter(|t| !t.is_zero())
+            .unwrap_or(Duration::from_secs(10))
+    };
+    let (url, timeout, http) = match integ.config {
+        IntegrationConfig::Webhook(w) => (
+            url_of(w.url.as_ref(), w.url_file.as_ref(), "url")?,
+            timeout(w.timeout),
+            w.http_config.as_ref(),
+        ),
+        IntegrationConfig::Slack(c) => (
+            url_of(c.api_url.as_ref(), c.api_url_file.as_ref(), "api_url")?,
+            timeout(c.timeout),
+            c.http_config.as_ref(),
+        ),
+        IntegrationConfig::MsTeams(c) => (
+            url_of(
+                c.webhook_url.as_ref(),
+                c.webhook_url_file.as_ref(),
+                "webhook_url",
+            )?,
+            timeout(None),
+            c.http_config.as_ref(),
+        ),
+        other => return Err(format!("integration {} is not supported yet", other.name())),
+    };
+    let mut auth = http_auth(http)?;
+    if let IntegrationConfig::Slack(c) = integ.config {
+        let token = match (&c.app_token, &c.app_token_file) {
+            (Some(t), _) => Some(t.expose().to_string()),
+            (None, Some(f)) => Some(read_secret_file(f, "app_token_file")?),
+            _ => None,
+        };
+        if let Some(t) = token {
+            auth = delivery::Auth::Header(format!("Bearer {t}"));
         }
-        IntegrationConfig::Slack(c) => {
-            let url = match (&c.api_url, &c.api_url_file) {
-                (Some(u), _) => u.expose().to_string(),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map_err(|err| format!("reading api_url_file: {err}"))?
-                    .trim()
-                    .to_string(),
-                (None, None) => return Err("slack without api_url".into()),
-            };
-            let timeout = c
-                .timeout
-                .filter(|t| !t.is_zero())
-                .unwrap_or(Duration::from_secs(10));
-            Ok((url, timeout))
+    }
+    Ok(delivery::Target {
+        url,
+        timeout,
+        auth,
+        follow_redirects: http.is_none_or(|h| h.follow_redirects),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(receiver: &str, integration: &str) -> OutboxEntry {
+        OutboxEntry {
+            id: 1,
+            receiver: receiver.into(),
+            integration: integration.into(),
+            group_key: "g".into(),
+            payload: "{}".into(),
+            created_at: 0,
+            next_attempt: 0,
+            attempts: 0,
+            state: OutboxState::Pending,
+            last_error: String::new(),
         }
-        IntegrationConfig::MsTeams(c) => {
-            let url = match (&c.webhook_url, &c.webhook_url_file) {
-                (Some(u), _) => u.expose().to_string(),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map_err(|err| format!("reading webhook_url_file: {err}"))?
-                    .trim()
-                    .to_string(),
-                (None, None) => return Err("msteams without webhook_url".into()),
-            };
-            Ok((url, Duration::from_secs(10)))
-        }
-        other => Err(format!("integration {} is not supported yet", other.name())),
+    }
+
+    #[test]
+    fn targets_carry_credentials_read_at_send_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let cfg = crate::config::load_str(&format!(
+            r#"
+route: {{receiver: a}}
+receivers:
+  - name: a
+    webhook_configs:
+      - url: http://example.com/a
+        http_config:
+          basic_auth: {{username: u, password_file: {}}}
+      - url: http://example.com/b
+        timeout: 3s
+        http_config:
+          authorization: {{credentials: tok}}
+          follow_redirects: false
+    slack_configs:
+      - api_url: https://slack.example/hook
+"#,
+            pw.display()
+        ))
+        .unwrap();
+        let t = resolve_target(&cfg, &entry("a", "webhook[0]")).unwrap();
+        assert!(matches!(&t.auth, delivery::Auth::Basic(u, p) if u == "u" && p == "s3cret"));
+        assert!(t.follow_redirects);
+        assert!(!format!("{t:?}").contains("s3cret"));
+        let t = resolve_target(&cfg, &entry("a", "webhook[1]")).unwrap();
+        assert!(matches!(&t.auth, delivery::Auth::Header(h) if h == "Bearer tok"));
+        assert_eq!(t.timeout, Duration::from_secs(3));
+        assert!(!t.follow_redirects);
+        let t = resolve_target(&cfg, &entry("a", "slack[0]")).unwrap();
+        assert_eq!(t.url, "https://slack.example/hook");
+        assert!(resolve_target(&cfg, &entry("gone", "webhook[0]")).is_err());
+        assert!(resolve_target(&cfg, &entry("a", "webhook[5]")).is_err());
+    }
+
+    #[test]
+    fn silence_rows_roundtrip() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let s = Silence {
+            id: "x".into(),
+            matchers: Matchers::parse(r#"{a="1", b=~"x|y", c!="2", d!~"z"}"#).unwrap(),
+            starts_at: now,
+            ends_at: now,
+            updated_at: now,
+            created_by: "me".into(),
+            comment: "c".into(),
+        };
+        let back = silence_from_row(&silence_row(&s)).unwrap();
+        assert_eq!(back.matchers.to_string(), s.matchers.to_string());
+        assert_eq!(back.ends_at, s.ends_at);
     }
 }
