@@ -1,0 +1,28 @@
+//! The core of incident management, without I/O or clock: incidents and their timeline
+//! (`model`), automatic creation from alerts (`severity_map`), communication templates
+//! (`comms`), the Markdown postmortem draft (`postmortem`), the public status page
+//! (`statuspage`) and response-time metrics (`metrics`).
+//!
+//! Every type is serde-serializable so that the state store can persist it and the server
+//! can return it; every operation takes the time it happened at as a `jiff::Timestamp`.
+
+pub mod comms;
+pub mod metrics;
+pub mod model;
+pub mod postmortem;
+pub mod severity_map;
+pub mod statuspage;
+
+pub use comms::{Comms, CommsConfig, CommsError, CommsEvent, MessageFormat, RenderedMessage};
+pub use metrics::{
+    ResponseStats, human_duration, mtta, mttr, response_stats, time_to_acknowledge, time_to_resolve,
+};
+pub use model::{
+    Actor, EntryKind, Incident, IncidentError, LinkedAlert, PublicUpdate, Role, Roles, Severity,
+    Status, TimelineEntry,
+};
+pub use postmortem::draft_postmortem;
+pub use severity_map::{AlertInput, LabelMatcher, SeverityMap, SeverityRule};
+pub use statuspage::{
+    CONTENT_SECURITY_POLICY, ComponentStatus, Maintenance, StatusPageConfig, StatusSummary,
+};
