@@ -285,8 +285,10 @@ impl StatusSummary {
                 .component_impact
                 .unwrap_or_else(|| inc.severity.component_impact());
             match inc.resolved_at {
-                Some(r) if inc.is_resolved() => {
-                    if r >= horizon && r <= now {
+                // Resolved after `now` (a page built for an earlier time, or clock skew):
+                // still open at `now`.
+                Some(r) if inc.is_resolved() && r <= now => {
+                    if r >= horizon {
                         resolved.push((inc, comps, impact));
                     }
                 }
@@ -354,11 +356,19 @@ impl StatusSummary {
             IncidentView {
                 id: inc.id.clone(),
                 name,
-                status: inc.status,
+                status: if inc.is_resolved() && inc.resolved_at.is_some_and(|r| r > now) {
+                    inc.public_updates
+                        .iter()
+                        .rev()
+                        .find(|u| u.at <= now && u.status != Status::Resolved)
+                        .map_or(Status::Investigating, |u| u.status)
+                } else {
+                    inc.status
+                },
                 impact: impact.impact().to_string(),
                 created_at: inc.created_at,
                 updated_at,
-                resolved_at: inc.resolved_at.filter(|_| inc.is_resolved()),
+                resolved_at: inc.resolved_at.filter(|r| inc.is_resolved() && *r <= now),
                 incident_updates: updates,
                 components: cref(comps),
             }
@@ -877,6 +887,29 @@ mod tests {
         assert!(CONTENT_SECURITY_POLICY.starts_with("default-src 'none';"));
         let html = StatusSummary::build(&config(["a", "b", "c"]), &[], &[], t(NOW)).to_html();
         assert!(html.contains(&format!("<style>{STYLE}</style>")));
+    }
+
+    #[test]
+    fn component_status_names_follow_statuspage_with_aliases() {
+        let names: Vec<String> = [
+            ComponentStatus::Operational,
+            ComponentStatus::Degraded,
+            ComponentStatus::PartialOutage,
+            ComponentStatus::MajorOutage,
+            ComponentStatus::Maintenance,
+        ]
+        .iter()
+        .map(|s| {
+            let j = serde_json::to_string(s).unwrap();
+            assert_eq!(j, format!("\"{}\"", s.as_str()));
+            j
+        })
+        .collect();
+        assert_eq!(names[1], "\"degraded_performance\"");
+        let d: ComponentStatus = serde_json::from_str("\"degraded\"").unwrap();
+        assert_eq!(d, ComponentStatus::Degraded);
+        let m: ComponentStatus = serde_json::from_str("\"maintenance\"").unwrap();
+        assert_eq!(m, ComponentStatus::Maintenance);
     }
 
     #[test]

@@ -236,6 +236,14 @@ fn alert_to_resolution() {
         }],
         history_days: 90,
     };
+    // Built for a time before the resolution, the page shows it open with the updates so far.
+    let during = StatusSummary::build(&cfg, std::slice::from_ref(&inc), &[], t("09:10:00"));
+    assert_eq!(during.incidents.len(), 1);
+    assert_eq!(during.incidents[0].status, Status::Investigating);
+    assert_eq!(during.incidents[0].incident_updates.len(), 1);
+    assert_eq!(during.incidents[0].resolved_at, None);
+    assert_eq!(during.status.indicator, "critical");
+    assert!(during.history.is_empty());
     let after = StatusSummary::build(&cfg, std::slice::from_ref(&inc), &[], t("12:00:00"));
     assert_eq!(after.status.indicator, "none");
     assert_eq!(after.history.len(), 1);
