@@ -669,3 +669,58 @@ async fn own_alerting_rules_feed_the_hub() {
     let alerts = get_json(&d, "/api/v2/alerts?filter=alertname%3D%22AlwaysOn%22").await;
     assert_eq!(alerts.as_array().unwrap().len(), 1);
 }
+
+/// A pseudo-random delay in [0, max_ms) from the clock (the kill point).
+fn random_ms(max_ms: u64) -> u64 {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    (n.wrapping_mul(6364136223846793005) >> 17) % max_ms
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_at_random_points_loses_no_transition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, url) = Hook::start().await;
+    // every other delivery fails once, so kills also land between a 5xx and the retry
+    let cfg = configs(dir.path(), &url);
+    let mut d = Day2::start(dir.path(), &cfg).await;
+    let port = d.port;
+    let config = d.config.clone();
+    let rounds = 5;
+    let mut kills = 0;
+    for i in 0..rounds {
+        let name = format!("Round{i}");
+        for (resolve, want) in [(false, "firing"), (true, "resolved")] {
+            if i % 2 == 1 {
+                hook.statuses.lock().push_back(503);
+            }
+            let mut a = json!({"labels": {"alertname": name, "instance": "x"}});
+            if resolve {
+                a["startsAt"] = json!("2020-01-01T00:00:00Z");
+                a["endsAt"] = json!("2020-01-01T00:01:00Z");
+            }
+            post_alerts(&d, json!([a])).await;
+            // the kill point: anywhere in group_wait, flush, delivery or retry
+            tokio::time::sleep(Duration::from_millis(random_ms(1500))).await;
+            d.kill9();
+            kills += 1;
+            d = Day2::start_with(dir.path(), &config, port).await;
+            let tag = format!("x/{want}");
+            let n = name.clone();
+            hook.wait(&format!("{name} {want}"), |b| {
+                b["groupLabels"]["alertname"] == n.as_str() && names(b).contains(&tag)
+            })
+            .await;
+        }
+    }
+    // at most one duplicate per kill
+    let total = hook.bodies().len();
+    assert!(
+        total <= 2 * rounds + kills,
+        "{total} notifications for {} transitions and {kills} kills",
+        2 * rounds
+    );
+    drop(d);
+}
