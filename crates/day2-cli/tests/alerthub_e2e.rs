@@ -724,3 +724,57 @@ async fn kill9_at_random_points_loses_no_transition() {
     );
     drop(d);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_prometheus_sends_its_alerts_to_day2() {
+    let prom_bin = common::peer_binary("prometheus", "prometheus");
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, url) = Hook::start().await;
+    let d = Day2::start(dir.path(), &configs(dir.path(), &url)).await;
+    std::fs::write(
+        dir.path().join("prom-rules.yml"),
+        "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: FromPrometheus\n        expr: vector(1)\n        labels: {team: db}\n        annotations: {summary: sent by prometheus}\n",
+    )
+    .unwrap();
+    let prom_port = common::free_port();
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global:\n  evaluation_interval: 1s\n  external_labels: {{replica: r1}}\nrule_files: [prom-rules.yml]\nalerting:\n  alertmanagers:\n    - api_version: v2\n      static_configs:\n        - targets: ['127.0.0.1:{}']\n",
+            d.port
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let _prom = common::Peer(
+        std::process::Command::new(prom_bin)
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            // the first send may precede Alertmanager discovery; resend soon
+            .arg("--rules.alert.resend-delay=1s")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(log))
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let b = hook
+        .wait("Prometheus's alert at the webhook", |b| {
+            b["groupLabels"]["alertname"] == "FromPrometheus"
+        })
+        .await;
+    let a = &b["alerts"][0];
+    assert_eq!(a["labels"]["team"], "db");
+    assert_eq!(a["labels"]["replica"], "r1");
+    assert_eq!(a["annotations"]["summary"], "sent by prometheus");
+    assert!(
+        a["generatorURL"]
+            .as_str()
+            .unwrap()
+            .contains(&prom_port.to_string())
+    );
+}
