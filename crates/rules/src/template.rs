@@ -184,6 +184,55 @@ mod tests {
         assert!(e.contains("label"), "{e}");
     }
 
+    struct NoWrites;
+    impl day2_model::Appender for NoWrites {
+        fn append(
+            &self,
+            _: Vec<day2_model::TimeSeries>,
+        ) -> Result<day2_model::AppendOutcome, day2_model::AppendError> {
+            Ok(Default::default())
+        }
+    }
+
+    #[test]
+    fn query_runs_promql_at_the_evaluation_time() {
+        let mut st = day2_promql::memstore::MemStore::new();
+        for (inst, v) in [("a", 1.0), ("b", 0.0)] {
+            st.add(
+                Labels::from_pairs([("__name__", "up"), ("instance", inst)]),
+                50_000,
+                v,
+            );
+        }
+        let ctx = EvalCtx {
+            engine: Arc::new(Engine::new(Default::default())),
+            db: Arc::new(st),
+            appender: Arc::new(NoWrites),
+            external_labels: Labels::empty(),
+            external_url: String::new(),
+        };
+        let t = compile(
+            "annotation t",
+            "{{ range query \"up == 0\" }}{{ .Labels.instance }} {{ .Value }}{{ end }}|{{ query \"sum(up)\" | first | value }}",
+        )
+        .unwrap();
+        let labels = Labels::empty();
+        let data = TemplateData {
+            labels: &labels,
+            value: 0.0,
+            external_labels: &labels,
+            external_url: "",
+        };
+        assert_eq!(t.render(&data, &Env::new(&ctx, 60_000)), "b 0|1");
+        // before the samples exist, nothing is found
+        let early = t.render(&data, &Env::new(&ctx, 10_000));
+        assert!(early.starts_with("<error expanding template:"), "{early}");
+        assert!(
+            early.contains("first() called on vector with no elements"),
+            "{early}"
+        );
+    }
+
     #[test]
     fn query_without_storage_renders_the_error() {
         let out = render("{{ range query \"up\" }}{{ .Value }}{{ end }}", 0.0);
