@@ -108,6 +108,7 @@ pub struct Hub {
     dispatch_wake: tokio::sync::Notify,
     delivery_wake: tokio::sync::Notify,
     inflight: Mutex<HashSet<i64>>,
+    last_gc: Mutex<Option<Timestamp>>,
     stopped: AtomicBool,
     metrics: Metrics,
 }
@@ -254,6 +255,7 @@ impl Hub {
             dispatch_wake: tokio::sync::Notify::new(),
             delivery_wake: tokio::sync::Notify::new(),
             inflight: Mutex::new(HashSet::new()),
+            last_gc: Mutex::new(None),
             stopped: AtomicBool::new(false),
             metrics: Metrics::default(),
         }))
@@ -473,7 +475,32 @@ impl Hub {
                 alerts.remove(&f);
             }
         }
-        Ok(dispatcher.next_due())
+        let next = dispatcher.next_due();
+        drop(inner);
+        self.retention(now)?;
+        Ok(next)
+    }
+
+    /// How long finished notifications, attempts and notification-log
+    /// entries are kept (Alertmanager keeps its log 120h).
+    pub const RETENTION: Duration = Duration::from_secs(120 * 3600);
+
+    /// Applies [`Hub::RETENTION`] to the store, at most once an hour.
+    fn retention(&self, now: Timestamp) -> Result<(), HubError> {
+        {
+            let mut last = self.last_gc.lock();
+            if last.is_some_and(|l| ms(now) - ms(l) < 3_600_000) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let n = self
+            .store
+            .gc(ms(now) - Self::RETENTION.as_millis() as i64)?;
+        if n > 0 {
+            tracing::info!(rows = n, "alert hub state retention applied");
+        }
+        Ok(())
     }
 
     async fn dispatch_loop(self: Arc<Self>) {
@@ -919,6 +946,76 @@ receivers:
         assert_eq!(t.url, "https://slack.example/hook");
         assert!(resolve_target(&cfg, &entry("gone", "webhook[0]")).is_err());
         assert!(resolve_target(&cfg, &entry("a", "webhook[5]")).is_err());
+    }
+
+    fn frozen(t: &str) -> (Clock, Arc<Mutex<Timestamp>>) {
+        let now = Arc::new(Mutex::new(t.parse::<Timestamp>().unwrap()));
+        let n = now.clone();
+        (Arc::new(move || *n.lock()), now)
+    }
+
+    const CFG: &str = r#"
+route: {receiver: a, group_by: [alertname], group_wait: 30s, group_interval: 5m, repeat_interval: 4h}
+receivers:
+  - name: a
+    webhook_configs: [{url: "http://example.com/hook"}]
+"#;
+
+    #[test]
+    fn restart_keeps_alerts_silences_and_what_was_notified() {
+        let dir = tempfile::tempdir().unwrap();
+        let (clock, now) = frozen("2026-01-01T00:00:00Z");
+        let open = |clock: &Clock| {
+            let store = Arc::new(Store::open_dir(dir.path()).unwrap());
+            Hub::open(
+                store,
+                crate::config::load_str(CFG).unwrap(),
+                HubSettings::default(),
+                clock.clone(),
+            )
+            .unwrap()
+        };
+        let hub = open(&clock);
+        let mut a = Alert::new(Labels::from_pairs([("alertname", "Down")]), hub.now());
+        hub.normalize(&mut a);
+        hub.ingest(vec![a.clone()]).unwrap();
+        let sid = hub
+            .upsert_silence(Silence {
+                id: String::new(),
+                matchers: Matchers::parse(r#"{alertname="Other"}"#).unwrap(),
+                starts_at: hub.now(),
+                ends_at: "2026-01-02T00:00:00Z".parse().unwrap(),
+                updated_at: hub.now(),
+                created_by: "t".into(),
+                comment: String::new(),
+            })
+            .unwrap();
+        // before group_wait: nothing; at group_wait: one notification
+        assert!(hub.store().outbox_list(10).unwrap().is_empty());
+        *now.lock() = "2026-01-01T00:00:30Z".parse().unwrap();
+        hub.dispatch_once().unwrap();
+        assert_eq!(hub.store().outbox_list(10).unwrap().len(), 1);
+        drop(hub);
+
+        // restart: state is back, and the notification is not made again
+        *now.lock() = "2026-01-01T00:01:00Z".parse().unwrap();
+        let hub = open(&clock);
+        assert!(hub.silence(&sid).is_some());
+        assert_eq!(hub.snapshot().alerts.len(), 1);
+        hub.dispatch_once().unwrap();
+        assert_eq!(hub.store().outbox_list(10).unwrap().len(), 1);
+
+        // the resolve after restart is notified
+        let mut r = a.clone();
+        r.ends_at = Some(hub.now());
+        r.timeout = false;
+        hub.ingest(vec![r]).unwrap();
+        *now.lock() = "2026-01-01T00:06:00Z".parse().unwrap();
+        hub.dispatch_once().unwrap();
+        let list = hub.store().outbox_list(10).unwrap();
+        assert_eq!(list.len(), 2);
+        let p: Value = serde_json::from_str(&list[0].payload).unwrap();
+        assert_eq!(p["status"], "resolved");
     }
 
     #[test]

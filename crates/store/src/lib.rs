@@ -604,6 +604,22 @@ impl Store {
         Ok(())
     }
 
+    /// Retention: deletes finished outbox entries created, delivery attempts
+    /// made, and notification-log entries written before `before`. Pending
+    /// entries are kept. Returns the number of rows deleted.
+    pub fn gc(&self, before: i64) -> Result<usize> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let mut n = tx.execute(
+            "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?1",
+            [before],
+        )?;
+        n += tx.execute("DELETE FROM delivery_attempts WHERE at < ?1", [before])?;
+        n += tx.execute("DELETE FROM nflog WHERE sent_at < ?1", [before])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Deletes sent and failed entries created before `before`.
     pub fn outbox_gc(&self, before: i64) -> Result<usize> {
         Ok(self.conn.lock().execute(
@@ -865,7 +881,8 @@ mod tests {
         assert_eq!(audit[0].1[0].status_code, Some(500));
         assert!(s.notifications(Some("f"), 10).unwrap().is_empty());
         assert_eq!(s.notifications(None, 10).unwrap().len(), 1);
-        assert_eq!(s.outbox_gc(1).unwrap(), 1);
+        assert_eq!(s.gc(11).unwrap(), 3, "entry and two attempts");
+        assert_eq!(s.gc(11).unwrap(), 0);
     }
 
     #[test]
