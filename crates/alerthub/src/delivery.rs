@@ -121,6 +121,27 @@ pub struct Target {
     pub timeout: Duration,
     pub auth: Auth,
     pub follow_redirects: bool,
+    /// Top-level JSON string fields set in the body at send time (secrets
+    /// such as PagerDuty's routing key, kept out of the outbox).
+    pub secret_fields: Vec<(String, String)>,
+}
+
+impl Target {
+    /// The body with the secret fields filled in.
+    pub fn body(&self, payload: &str) -> String {
+        if self.secret_fields.is_empty() {
+            return payload.to_string();
+        }
+        match serde_json::from_str::<serde_json::Value>(payload) {
+            Ok(mut v) => {
+                for (k, val) in &self.secret_fields {
+                    v[k.as_str()] = serde_json::Value::String(val.clone());
+                }
+                v.to_string()
+            }
+            Err(_) => payload.to_string(),
+        }
+    }
 }
 
 const MAX_REDIRECTS: usize = 10;
@@ -301,6 +322,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             auth: Auth::None,
             follow_redirects: true,
+            secret_fields: Vec::new(),
         };
         let (o, _) = post_json(&t, "{}".into(), &EgressPolicy::default()).await;
         match o {
@@ -363,6 +385,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             auth: Auth::Header("Bearer tok".into()),
             follow_redirects: true,
+            secret_fields: Vec::new(),
         };
         let (o, _) = post_json(&t("/meta"), "{}".into(), &egress).await;
         match o {

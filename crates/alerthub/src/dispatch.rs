@@ -272,6 +272,16 @@ fn flush_group(
                     continue;
                 }
             },
+            IntegrationConfig::Pagerduty(c) => {
+                match crate::render::pagerduty(ctx.templates, c, &data) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::error!(receiver = %g.receiver, integration = %iid, error = %e, "rendering the notification failed");
+                        nflog.pop();
+                        continue;
+                    }
+                }
+            }
             IntegrationConfig::MsTeams(c) => {
                 match crate::render::msteams(ctx.templates, c, &data) {
                     Ok(v) => v,

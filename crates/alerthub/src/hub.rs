@@ -582,7 +582,7 @@ impl Hub {
         let loaded = self.loaded.read().clone();
         let target = resolve_target(&loaded.cfg, &e);
         let (outcome, latency) = match target {
-            Ok(t) => delivery::post_json(&t, e.payload.clone(), &loaded.settings.egress).await,
+            Ok(t) => delivery::post_json(&t, t.body(&e.payload), &loaded.settings.egress).await,
             Err(msg) => (
                 Outcome::Failed {
                     status: None,
@@ -869,8 +869,25 @@ fn resolve_target(cfg: &HubConfig, e: &OutboxEntry) -> Result<delivery::Target, 
             timeout(None),
             c.http_config.as_ref(),
         ),
+        IntegrationConfig::Pagerduty(c) => (
+            c.url
+                .as_ref()
+                .map(|u| u.as_str().to_string())
+                .unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".into()),
+            timeout(c.timeout),
+            c.http_config.as_ref(),
+        ),
         other => return Err(format!("integration {} is not supported yet", other.name())),
     };
+    let mut secret_fields = Vec::new();
+    if let IntegrationConfig::Pagerduty(c) = integ.config {
+        let key = match (&c.routing_key, &c.routing_key_file) {
+            (Some(k), _) => k.expose().to_string(),
+            (None, Some(f)) => read_secret_file(f, "routing_key_file")?,
+            _ => return Err("PagerDuty without routing_key".into()),
+        };
+        secret_fields.push(("routing_key".to_string(), key));
+    }
     let mut auth = http_auth(http)?;
     if let IntegrationConfig::Slack(c) = integ.config {
         let token = match (&c.app_token, &c.app_token_file) {
@@ -887,6 +904,7 @@ fn resolve_target(cfg: &HubConfig, e: &OutboxEntry) -> Result<delivery::Target, 
         timeout,
         auth,
         follow_redirects: http.is_none_or(|h| h.follow_redirects),
+        secret_fields,
     })
 }
 

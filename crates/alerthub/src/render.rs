@@ -2,7 +2,7 @@
 //! `templates/default.tmpl`) plus the files of the config's `templates:`
 //! list, and the Slack and Microsoft Teams payloads rendered with them.
 
-use crate::config::{HubConfig, MsTeamsConfig, SlackConfig};
+use crate::config::{HubConfig, MsTeamsConfig, PagerdutyConfig, SlackConfig};
 use crate::notify::NotificationData;
 use day2_gotmpl::{Env, Template, Value};
 use serde_json::{Value as Json, json};
@@ -207,6 +207,73 @@ pub fn msteams(t: &Templates, c: &MsTeamsConfig, d: &NotificationData) -> Result
     }))
 }
 
+/// PagerDuty Events API v2 event. The routing key is left empty here and
+/// set at send time (secrets never enter the outbox). The dedup key is a
+/// hash of the group key, so a group's trigger and resolve pair up.
+pub fn pagerduty(t: &Templates, c: &PagerdutyConfig, d: &NotificationData) -> Result<Json, String> {
+    if !c.uses_events_v2() {
+        return Err("PagerDuty's old service_key integration is not supported; use routing_key (Events API v2)".into());
+    }
+    let data = template_data(d);
+    let f = |name: &str, src: &str| t.text(name, src, &data);
+    let dedup = day2_store::set_hash(std::slice::from_ref(&d.group_key));
+    let resolved = d.status() == crate::alert::AlertStatus::Resolved;
+    let mut ev = json!({
+        "routing_key": "",
+        "event_action": if resolved { "resolve" } else { "trigger" },
+        "dedup_key": dedup,
+        "client": f("client", &c.client())?,
+        "client_url": f("client_url", &c.client_url())?,
+    });
+    if !resolved {
+        let mut details = serde_json::Map::new();
+        for (k, v) in c.details() {
+            let val = match &v {
+                serde_yaml_ng::Value::String(s) => Json::String(f(&format!("details.{k}"), s)?),
+                other => serde_json::to_value(other).unwrap_or(Json::Null),
+            };
+            details.insert(k, val);
+        }
+        let mut summary = f("description", &c.description())?;
+        if summary.chars().count() > 1024 {
+            summary = summary.chars().take(1023).collect::<String>() + "…";
+        }
+        let mut payload = json!({
+            "summary": summary,
+            "source": f("client", &c.client())?,
+            "severity": f("severity", c.severity())?,
+            "custom_details": details,
+        });
+        for (k, v) in [
+            ("component", &c.component),
+            ("group", &c.group),
+            ("class", &c.class),
+        ] {
+            if let Some(src) = v {
+                payload[k] = json!(f(k, src)?);
+            }
+        }
+        ev["payload"] = payload;
+        if !c.images.is_empty() {
+            ev["images"] = json!(
+                c.images
+                    .iter()
+                    .map(|i| json!({"src": i.src, "alt": i.alt, "href": i.href}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        if !c.links.is_empty() {
+            ev["links"] = json!(
+                c.links
+                    .iter()
+                    .map(|l| json!({"href": l.href, "text": l.text}))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    Ok(ev)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +341,32 @@ receivers:
                 _ => unreachable!(),
             }
         }
+    }
+
+    #[test]
+    fn pagerduty_events_v2() {
+        let cfg = load_str(
+            "route: {receiver: pd}\nreceivers:\n  - name: pd\n    pagerduty_configs:\n      - routing_key: secret-key\n        severity: critical\n",
+        )
+        .unwrap();
+        let t = Templates::defaults();
+        let r = cfg.receiver("pd").unwrap();
+        let IntegrationConfig::Pagerduty(c) = r.integrations()[0].config else {
+            unreachable!()
+        };
+        let mut d = data();
+        let ev = pagerduty(&t, c, &d).unwrap();
+        assert_eq!(ev["event_action"], "trigger");
+        assert_eq!(ev["routing_key"], "", "the key is added at send time");
+        assert_eq!(ev["payload"]["summary"], "[FIRING:1] Down");
+        assert_eq!(ev["payload"]["severity"], "critical");
+        assert_eq!(ev["payload"]["custom_details"]["num_firing"], "1");
+        assert!(!ev.to_string().contains("secret-key"));
+        d.alerts[0].ends_at = Some("2026-01-01T00:05:00Z".parse().unwrap());
+        let res = pagerduty(&t, c, &d).unwrap();
+        assert_eq!(res["event_action"], "resolve");
+        assert_eq!(res["dedup_key"], ev["dedup_key"]);
+        assert!(res.get("payload").is_none());
     }
 
     #[test]

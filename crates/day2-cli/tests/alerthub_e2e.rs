@@ -622,6 +622,9 @@ receivers:
         text: '{{{{ template "team.text" . }}}}'
     msteams_configs:
       - webhook_url: {url}
+    pagerduty_configs:
+      - url: {url}
+        routing_key: pd-routing-key
 "#
     );
     std::fs::write(dir.path().join("alertmanager.yml"), am).unwrap();
@@ -644,6 +647,18 @@ receivers:
         .await;
     assert_eq!(teams["title"], "[FIRING:1] Chat");
     assert!(teams["text"].as_str().unwrap().contains("instance = web-1"));
+    let pd = hook
+        .wait("pagerduty event", |b| b.get("event_action").is_some())
+        .await;
+    assert_eq!(pd["event_action"], "trigger");
+    assert_eq!(pd["routing_key"], "pd-routing-key");
+    assert_eq!(pd["payload"]["summary"], "[FIRING:1] Chat");
+    // the routing key is added at send time, never stored in the outbox
+    let db = std::fs::read(dir.path().join("data/state.db")).unwrap_or_default();
+    let wal = std::fs::read(dir.path().join("data/state.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(!String::from_utf8_lossy(&bytes).contains("pd-routing-key"));
+    }
     drop(d);
 }
 
