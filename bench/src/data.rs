@@ -109,15 +109,15 @@ impl DataSet {
         DataSet { labels, kinds }
     }
 
-    /// Encoded request bodies per shard, each shard in time order.
-    pub fn requests(
+    /// Calls `f(t, values)` for every step of the series, oldest first (the
+    /// same values whatever the consumer).
+    pub fn generate(
         &self,
         steps: usize,
         step_ms: i64,
         end_ms: i64,
-        shards: usize,
-        per_request: usize,
-    ) -> Vec<Vec<Vec<u8>>> {
+        mut f: impl FnMut(i64, &[f64]),
+    ) {
         let start = end_ms - (steps as i64 - 1) * step_ms;
         let mut rng = Rng(0x5eed_1234_abcd_0001);
         let mut values: Vec<f64> = self
@@ -128,7 +128,6 @@ impl DataSet {
                 Kind::Gauge(level) => *level,
             })
             .collect();
-        let mut out = vec![Vec::new(); shards];
         for step in 0..steps {
             let t = start + step as i64 * step_ms;
             for (i, k) in self.kinds.iter().enumerate() {
@@ -138,6 +137,21 @@ impl DataSet {
                     Kind::Gauge(level) => (level * (0.9 + 0.2 * rng.unit())).round(),
                 };
             }
+            f(t, &values);
+        }
+    }
+
+    /// Encoded request bodies per shard, each shard in time order.
+    pub fn requests(
+        &self,
+        steps: usize,
+        step_ms: i64,
+        end_ms: i64,
+        shards: usize,
+        per_request: usize,
+    ) -> Vec<Vec<Vec<u8>>> {
+        let mut out = vec![Vec::new(); shards];
+        self.generate(steps, step_ms, end_ms, |t, values| {
             for (shard, reqs) in out.iter_mut().enumerate() {
                 let idx: Vec<usize> = (shard..self.labels.len()).step_by(shards).collect();
                 for part in idx.chunks(per_request) {
@@ -151,7 +165,7 @@ impl DataSet {
                     reqs.push(day2_ingest::remote_write::encode(&series));
                 }
             }
-        }
+        });
         out
     }
 }
