@@ -158,7 +158,7 @@ fn gettable(
         .inhibited_by(&a.labels, snap.alerts.values(), now)
         .map(|i| vec![i.source.to_string()])
         .unwrap_or_default();
-    let muted: Vec<String> = snap
+    let mut muted: Vec<String> = snap
         .cfg
         .routes_for(&a.labels)
         .iter()
@@ -167,6 +167,11 @@ fn gettable(
             _ => None,
         })
         .collect();
+    muted.extend(
+        crate::silence::in_maintenance(&a.labels, now, &snap.windows, &snap.cfg.time_intervals)
+            .into_iter()
+            .map(|w| format!("maintenance:{w}")),
+    );
     let state = if silenced.is_empty() && inhibited.is_empty() && muted.is_empty() {
         "active"
     } else {
@@ -405,7 +410,16 @@ pub fn suppressed_fingerprints(hub: &Hub) -> BTreeSet<Fingerprint> {
     let snap = hub.snapshot();
     snap.alerts
         .values()
-        .filter(|a| suppressed(&snap.cfg, a, &snap.alerts, &snap.silences, snap.now))
+        .filter(|a| {
+            suppressed(
+                &snap.cfg,
+                a,
+                &snap.alerts,
+                &snap.silences,
+                &snap.windows,
+                snap.now,
+            )
+        })
         .map(|a| a.fingerprint())
         .collect()
 }

@@ -16,7 +16,7 @@ use crate::alert::{Alert, Fingerprint};
 use crate::config::{HubConfig, IntegrationConfig};
 use crate::group::{GroupKey, format_label_set};
 use crate::notify::NotificationData;
-use crate::silence::{Silence, silenced_by};
+use crate::silence::{MaintenanceWindow, Silence, in_maintenance, silenced_by};
 use day2_store::{NewNotification, NflogEntry, Store};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -59,20 +59,25 @@ pub struct FlushCtx<'a> {
     pub cfg: &'a HubConfig,
     pub alerts: &'a HashMap<Fingerprint, Alert>,
     pub silences: &'a [Silence],
+    /// day2's recurring maintenance windows (mute like silences).
+    pub windows: &'a [MaintenanceWindow],
     pub store: &'a Store,
     pub external_url: &'a str,
     pub templates: &'a crate::render::Templates,
 }
 
-/// Whether an alert is muted by a silence or an inhibition at `now`.
+/// Whether an alert is muted by a silence, a maintenance window or an
+/// inhibition at `now`.
 pub fn suppressed(
     cfg: &HubConfig,
     alert: &Alert,
     alerts: &HashMap<Fingerprint, Alert>,
     silences: &[Silence],
+    windows: &[MaintenanceWindow],
     now: Timestamp,
 ) -> bool {
     !silenced_by(&alert.labels, now, silences).is_empty()
+        || !in_maintenance(&alert.labels, now, windows, &cfg.time_intervals).is_empty()
         || cfg
             .inhibitor
             .inhibited_by(&alert.labels, alerts.values(), now)
@@ -200,7 +205,7 @@ fn flush_group(
     let mut resolved: Vec<&Alert> = Vec::new();
     for fp in &g.alerts {
         let a = &ctx.alerts[fp];
-        if suppressed(ctx.cfg, a, ctx.alerts, ctx.silences, now) {
+        if suppressed(ctx.cfg, a, ctx.alerts, ctx.silences, ctx.windows, now) {
             continue;
         }
         if a.is_resolved_at(now) {
@@ -364,6 +369,7 @@ time_intervals:
         cfg: HubConfig,
         alerts: HashMap<Fingerprint, Alert>,
         silences: Vec<Silence>,
+        windows: Vec<MaintenanceWindow>,
         d: Dispatcher,
     }
 
@@ -377,6 +383,7 @@ time_intervals:
                 cfg: load_str(CFG).unwrap(),
                 alerts: HashMap::new(),
                 silences: Vec::new(),
+                windows: Vec::new(),
                 d: Dispatcher::new(),
             }
         }
@@ -389,6 +396,7 @@ time_intervals:
                 cfg: &self.cfg,
                 alerts: &self.alerts,
                 silences: &self.silences,
+                windows: &self.windows,
                 store: &self.store,
                 external_url: "http://day2",
                 templates: &crate::render::Templates::defaults(),
@@ -498,5 +506,33 @@ time_intervals:
         e.silences[0].ends_at = ts("2026-01-01T01:01:00Z");
         let out = e.flush(ts("2026-01-01T01:05:00Z"));
         assert_eq!(out.iter().map(|o| o.outbox.len()).sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn maintenance_window_mutes_then_alerts_still_firing_are_notified() {
+        let mut e = Env::new();
+        e.cfg = load_str(&CFG.replacen(
+            "time_intervals:\n",
+            "time_intervals:\n  - name: first-hour\n    time_intervals:\n      - times: [{start_time: \"00:00\", end_time: \"01:00\"}]\n",
+            1,
+        ))
+        .unwrap();
+        let w: MaintenanceWindow = serde_yaml_ng::from_str(
+            "name: db-nightly\nmatchers: ['service=\"db\"']\ntime_intervals: [first-hour]\n",
+        )
+        .unwrap();
+        crate::silence::validate_maintenance_windows(
+            std::slice::from_ref(&w),
+            &e.cfg.time_intervals,
+        )
+        .unwrap();
+        e.windows.push(w);
+        let t0 = ts("2026-01-01T00:10:00Z");
+        e.put(alert(&[("alertname", "DbSlow"), ("service", "db")], t0), t0);
+        let out = e.flush(ts("2026-01-01T00:10:30Z"));
+        assert!(out[0].outbox.is_empty(), "muted by the window");
+        // still firing when the window closes: notified at the next interval
+        let out = e.flush(ts("2026-01-01T01:00:30Z"));
+        assert_eq!(out[0].outbox.len(), 1);
     }
 }

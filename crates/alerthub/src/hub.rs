@@ -58,6 +58,9 @@ pub struct HubSettings {
     /// Notification templates (defaults plus the config's `templates:`);
     /// `None` uses the defaults only.
     pub templates: Option<crate::render::Templates>,
+    /// day2's recurring, matcher-scoped maintenance windows (validated
+    /// against the config's time intervals).
+    pub maintenance_windows: Vec<crate::silence::MaintenanceWindow>,
 }
 
 struct Loaded {
@@ -445,6 +448,7 @@ impl Hub {
             cfg: &loaded.cfg,
             alerts,
             silences,
+            windows: &loaded.settings.maintenance_windows,
             store: &self.store,
             external_url: &loaded.settings.external_url,
             templates: &loaded.templates,
@@ -727,6 +731,7 @@ impl Hub {
         Snapshot {
             alerts: inner.alerts.clone(),
             silences: inner.silences.clone(),
+            windows: self.loaded.read().settings.maintenance_windows.clone(),
             cfg: self.loaded.read().cfg.clone(),
             now: self.now(),
         }
@@ -775,6 +780,7 @@ impl Hub {
 pub struct Snapshot {
     pub alerts: HashMap<Fingerprint, Alert>,
     pub silences: Vec<Silence>,
+    pub windows: Vec<crate::silence::MaintenanceWindow>,
     pub cfg: HubConfig,
     pub now: Timestamp,
 }

@@ -64,6 +64,10 @@ pub struct AlertmanagerSection {
     pub external_url: Option<String>,
     #[serde(default)]
     pub egress: EgressSection,
+    /// day2's recurring, matcher-scoped maintenance windows over the named
+    /// `time_intervals` of alertmanager.yml.
+    #[serde(default)]
+    pub maintenance_windows: Vec<day2_alerthub::MaintenanceWindow>,
 }
 
 /// Outbound allowlist for notifications: loopback, private and link-local
@@ -419,6 +423,11 @@ impl Day2Config {
         })?;
         let egress = day2_alerthub::EgressPolicy::from_list(&sec.egress.allow)
             .map_err(|(i, m)| located(day2_file, &format!("alertmanager.egress.allow[{i}]"), m))?;
+        day2_alerthub::silence::validate_maintenance_windows(
+            &sec.maintenance_windows,
+            &config.time_intervals,
+        )
+        .map_err(|(f, m)| located(day2_file, &format!("alertmanager.{f}"), m))?;
         let templates = day2_alerthub::render::Templates::load(&config, &tmpl_base)
             .map_err(|m| located(&file, "templates", m))?;
         Ok(Some(LoadedHub {
@@ -431,6 +440,7 @@ impl Day2Config {
                 egress,
                 config_text: text,
                 templates: Some(templates),
+                maintenance_windows: sec.maintenance_windows.clone(),
             },
         }))
     }

@@ -559,6 +559,21 @@ fn check_config_reports_alertmanager_errors_with_file_and_line() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("alertmanager.egress.allow[0]"), "{err}");
+    // maintenance windows name existing time intervals
+    std::fs::write(
+        &day2,
+        "alertmanager:\n  config_file: am.yml\n  maintenance_windows:\n    - name: nightly\n      matchers: ['service=\"db\"']\n      time_intervals: [nope]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args(["check", "config"])
+        .arg(&day2)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("alertmanager.maintenance_windows[0]"), "{err}");
+    assert!(err.contains("nope"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
