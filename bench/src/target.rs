@@ -66,8 +66,11 @@ impl Server {
             }
             "victoriametrics" => {
                 cmd = Command::new("victoria-metrics");
+                // without its response cache: repeated identical range queries
+                // would otherwise time the cache, not the evaluation
                 cmd.arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-                    .arg(format!("-storageDataPath={}", data.display()));
+                    .arg(format!("-storageDataPath={}", data.display()))
+                    .arg("-search.disableCache");
                 write_path = "/api/v1/write";
             }
             other => anyhow::bail!("unknown target {other:?} (day2, prometheus, victoriametrics)"),

@@ -282,10 +282,23 @@ fn vector_binop(
         for i in 0..n {
             if list.iter().filter(|&&oi| has(one[oi].vals[i])).count() > 1 {
                 let (l, d) = &sig_labels[one_sig[list[0]] as usize];
-                let sig = mode.labels(l, *d);
+                let sig = go_labels(&mode.labels(l, *d));
                 let side = if swapped { "left" } else { "right" };
+                // the first two duplicates, in label order
+                let mut dups: Vec<Labels> = list
+                    .iter()
+                    .filter(|&&oi| has(one[oi].vals[i]))
+                    .map(|&oi| {
+                        let mut s = one[oi].clone();
+                        s.materialise();
+                        s.labels
+                    })
+                    .collect();
+                dups.sort();
                 return Err(Error::Execution(format!(
-                    "found duplicate series for the match group {sig} on the {side} hand-side of the operation: many-to-many matching not allowed: matching labels must be unique on one side"
+                    "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    go_labels(&dups[0]),
+                    go_labels(&dups[1])
                 )));
             }
         }
@@ -356,6 +369,15 @@ fn vector_binop(
         }
     }
     Ok(Val::Vector(out))
+}
+
+/// A label set as Prometheus prints it in errors: `{__name__="up", job="x"}`.
+fn go_labels(l: &Labels) -> String {
+    let parts: Vec<String> = l
+        .iter()
+        .map(|x| format!("{}={:?}", x.name, x.value))
+        .collect();
+    format!("{{{}}}", parts.join(", "))
 }
 
 fn result_labels(

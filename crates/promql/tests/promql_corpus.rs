@@ -23,7 +23,7 @@ const NEWER: &[&str] = &[
 ];
 
 /// Passing statements at the last count; the run fails below it.
-const FLOOR_CORE: usize = 833;
+const FLOOR_CORE: usize = 834;
 
 fn parse_time(s: &str) -> i64 {
     if let Ok(n) = s.parse::<i64>() {
