@@ -67,8 +67,9 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Locate
         }
         // A known field path locates a value error better than the parser's
         // position (which is where the enclosing map starts).
+        // Inside a flow collection (`{a: 1}`) the parser's position is exact.
         if let Some(line) = (!field.is_empty())
-            .then(|| path::locate(text, &path::parse_path(&field)))
+            .then(|| path::locate_exact(text, &path::parse_path(&field)))
             .flatten()
         {
             return LocatedError {
@@ -79,9 +80,12 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, Locate
                 message: msg,
             };
         }
+        let partial = (!field.is_empty())
+            .then(|| path::locate(text, &path::parse_path(&field)))
+            .flatten();
         LocatedError {
             file: file.to_string(),
-            line: loc.as_ref().map(|l| l.line()),
+            line: loc.as_ref().map(|l| l.line()).or(partial),
             column: loc.as_ref().map(|l| l.column()),
             field,
             message: msg,

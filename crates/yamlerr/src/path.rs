@@ -69,12 +69,26 @@ fn lines(text: &str) -> Vec<Line<'_>> {
 
 /// Returns the 1-based line where the deepest reachable step of `path` is written.
 pub fn locate(text: &str, path: &[Step]) -> Option<usize> {
+    walk(text, path).0
+}
+
+/// The line of `path` only when every step of it is written on its own line
+/// (block style); `None` when part of it is inside a flow collection.
+pub fn locate_exact(text: &str, path: &[Step]) -> Option<usize> {
+    match walk(text, path) {
+        (line, true) => line,
+        _ => None,
+    }
+}
+
+/// The deepest line found, and whether every step was found.
+fn walk(text: &str, path: &[Step]) -> (Option<usize>, bool) {
     let all = lines(text);
     let mut window = &all[..];
     let mut found = None;
     for step in path {
         let Some(first) = window.first() else {
-            return found;
+            return (found, false);
         };
         match step {
             Step::Key(k) => {
@@ -83,7 +97,7 @@ pub fn locate(text: &str, path: &[Step]) -> Option<usize> {
                     .iter()
                     .position(|l| l.key_col == col && l.key == Some(k.as_str()))
                 else {
-                    return found;
+                    return (found, false);
                 };
                 let at = &window[pos];
                 found = Some(at.no);
@@ -106,7 +120,7 @@ pub fn locate(text: &str, path: &[Step]) -> Option<usize> {
                     .collect();
                 // a flow sequence (`[a, b]`) has no item lines: stay on its key
                 let Some(&start) = items.get(*n) else {
-                    return found;
+                    return (found, false);
                 };
                 let end = items.get(n + 1).copied().unwrap_or(window.len());
                 found = Some(window[start].no);
@@ -114,7 +128,7 @@ pub fn locate(text: &str, path: &[Step]) -> Option<usize> {
             }
         }
     }
-    found
+    (found, true)
 }
 
 #[cfg(test)]
