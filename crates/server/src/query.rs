@@ -119,7 +119,9 @@ where
         .await
         .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
         .map_err(query_error)?;
-    let mut body = json!({"status": "success", "data": result.to_json()});
+    // moved in, not through `json!`, which would deep-copy a large result
+    let mut body = json!({"status": "success"});
+    body["data"] = result.to_json();
     if !result.warnings.is_empty() {
         body["warnings"] = json!(result.warnings);
     }
