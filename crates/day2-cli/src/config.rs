@@ -455,13 +455,7 @@ impl Day2Config {
     }
 
     fn load_file(path: &Path) -> Result<Day2Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            line: None,
-            column: None,
-            field: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = day2_yamlerr::read(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 

@@ -95,14 +95,18 @@ impl App {
         }
     }
 
-    /// Replaces the rule groups (validated on load); alert state carries over.
-    fn apply_rules(&self, cfg: &Day2Config) {
-        let base = self
-            .config_path
+    /// The directory that relative paths in the configuration start from.
+    fn base_dir(&self) -> PathBuf {
+        self.config_path
             .as_ref()
             .and_then(|p| p.parent())
             .map(|p| p.to_path_buf())
-            .unwrap_or_else(|| PathBuf::from("."));
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// Replaces the rule groups (validated on load); alert state carries over.
+    fn apply_rules(&self, cfg: &Day2Config) {
+        let base = self.base_dir();
         match cfg.load_rule_groups(&base) {
             Ok(groups) => {
                 let external_url = cfg
@@ -128,12 +132,7 @@ impl App {
 
     /// Starts, reconfigures or stops the alert hub (validated on load).
     fn apply_alertmanager(&self, cfg: &Day2Config) {
-        let base = self
-            .config_path
-            .as_ref()
-            .and_then(|p| p.parent())
-            .map(|p| p.to_path_buf())
-            .unwrap_or_else(|| PathBuf::from("."));
+        let base = self.base_dir();
         let file = self
             .config_path
             .as_ref()

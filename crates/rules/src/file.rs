@@ -183,13 +183,7 @@ pub fn parse(text: &str, file: &str, ignore_unknown_fields: bool) -> Result<Load
 
 /// Reads and checks a rule file.
 pub fn load(path: &Path, ignore_unknown_fields: bool) -> Result<Loaded, LocatedError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LocatedError {
-        file: path.display().to_string(),
-        line: None,
-        column: None,
-        field: String::new(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let text = day2_yamlerr::read(path)?;
     parse(&text, &path.display().to_string(), ignore_unknown_fields)
 }
 

@@ -34,6 +34,17 @@ impl std::fmt::Display for LocatedError {
 
 impl std::error::Error for LocatedError {}
 
+/// Reads a file to text; failure is an error naming the file.
+pub fn read(path: &std::path::Path) -> Result<String, LocatedError> {
+    std::fs::read_to_string(path).map_err(|e| LocatedError {
+        file: path.display().to_string(),
+        line: None,
+        column: None,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    })
+}
+
 /// Builds an error for the field at `field` (`a.b[2].c`) of the YAML `text`.
 pub fn at_field(text: &str, file: &str, field: &str, message: impl Into<String>) -> LocatedError {
     LocatedError {
