@@ -1,6 +1,7 @@
 //! day2's benchmarks, run side by side with Prometheus and VictoriaMetrics in
 //! the same run on the same data. See bench/README.md.
 
+mod alerts;
 mod data;
 mod rules;
 mod target;
@@ -28,6 +29,102 @@ enum Cmd {
     /// Ingests the same data set, then times the evaluation of alerting rules
     /// (day2 and Prometheus; VictoriaMetrics has no rule engine of its own).
     Rules(RulesArgs),
+    /// Alert hub: alerts/s accepted on `POST /api/v2/alerts` and alert-to-webhook
+    /// latency, day2 beside Debian's Alertmanager.
+    Alerts(AlertsArgs),
+}
+
+#[derive(clap::Args)]
+struct AlertsArgs {
+    /// Distinct alerts posted in the throughput phase.
+    #[arg(long, default_value_t = 20_000)]
+    alerts: usize,
+    /// Alerts per request (a JSON array) in the throughput phase.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Concurrent connections in the throughput phase.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Single alerts posted one at a time in the latency phase.
+    #[arg(long, default_value_t = 200)]
+    latency_alerts: usize,
+    /// Comma-separated: day2, alertmanager.
+    #[arg(long, default_value = "day2,alertmanager")]
+    targets: String,
+    #[arg(long, default_value = "target/release/day2")]
+    day2_bin: PathBuf,
+}
+
+async fn alerts_bench(args: AlertsArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let inbox = alerts::Inbox::default();
+    let hook_port = alerts::start_receiver(inbox.clone()).await?;
+    let am_yml = alerts::alertmanager_yml(&format!("http://127.0.0.1:{hook_port}/hook"));
+    let day2_extra =
+        "alertmanager:\n  config_file: alertmanager.yml\n  egress: {allow: [127.0.0.1/32]}\n";
+    let plan = alerts::Plan {
+        alerts: args.alerts,
+        batch: args.batch,
+        concurrency: args.concurrency,
+        latency_alerts: args.latency_alerts,
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let mut rows = Vec::new();
+    for name in args
+        .targets
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let mut srv = match target::Server::start_with(
+            name,
+            &args.day2_bin,
+            day2_extra,
+            &[("alertmanager.yml", &am_yml)],
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skipping {name}: {e}");
+                continue;
+            }
+        };
+        srv.wait_ready(&client).await?;
+        eprintln!("{name}: posting {} alerts ...", args.alerts);
+        let res = alerts::measure(&client, &srv, &inbox, &plan).await;
+        srv.stop();
+        rows.push((name.to_string(), res));
+    }
+    println!(
+        "\nalerts: {} distinct alerts ({} per group) in requests of {} over {} connections; then {} single alerts, one group each",
+        args.alerts,
+        alerts::PER_GROUP,
+        args.batch,
+        args.concurrency,
+        args.latency_alerts
+    );
+    println!(
+        "target           alerts/s  errors   CPU-s  peak RSS MiB   delivered  all in s   latency ms: median     p99  timeouts"
+    );
+    for (name, res) in &rows {
+        match res {
+            Ok(f) => println!(
+                "{name:<16} {:>8.0} {:>7} {:>7.2} {:>13.0} {:>11} {:>9.2} {:>20.1} {:>7.1} {:>9}",
+                f.alerts_per_sec,
+                f.errors,
+                f.cpu_s,
+                f.peak_rss_mib,
+                format!("{}/{}", f.delivered, f.accepted),
+                f.delivered_after_s,
+                percentile(&f.latencies_ms, 0.5),
+                percentile(&f.latencies_ms, 0.99),
+                f.latency_timeouts
+            ),
+            Err(e) => println!("{name:<16} n/a ({e})"),
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -374,5 +471,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Ingest(a) => rt.block_on(ingest(a)),
         Cmd::Query(a) => rt.block_on(run(a.ingest, a.runs, None)),
         Cmd::Rules(a) => rt.block_on(run(a.ingest, 0, Some((a.rules, a.rounds.max(1))))),
+        Cmd::Alerts(a) => rt.block_on(alerts_bench(a)),
     }
 }

@@ -29,9 +29,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether `bin` is an executable file in one of `$PATH`'s directories.
+fn in_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+}
+
 impl Server {
     pub fn start(name: &str, day2_bin: &Path) -> anyhow::Result<Server> {
+        Server::start_with(name, day2_bin, "", &[])
+    }
+
+    /// Like [`Server::start`], with `files` (name, content) written next to the
+    /// target's config first and `day2_extra` appended to day2's day2.yml (the
+    /// `alertmanager` target needs an `alertmanager.yml` among the files).
+    pub fn start_with(
+        name: &str,
+        day2_bin: &Path,
+        day2_extra: &str,
+        files: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
+        for (file, content) in files {
+            std::fs::write(dir.path().join(file), content)?;
+        }
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
         let port = free_port();
@@ -43,7 +64,9 @@ impl Server {
                 let cfg = dir.path().join("day2.yml");
                 std::fs::write(
                     &cfg,
-                    "host_metrics: {enabled: false}\nself_metrics: {enabled: false}\nremote_write: {max_body_size: 64MB}\n",
+                    format!(
+                        "host_metrics: {{enabled: false}}\nself_metrics: {{enabled: false}}\nremote_write: {{max_body_size: 64MB}}\n{day2_extra}"
+                    ),
                 )?;
                 cmd = Command::new(day2_bin);
                 cmd.args(["serve", "--config"])
@@ -73,7 +96,26 @@ impl Server {
                     .arg("-search.disableCache");
                 write_path = "/api/v1/write";
             }
-            other => anyhow::bail!("unknown target {other:?} (day2, prometheus, victoriametrics)"),
+            "alertmanager" => {
+                let cfg = dir.path().join("alertmanager.yml");
+                anyhow::ensure!(cfg.is_file(), "alertmanager needs an alertmanager.yml");
+                // Debian names it prometheus-alertmanager; upstream, alertmanager
+                let bin = if in_path("prometheus-alertmanager") {
+                    "prometheus-alertmanager"
+                } else {
+                    "alertmanager"
+                };
+                cmd = Command::new(bin);
+                cmd.arg(format!("--config.file={}", cfg.display()))
+                    .arg(format!("--storage.path={}", data.display()))
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                    // an empty address disables clustering (no gossip, no settle wait)
+                    .arg("--cluster.listen-address=");
+                write_path = "/api/v2/alerts";
+            }
+            other => anyhow::bail!(
+                "unknown target {other:?} (day2, prometheus, victoriametrics, alertmanager)"
+            ),
         }
         let child = cmd
             .stdout(Stdio::null())
