@@ -244,6 +244,14 @@ async fn exceeding_a_limit_fails_the_whole_scrape() {
             rec.series("http_requests_total").is_empty(),
             "{extra}: nothing of a failed scrape is ingested"
         );
+        // the target's status is updated right after its samples are written
+        until("the target to report the failure", || {
+            m.targets()
+                .0
+                .first()
+                .is_some_and(|t| !t.last_error.is_empty())
+        })
+        .await;
         let (active, _) = m.targets();
         assert!(
             active[0].last_error.contains("limit"),
