@@ -297,6 +297,16 @@ fn flush_group(
                     }
                 }
             }
+            IntegrationConfig::Email(c) => match crate::render::email(ctx.templates, c, &data)
+                .and_then(|m| serde_json::to_value(m).map_err(|e| e.to_string()))
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(receiver = %g.receiver, integration = %iid, error = %e, "rendering the notification failed");
+                    nflog.pop();
+                    continue;
+                }
+            },
             other => {
                 tracing::warn!(receiver = %g.receiver, integration = other.name(), "integration not supported yet; notification skipped");
                 continue;

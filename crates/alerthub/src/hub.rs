@@ -584,9 +584,13 @@ impl Hub {
     /// One delivery attempt of an outbox entry, recorded in the store.
     pub async fn deliver(&self, e: OutboxEntry) {
         let loaded = self.loaded.read().clone();
-        let target = resolve_target(&loaded.cfg, &e);
-        let (outcome, latency) = match target {
-            Ok(t) => delivery::post_json(&t, t.body(&e.payload), &loaded.settings.egress).await,
+        let (outcome, latency) = match resolve_destination(&loaded.cfg, &e) {
+            Ok(Destination::Http(t)) => {
+                delivery::post_json(&t, t.body(&e.payload), &loaded.settings.egress).await
+            }
+            Ok(Destination::Email(t)) => {
+                crate::email::send(&t, &e.payload, &loaded.settings.egress).await
+            }
             Err(msg) => (
                 Outcome::Failed {
                     status: None,
@@ -683,17 +687,17 @@ impl Hub {
             ),
             (
                 "day2_alerthub_notifications_sent_total",
-                "Notifications delivered (2xx).",
+                "Notifications delivered (2xx; SMTP 2xx for email).",
                 m.sent.load(Ordering::Relaxed),
             ),
             (
                 "day2_alerthub_notifications_failed_total",
-                "Notifications failed permanently (4xx, refused egress, gave up).",
+                "Notifications failed permanently (4xx, SMTP 5xx, refused egress, gave up).",
                 m.failed.load(Ordering::Relaxed),
             ),
             (
                 "day2_alerthub_notification_retries_total",
-                "Delivery attempts scheduled for retry (5xx, 429, timeouts, connection errors).",
+                "Delivery attempts scheduled for retry (5xx, 429, SMTP 4xx, timeouts, connection errors).",
                 m.retries.load(Ordering::Relaxed),
             ),
             (
@@ -837,6 +841,34 @@ fn url_of(
         (Some(u), _) => Ok(u.expose().to_string()),
         (None, Some(f)) => read_secret_file(f, what),
         (None, None) => Err(format!("no {what} configured")),
+    }
+}
+
+/// Where an outbox entry goes.
+enum Destination {
+    Http(delivery::Target),
+    Email(crate::email::EmailTarget),
+}
+
+/// Email entries go to their smarthost, the others over HTTP; from the
+/// current config (secrets are read at send time).
+fn resolve_destination(cfg: &HubConfig, e: &OutboxEntry) -> Result<Destination, String> {
+    let email = cfg
+        .receiver(&e.receiver)
+        .and_then(|r| {
+            r.integrations()
+                .into_iter()
+                .find(|i| i.id() == e.integration)
+        })
+        .and_then(|i| match i.config {
+            IntegrationConfig::Email(c) => Some(c),
+            _ => None,
+        });
+    match email {
+        Some(c) => crate::email::EmailTarget::from_config(c)
+            .map(Destination::Email)
+            .map_err(|err| err.to_string()),
+        None => resolve_target(cfg, e).map(Destination::Http),
     }
 }
 

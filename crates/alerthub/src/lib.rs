@@ -22,6 +22,8 @@
 //! - [`hub`]: [`Hub`], the running hub (ingest, silences, the dispatcher
 //!   loop, the delivery worker, metrics); restart-safe through `day2-store`.
 //! - [`delivery`]: one HTTP attempt, its classification, retry backoff.
+//! - [`email`]: email over SMTP (`lettre`): the stored message, one
+//!   attempt, SMTP reply classification.
 //! - [`egress`]: the outbound allowlist (no loopback, private or link-local
 //!   targets unless allowed; DNS resolved and pinned by us).
 //! - [`notify`]: notification payloads (Alertmanager's webhook JSON).
@@ -35,6 +37,7 @@ pub mod config;
 pub mod delivery;
 pub mod dispatch;
 pub mod egress;
+pub mod email;
 pub mod group;
 pub mod hub;
 pub mod inhibit;

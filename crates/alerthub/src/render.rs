@@ -1,8 +1,9 @@
 //! Notification templates: day2's default definitions (Alertmanager's names,
 //! `templates/default.tmpl`) plus the files of the config's `templates:`
-//! list, and the Slack and Microsoft Teams payloads rendered with them.
+//! list, and the Slack, Microsoft Teams, PagerDuty and email payloads
+//! rendered with them.
 
-use crate::config::{HubConfig, MsTeamsConfig, PagerdutyConfig, SlackConfig};
+use crate::config::{EmailConfig, HubConfig, MsTeamsConfig, PagerdutyConfig, SlackConfig};
 use crate::notify::NotificationData;
 use day2_gotmpl::{Env, Template, Value};
 use serde_json::{Value as Json, json};
@@ -274,6 +275,35 @@ pub fn pagerduty(t: &Templates, c: &PagerdutyConfig, d: &NotificationData) -> Re
     Ok(ev)
 }
 
+/// An email (`email.default.subject` / `email.default.html` unless the
+/// config sets its own): every header, the envelope addresses and the
+/// bodies rendered; header values are kept to one line. Stored in the
+/// outbox as JSON (no secrets: credentials are read at send time).
+pub fn email(
+    t: &Templates,
+    c: &EmailConfig,
+    d: &NotificationData,
+) -> Result<crate::email::EmailPayload, String> {
+    let data = template_data(d);
+    let f = |name: &str, src: &str| t.text(name, src, &data);
+    let mut headers = std::collections::BTreeMap::new();
+    for (k, v) in c.effective_headers() {
+        let val = crate::email::header_line(&f(&format!("headers.{k}"), &v)?);
+        headers.insert(k, val);
+    }
+    let text = match c.text.as_deref() {
+        Some(src) => Some(f("text", src)?).filter(|s| !s.is_empty()),
+        None => None,
+    };
+    Ok(crate::email::EmailPayload {
+        from: crate::email::header_line(&f("from", c.from.as_deref().unwrap_or(""))?),
+        to: crate::email::header_line(&f("to", &c.to)?),
+        headers,
+        html: f("html", &c.html())?,
+        text,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,5 +416,44 @@ receivers:
             "custom api"
         );
         assert!(Templates::load(&cfg, Path::new("/nonexistent")).is_ok());
+    }
+
+    #[test]
+    fn email_subject_headers_and_html() {
+        let cfg = load_str(
+            "global: {smtp_smarthost: 'mx:25', smtp_from: 'day2@example.org'}\nroute: {receiver: m}\nreceivers:\n  - name: m\n    email_configs:\n      - to: 'ops@example.org'\n        headers: {X-Job: '{{ .CommonLabels.job }}'}\n        text: '{{ .CommonAnnotations.summary }}'\n",
+        )
+        .unwrap();
+        let t = Templates::defaults();
+        let r = cfg.receiver("m").unwrap();
+        let IntegrationConfig::Email(c) = r.integrations()[0].config else {
+            unreachable!()
+        };
+        let mut d = data();
+        d.alerts[0]
+            .annotations
+            .insert("description".into(), "<script>x</script>".into());
+        let e = email(&t, c, &d).unwrap();
+        assert_eq!(e.headers["Subject"], "[FIRING:1] Down");
+        assert_eq!(e.headers["To"], "ops@example.org");
+        assert_eq!(e.headers["From"], "day2@example.org");
+        assert_eq!(e.headers["X-Job"], "api");
+        assert_eq!(
+            (e.from.as_str(), e.to.as_str()),
+            ("day2@example.org", "ops@example.org")
+        );
+        assert_eq!(e.text.as_deref(), Some("api down"));
+        assert!(e.html.contains("alertname"), "{}", e.html);
+        assert!(
+            e.html.contains("http://day2/#/alerts?receiver=team"),
+            "{}",
+            e.html
+        );
+        assert!(e.html.contains("&lt;script&gt;"), "{}", e.html);
+        assert!(!e.html.contains("<script>"), "{}", e.html);
+        d.alerts[0].ends_at = Some("2026-01-01T00:05:00Z".parse().unwrap());
+        let e = email(&t, c, &d).unwrap();
+        assert_eq!(e.headers["Subject"], "[RESOLVED] Down");
+        assert!(e.html.contains("Resolved"), "{}", e.html);
     }
 }
