@@ -808,3 +808,61 @@ async fn real_prometheus_sends_its_alerts_to_day2() {
             .contains(&prom_port.to_string())
     );
 }
+
+#[tokio::test]
+async fn inhibited_alert_does_not_leak_after_kill9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, url) = Hook::start().await;
+    let cfg = configs(dir.path(), &url);
+    let mut d = Day2::start(dir.path(), &cfg).await;
+    let (port, config) = (d.port, d.config.clone());
+    post_alerts(
+        &d,
+        json!([
+            {"labels": {"alertname": "Disk", "instance": "a", "severity": "critical"}},
+            {"labels": {"alertname": "Disk", "instance": "b", "severity": "warning"}},
+        ]),
+    )
+    .await;
+    hook.wait("the critical Disk alert", |b| {
+        b["groupLabels"]["alertname"] == "Disk" && names(b).contains(&"a/firing".to_string())
+    })
+    .await;
+    d.kill9();
+    let d = Day2::start_with(dir.path(), &config, port).await;
+    // after the restart the warning is still known to be inhibited ...
+    wait_for(
+        "b reported as inhibited",
+        Duration::from_secs(30),
+        || async {
+            let alerts = get_json(&d, "/api/v2/alerts").await;
+            let b = alerts
+                .as_array()?
+                .iter()
+                .find(|a| a["labels"]["instance"] == "b")?
+                .clone();
+            let inhibited = b["status"]["inhibitedBy"]
+                .as_array()
+                .is_some_and(|v| !v.is_empty());
+            inhibited.then_some(())
+        },
+    )
+    .await;
+    // ... and two later notifications of other groups, each after a group
+    // interval, show the dispatcher has flushed since without sending it
+    for marker in ["Marker1", "Marker2"] {
+        post_alerts(
+            &d,
+            json!([{"labels": {"alertname": marker, "instance": "m"}}]),
+        )
+        .await;
+        hook.wait(marker, |b| b["groupLabels"]["alertname"] == marker)
+            .await;
+    }
+    let leaked: Vec<Value> = hook
+        .bodies()
+        .into_iter()
+        .filter(|b| names(b).contains(&"b/firing".to_string()))
+        .collect();
+    assert!(leaked.is_empty(), "inhibited alert notified: {leaked:?}");
+}
