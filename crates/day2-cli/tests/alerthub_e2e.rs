@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Day2, client, wait_for};
+use common::{Day2, HUB_DAY2_YML, client, get_json, metric, post_alerts, wait_for};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -82,35 +82,7 @@ inhibit_rules:
 "#
     );
     std::fs::write(dir.join("alertmanager.yml"), am).unwrap();
-    r#"
-host_metrics:
-  enabled: false
-self_metrics:
-  enabled: false
-alertmanager:
-  config_file: alertmanager.yml
-  external_url: http://day2.test
-  egress:
-    allow: [127.0.0.0/8]
-"#
-    .to_string()
-}
-
-async fn post_alerts(d: &Day2, alerts: Value) {
-    let r = client()
-        .post(d.url("/api/v2/alerts"))
-        .json(&alerts)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    assert!(status.is_success(), "{status}: {}", r.text().await.unwrap());
-}
-
-async fn get_json(d: &Day2, path: &str) -> Value {
-    let r = client().get(d.url(path)).send().await.unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
+    HUB_DAY2_YML.to_string()
 }
 
 fn names(body: &Value) -> Vec<String> {
@@ -128,21 +100,6 @@ fn names(body: &Value) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-async fn metric(d: &Day2, name: &str) -> f64 {
-    let text = client()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

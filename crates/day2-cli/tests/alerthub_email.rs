@@ -8,9 +8,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Day2, client, wait_for};
+use common::{Day2, HUB_DAY2_YML, get_json, metric, post_alerts, wait_for};
 use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// One accepted mail.
@@ -171,50 +171,7 @@ receivers:
 "#
     );
     std::fs::write(dir.join("alertmanager.yml"), am).unwrap();
-    r#"
-host_metrics:
-  enabled: false
-self_metrics:
-  enabled: false
-alertmanager:
-  config_file: alertmanager.yml
-  external_url: http://day2.test
-  egress:
-    allow: [127.0.0.0/8]
-"#
-    .to_string()
-}
-
-async fn post_alerts(d: &Day2, alerts: Value) {
-    let r = client()
-        .post(d.url("/api/v2/alerts"))
-        .json(&alerts)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    assert!(status.is_success(), "{status}: {}", r.text().await.unwrap());
-}
-
-async fn get_json(d: &Day2, path: &str) -> Value {
-    let r = client().get(d.url(path)).send().await.unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
-async fn metric(d: &Day2, name: &str) -> f64 {
-    let text = client()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    HUB_DAY2_YML.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -232,3 +232,52 @@ pub fn base_config(extra: &str) -> String {
         "host_metrics:\n  enabled: false\nself_metrics:\n  enabled: false\nglobal:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n{extra}"
     )
 }
+
+/// day2.yml running the alert hub on `alertmanager.yml` beside it, with
+/// loopback webhooks allowed and no in-process scrapes.
+pub const HUB_DAY2_YML: &str = r#"
+host_metrics:
+  enabled: false
+self_metrics:
+  enabled: false
+alertmanager:
+  config_file: alertmanager.yml
+  external_url: http://day2.test
+  egress:
+    allow: [127.0.0.0/8]
+"#;
+
+/// Posts alerts to `/api/v2/alerts`; anything but 2xx fails the test.
+pub async fn post_alerts(d: &Day2, alerts: serde_json::Value) {
+    let r = client()
+        .post(d.url("/api/v2/alerts"))
+        .json(&alerts)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert!(status.is_success(), "{status}: {}", r.text().await.unwrap());
+}
+
+/// GETs JSON; anything but 2xx fails the test.
+pub async fn get_json(d: &Day2, path: &str) -> serde_json::Value {
+    let r = client().get(d.url(path)).send().await.unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// The value of an unlabelled series on `/metrics` (0 when absent).
+pub async fn metric(d: &Day2, name: &str) -> f64 {
+    let text = client()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
