@@ -64,6 +64,16 @@ pub struct FlushCtx<'a> {
     pub store: &'a Store,
     pub external_url: &'a str,
     pub templates: &'a crate::render::Templates,
+    /// Receiver -> internal sinks attached to it (see [`crate::internal`]).
+    pub internal: &'a BTreeMap<String, Vec<String>>,
+}
+
+/// Where one notification of a flush goes.
+enum Target<'a> {
+    Integration(crate::config::Integration<'a>),
+    /// A day2 feature (see [`crate::internal`]): gets the webhook payload,
+    /// resolved alerts included.
+    Internal(&'a str),
 }
 
 /// Whether an alert is muted by a silence, a maintenance window or an
@@ -224,9 +234,17 @@ fn flush_group(
     };
     let mut nflog = Vec::new();
     let mut notes = Vec::new();
-    for integ in receiver.integrations() {
-        let iid = integ.id();
-        let send_resolved = integ.config.send_resolved();
+    let internal = ctx.internal.get(&g.receiver).into_iter().flatten();
+    let targets = receiver
+        .integrations()
+        .into_iter()
+        .map(Target::Integration)
+        .chain(internal.map(|sink| Target::Internal(sink)));
+    for target in targets {
+        let (iid, send_resolved) = match &target {
+            Target::Integration(i) => (i.id(), i.config.send_resolved()),
+            Target::Internal(sink) => (crate::internal::integration_id(sink), true),
+        };
         let prev = ctx.store.nflog_get(&g.id, &g.receiver, &iid)?;
         let needed = match &prev {
             None => !firing_fps.is_empty(),
@@ -267,48 +285,28 @@ fn flush_group(
             external_url: ctx.external_url.to_string(),
             now,
         };
-        let payload = match integ.config {
-            IntegrationConfig::Webhook(w) => data.webhook(w.max_alerts),
-            IntegrationConfig::Slack(c) => match crate::render::slack(ctx.templates, c, &data) {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!(receiver = %g.receiver, integration = %iid, error = %e, "rendering the notification failed");
-                    nflog.pop();
+        let rendered = match &target {
+            Target::Internal(_) => Ok(data.webhook(0)),
+            Target::Integration(integ) => match integ.config {
+                IntegrationConfig::Webhook(w) => Ok(data.webhook(w.max_alerts)),
+                IntegrationConfig::Slack(c) => crate::render::slack(ctx.templates, c, &data),
+                IntegrationConfig::Pagerduty(c) => {
+                    crate::render::pagerduty(ctx.templates, c, &data)
+                }
+                IntegrationConfig::MsTeams(c) => crate::render::msteams(ctx.templates, c, &data),
+                IntegrationConfig::Email(c) => crate::render::email(ctx.templates, c, &data)
+                    .and_then(|m| serde_json::to_value(m).map_err(|e| e.to_string())),
+                other => {
+                    tracing::warn!(receiver = %g.receiver, integration = other.name(), "integration not supported yet; notification skipped");
                     continue;
                 }
             },
-            IntegrationConfig::Pagerduty(c) => {
-                match crate::render::pagerduty(ctx.templates, c, &data) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::error!(receiver = %g.receiver, integration = %iid, error = %e, "rendering the notification failed");
-                        nflog.pop();
-                        continue;
-                    }
-                }
-            }
-            IntegrationConfig::MsTeams(c) => {
-                match crate::render::msteams(ctx.templates, c, &data) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::error!(receiver = %g.receiver, integration = %iid, error = %e, "rendering the notification failed");
-                        nflog.pop();
-                        continue;
-                    }
-                }
-            }
-            IntegrationConfig::Email(c) => match crate::render::email(ctx.templates, c, &data)
-                .and_then(|m| serde_json::to_value(m).map_err(|e| e.to_string()))
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!(receiver = %g.receiver, integration = %iid, error = %e, "rendering the notification failed");
-                    nflog.pop();
-                    continue;
-                }
-            },
-            other => {
-                tracing::warn!(receiver = %g.receiver, integration = other.name(), "integration not supported yet; notification skipped");
+        };
+        let payload = match rendered {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(receiver = %g.receiver, integration = %iid, error = %e, "rendering the notification failed");
+                nflog.pop();
                 continue;
             }
         };
@@ -380,6 +378,7 @@ time_intervals:
         alerts: HashMap<Fingerprint, Alert>,
         silences: Vec<Silence>,
         windows: Vec<MaintenanceWindow>,
+        internal: BTreeMap<String, Vec<String>>,
         d: Dispatcher,
     }
 
@@ -394,6 +393,7 @@ time_intervals:
                 alerts: HashMap::new(),
                 silences: Vec::new(),
                 windows: Vec::new(),
+                internal: BTreeMap::new(),
                 d: Dispatcher::new(),
             }
         }
@@ -410,6 +410,7 @@ time_intervals:
                 store: &self.store,
                 external_url: "http://day2",
                 templates: &crate::render::Templates::defaults(),
+                internal: &self.internal,
             };
             self.d.flush_due(&ctx, now).unwrap()
         }
@@ -544,5 +545,44 @@ time_intervals:
         // still firing when the window closes: notified at the next interval
         let out = e.flush(ts("2026-01-01T01:00:30Z"));
         assert_eq!(out[0].outbox.len(), 1);
+    }
+
+    #[test]
+    fn internal_sinks_get_the_webhook_payload_with_resolutions() {
+        let mut e = Env::new();
+        e.cfg = load_str(&CFG.replace(
+            "      - url: http://127.0.0.1:1/hook\n",
+            "      - url: http://127.0.0.1:1/hook\n        send_resolved: false\n",
+        ))
+        .unwrap();
+        e.internal.insert("hook".into(), vec!["oncall".into()]);
+        let t0 = ts("2026-01-01T00:00:00Z");
+        e.put(alert(&[("alertname", "Down")], t0), t0);
+        let out = e.flush(ts("2026-01-01T00:00:30Z"));
+        assert_eq!(out[0].outbox.len(), 2, "webhook and the internal sink");
+        let entries = e.store.outbox_list(10).unwrap();
+        let internal: Vec<_> = entries
+            .iter()
+            .filter(|x| x.integration == "day2[oncall]")
+            .collect();
+        assert_eq!(internal.len(), 1);
+        let m: crate::internal::WebhookMessage =
+            serde_json::from_str(&internal[0].payload).unwrap();
+        assert_eq!(m.receiver, "hook");
+        assert!(m.alerts[0].is_firing());
+        // the resolve reaches the internal sink even though the webhook does not send resolutions
+        let fp = Fingerprint::of(&Labels::from_pairs([("alertname", "Down")]));
+        e.alerts.get_mut(&fp).unwrap().ends_at = Some(ts("2026-01-01T00:01:00Z"));
+        let out = e.flush(ts("2026-01-01T00:05:30Z"));
+        assert_eq!(out[0].outbox.len(), 1);
+        let entries = e.store.outbox_list(10).unwrap();
+        let last = entries
+            .iter()
+            .filter(|x| x.integration == "day2[oncall]")
+            .max_by_key(|x| x.id)
+            .unwrap();
+        let m: crate::internal::WebhookMessage = serde_json::from_str(&last.payload).unwrap();
+        assert_eq!(m.status, "resolved");
+        assert_eq!(m.alerts[0].resolved_at(), Some(ts("2026-01-01T00:01:00Z")));
     }
 }

@@ -18,6 +18,9 @@ use crate::config::{HubConfig, IntegrationConfig};
 use crate::delivery::{self, Outcome, RetryPolicy};
 use crate::dispatch::{Dispatcher, FlushCtx, ms};
 use crate::egress::EgressPolicy;
+use crate::internal::{
+    DeliveryEvent, HubEvent, InternalNotification, InternalSink, SinkError, WebhookMessage,
+};
 use crate::matchers::Matchers;
 use crate::silence::{Silence, SilenceState};
 use day2_model::{Labels, MatchOp, Matcher};
@@ -61,6 +64,25 @@ pub struct HubSettings {
     /// day2's recurring, matcher-scoped maintenance windows (validated
     /// against the config's time intervals).
     pub maintenance_windows: Vec<crate::silence::MaintenanceWindow>,
+    /// Receiver -> day2 features handling its notifications inside the
+    /// process (see [`crate::internal`]); each sink must be registered with
+    /// [`Hub::register_sink`].
+    pub internal_receivers: BTreeMap<String, Vec<String>>,
+}
+
+impl HubSettings {
+    /// Every internal receiver must exist in `alertmanager.yml`.
+    pub fn check_internal_receivers(&self, cfg: &HubConfig) -> Result<(), String> {
+        for (receiver, sinks) in &self.internal_receivers {
+            if cfg.receiver(receiver).is_none() {
+                return Err(format!(
+                    "receiver {receiver:?} (used by {}) is not defined in alertmanager.yml",
+                    sinks.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 struct Loaded {
@@ -114,6 +136,9 @@ pub struct Hub {
     last_gc: Mutex<Option<Timestamp>>,
     stopped: AtomicBool,
     metrics: Metrics,
+    /// day2 features taking notifications of internal receivers, by sink name.
+    sinks: RwLock<HashMap<String, Arc<dyn InternalSink>>>,
+    events: tokio::sync::broadcast::Sender<HubEvent>,
 }
 
 fn labels_to_json(l: &Labels) -> String {
@@ -261,11 +286,28 @@ impl Hub {
             last_gc: Mutex::new(None),
             stopped: AtomicBool::new(false),
             metrics: Metrics::default(),
+            sinks: RwLock::new(HashMap::new()),
+            events: tokio::sync::broadcast::channel(1024).0,
         }))
     }
 
     pub fn now(&self) -> Timestamp {
         (self.clock)()
+    }
+
+    /// Attaches a day2 feature as the internal sink `name` (replacing a
+    /// previous one); receivers name it in
+    /// [`HubSettings::internal_receivers`]. Pending notifications for it
+    /// are delivered from now on.
+    pub fn register_sink(&self, name: &str, sink: Arc<dyn InternalSink>) {
+        self.sinks.write().insert(name.to_string(), sink);
+        self.delivery_wake.notify_one();
+    }
+
+    /// Delivery events from now on (best-effort: a slow subscriber misses
+    /// events rather than slowing delivery).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<HubEvent> {
+        self.events.subscribe()
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -452,6 +494,7 @@ impl Hub {
             store: &self.store,
             external_url: &loaded.settings.external_url,
             templates: &loaded.templates,
+            internal: &loaded.settings.internal_receivers,
         };
         let out = dispatcher.flush_due(&ctx, now)?;
         let enqueued: usize = out.iter().map(|o| o.outbox.len()).sum();
@@ -585,6 +628,7 @@ impl Hub {
     pub async fn deliver(&self, e: OutboxEntry) {
         let loaded = self.loaded.read().clone();
         let (outcome, latency) = match resolve_destination(&loaded.cfg, &e) {
+            Ok(Destination::Internal(sink)) => self.hand_over(&sink, &e).await,
             Ok(Destination::Http(t)) => {
                 delivery::post_json(&t, t.body(&e.payload), &loaded.settings.egress).await
             }
@@ -601,6 +645,21 @@ impl Hub {
         };
         let now = self.now();
         self.metrics.attempts.fetch_add(1, Ordering::Relaxed);
+        let (outcome_name, status_code, event_error) = match &outcome {
+            Outcome::Sent { status } => ("sent", Some(*status), String::new()),
+            Outcome::Retry { status, error, .. } => ("retry", *status, error.clone()),
+            Outcome::Failed { status, error } => ("failed", *status, error.clone()),
+        };
+        let event = DeliveryEvent {
+            outbox_id: e.id,
+            receiver: e.receiver.clone(),
+            integration: e.integration.clone(),
+            fingerprints: Vec::new(),
+            outcome: outcome_name,
+            status_code,
+            error: event_error,
+            at: now,
+        };
         let (state, next, status, error) = match outcome {
             Outcome::Sent { status } => {
                 self.metrics.sent.fetch_add(1, Ordering::Relaxed);
@@ -649,6 +708,70 @@ impl Hub {
         if let Ok(Err(err)) = res {
             tracing::error!(error = %err, "recording a delivery attempt failed");
         }
+        if self.events.receiver_count() > 0 {
+            let fingerprints = serde_json::from_str::<WebhookMessage>(&e.payload)
+                .map(|m| m.alerts.into_iter().map(|a| a.fingerprint).collect())
+                .unwrap_or_default();
+            let _ = self.events.send(HubEvent::Delivery(DeliveryEvent {
+                fingerprints,
+                ..event
+            }));
+        }
+    }
+
+    /// Hands an outbox entry to an internal sink (on a blocking thread: sinks
+    /// write to the state store).
+    async fn hand_over(&self, sink_name: &str, e: &OutboxEntry) -> (Outcome, Duration) {
+        let Some(sink) = self.sinks.read().get(sink_name).cloned() else {
+            let error = format!("day2 feature {sink_name:?} is not running");
+            return (
+                Outcome::Retry {
+                    status: None,
+                    error,
+                    after: None,
+                },
+                Duration::ZERO,
+            );
+        };
+        let message: WebhookMessage = match serde_json::from_str(&e.payload) {
+            Ok(m) => m,
+            Err(err) => {
+                let error = format!("stored notification is not a webhook message: {err}");
+                return (
+                    Outcome::Failed {
+                        status: None,
+                        error,
+                    },
+                    Duration::ZERO,
+                );
+            }
+        };
+        let n = InternalNotification {
+            outbox_id: e.id,
+            created_at: ts_ms(e.created_at),
+            receiver: e.receiver.clone(),
+            message,
+        };
+        let started = std::time::Instant::now();
+        let res = tokio::task::spawn_blocking(move || sink.deliver(&n)).await;
+        let outcome = match res {
+            Ok(Ok(())) => Outcome::Sent { status: 200 },
+            Ok(Err(SinkError::Retry(error))) => Outcome::Retry {
+                status: None,
+                error,
+                after: None,
+            },
+            Ok(Err(SinkError::Permanent(error))) => Outcome::Failed {
+                status: None,
+                error,
+            },
+            Err(join) => Outcome::Retry {
+                status: None,
+                error: format!("day2 feature {sink_name:?} panicked: {join}"),
+                after: None,
+            },
+        };
+        (outcome, started.elapsed())
     }
 
     // ------------------------------------------------------------ views
@@ -848,11 +971,16 @@ fn url_of(
 enum Destination {
     Http(delivery::Target),
     Email(crate::email::EmailTarget),
+    /// A day2 feature, by sink name.
+    Internal(String),
 }
 
 /// Email entries go to their smarthost, the others over HTTP; from the
 /// current config (secrets are read at send time).
 fn resolve_destination(cfg: &HubConfig, e: &OutboxEntry) -> Result<Destination, String> {
+    if let Some(sink) = crate::internal::sink_of(&e.integration) {
+        return Ok(Destination::Internal(sink.to_string()));
+    }
     let email = cfg
         .receiver(&e.receiver)
         .and_then(|r| {
@@ -1072,6 +1200,93 @@ receivers:
         assert_eq!(list.len(), 2);
         let p: Value = serde_json::from_str(&list[0].payload).unwrap();
         assert_eq!(p["status"], "resolved");
+    }
+
+    /// A sink that records what it took and fails the first `fail` times.
+    struct Recorder {
+        got: Mutex<Vec<InternalNotification>>,
+        fail: Mutex<u32>,
+    }
+
+    impl InternalSink for Recorder {
+        fn deliver(&self, n: &InternalNotification) -> Result<(), SinkError> {
+            let mut fail = self.fail.lock();
+            if *fail > 0 {
+                *fail -= 1;
+                return Err(SinkError::Retry("busy".into()));
+            }
+            self.got.lock().push(n.clone());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn internal_sinks_take_notifications_through_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let (clock, now) = frozen("2026-01-01T00:00:00Z");
+        let store = Arc::new(Store::open_dir(dir.path()).unwrap());
+        let settings = HubSettings {
+            internal_receivers: [("a".to_string(), vec!["oncall".to_string()])].into(),
+            ..HubSettings::default()
+        };
+        let cfg = crate::config::load_str(CFG).unwrap();
+        settings.check_internal_receivers(&cfg).unwrap();
+        let hub = Hub::open(store, cfg, settings, clock).unwrap();
+        let mut events = hub.subscribe();
+        let mut a = Alert::new(Labels::from_pairs([("alertname", "Down")]), hub.now());
+        hub.normalize(&mut a);
+        hub.ingest(vec![a.clone()]).unwrap();
+        *now.lock() = "2026-01-01T00:00:30Z".parse().unwrap();
+        hub.dispatch_once().unwrap();
+        let entry = |hub: &Hub| {
+            hub.store()
+                .outbox_list(10)
+                .unwrap()
+                .into_iter()
+                .find(|e| e.integration == "day2[oncall]")
+                .unwrap()
+        };
+        // not registered yet: retried, not lost
+        hub.deliver(entry(&hub)).await;
+        let e = entry(&hub);
+        assert_eq!(e.state, OutboxState::Pending);
+        assert!(e.last_error.contains("not running"), "{}", e.last_error);
+        let HubEvent::Delivery(ev) = events.recv().await.unwrap();
+        assert_eq!((ev.outcome, ev.receiver.as_str()), ("retry", "a"));
+        assert_eq!(ev.fingerprints, vec![a.fingerprint().to_string()]);
+
+        let rec = Arc::new(Recorder {
+            got: Mutex::new(Vec::new()),
+            fail: Mutex::new(1),
+        });
+        hub.register_sink("oncall", rec.clone());
+        hub.deliver(entry(&hub)).await;
+        assert_eq!(
+            entry(&hub).state,
+            OutboxState::Pending,
+            "the sink asked for a retry"
+        );
+        hub.deliver(entry(&hub)).await;
+        let e = entry(&hub);
+        assert_eq!(e.state, OutboxState::Sent);
+        let got = rec.got.lock().clone();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].outbox_id, e.id);
+        assert_eq!(got[0].receiver, "a");
+        assert_eq!(got[0].created_at, "2026-01-01T00:00:30Z".parse().unwrap());
+        assert_eq!(
+            got[0].message.alerts[0].fingerprint,
+            a.fingerprint().to_string()
+        );
+        assert!(got[0].message.alerts[0].is_firing());
+
+        // a settings check names a receiver that does not exist
+        let bad = HubSettings {
+            internal_receivers: [("nope".to_string(), vec!["oncall".to_string()])].into(),
+            ..HubSettings::default()
+        };
+        let err = bad.check_internal_receivers(&hub.config()).unwrap_err();
+        assert!(err.contains("\"nope\"") && err.contains("oncall"), "{err}");
     }
 
     #[test]

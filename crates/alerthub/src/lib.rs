@@ -30,6 +30,8 @@
 //! - [`render`]: notification templates (defaults + `templates:` files) and
 //!   the Slack and Microsoft Teams payloads.
 //! - [`apiv2`]: Alertmanager API v2 request and response shapes.
+//! - [`internal`]: receivers handled by day2 features (on-call, incidents,
+//!   remediation) through the outbox, and the hub's delivery events.
 
 pub mod alert;
 pub mod apiv2;
@@ -41,6 +43,7 @@ pub mod email;
 pub mod group;
 pub mod hub;
 pub mod inhibit;
+pub mod internal;
 pub mod matchers;
 pub mod notify;
 pub mod render;
@@ -54,6 +57,7 @@ pub use egress::EgressPolicy;
 pub use group::{GroupKey, group_labels};
 pub use hub::{Hub, HubError, HubSettings};
 pub use inhibit::{Inhibition, Inhibitor};
+pub use internal::{HubEvent, InternalNotification, InternalSink, SinkError, WebhookMessage};
 pub use matchers::{Matchers, parse_matcher, parse_matchers};
 pub use route::{GroupBy, Route, RouteMute, RouteOpts};
 pub use silence::{MaintenanceWindow, Silence, SilenceState, in_maintenance, silenced_by};

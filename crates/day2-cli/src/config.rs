@@ -2,6 +2,7 @@
 //! elsewhere keep it (`global` and `scrape_configs` are Prometheus's).
 //! Errors name the file, the line and the field.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -430,6 +431,14 @@ impl Day2Config {
         .map_err(|(f, m)| located(day2_file, &format!("alertmanager.{f}"), m))?;
         let templates = day2_alerthub::render::Templates::load(&config, &tmpl_base)
             .map_err(|m| located(&file, "templates", m))?;
+        let mut internal_receivers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (field, receiver, sink) in self.internal_receivers() {
+            if config.receiver(&receiver).is_none() {
+                let msg = format!("receiver {receiver:?} is not defined in {file}");
+                return Err(located(day2_file, &field, msg));
+            }
+            internal_receivers.entry(receiver).or_default().push(sink);
+        }
         Ok(Some(LoadedHub {
             config,
             settings: day2_alerthub::HubSettings {
@@ -441,8 +450,15 @@ impl Day2Config {
                 config_text: text,
                 templates: Some(templates),
                 maintenance_windows: sec.maintenance_windows.clone(),
+                internal_receivers,
             },
         }))
+    }
+
+    /// Receivers of `alertmanager.yml` that day2 features take over (see
+    /// `alerthub::internal`): (field path in day2.yml, receiver, sink name).
+    fn internal_receivers(&self) -> Vec<(String, String, String)> {
+        Vec::new()
     }
 
     /// Loads the rule groups of `rule_files` (relative to `base`).

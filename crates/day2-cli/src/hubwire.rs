@@ -2,7 +2,6 @@
 //! (a cell a reload may fill or empty), the Alertmanager API v2 adapter, the
 //! rule engine's alert sink, and `/metrics`.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use day2_alerthub::{Hub, HubError, apiv2};
@@ -19,7 +18,7 @@ pub type HubCell = Arc<RwLock<Option<Arc<Hub>>>>;
 pub fn apply(
     cell: &HubCell,
     state: Option<&day2_server::ServerState>,
-    data_dir: &Path,
+    store: &Arc<day2_store::Store>,
     loaded: Option<LoadedHub>,
 ) -> anyhow::Result<()> {
     let Some(loaded) = loaded else {
@@ -39,9 +38,8 @@ pub fn apply(
             tracing::info!("alert hub configuration applied");
         }
         None => {
-            let store = day2_store::Store::open_dir(data_dir)?;
             let hub = Hub::open(
-                Arc::new(store),
+                store.clone(),
                 loaded.config,
                 loaded.settings,
                 day2_alerthub::hub::system_clock(),
@@ -51,7 +49,7 @@ pub fn apply(
                 *st.alertmanager.write() = Some(Arc::new(HubApi(hub.clone())));
             }
             *cell.write() = Some(hub);
-            tracing::info!(state = %data_dir.join("state.db").display(), "alert hub started");
+            tracing::info!("alert hub started");
         }
     }
     Ok(())

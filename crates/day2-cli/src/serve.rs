@@ -39,7 +39,8 @@ struct App {
     reload_lock: tokio::sync::Mutex<()>,
     /// The alert hub (when day2.yml has an `alertmanager` section).
     hub: crate::hubwire::HubCell,
-    data_dir: PathBuf,
+    /// Control-plane state (`<data_dir>/state.db`), shared by every feature.
+    store: Arc<day2_store::Store>,
 }
 
 fn storage_options(cfg: &Day2Config) -> Options {
@@ -146,7 +147,7 @@ impl App {
             }
         };
         let state = self.state.upgrade();
-        if let Err(e) = crate::hubwire::apply(&self.hub, state.as_deref(), &self.data_dir, loaded) {
+        if let Err(e) = crate::hubwire::apply(&self.hub, state.as_deref(), &self.store, loaded) {
             tracing::error!(error = %format!("{e:#}"), "the alert hub could not start");
         }
     }
@@ -357,6 +358,11 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
     let db = Arc::new(db);
     let rec = db.recovery();
     tracing::info!(data_dir = %dir.display(), recovery = ?rec, "storage opened");
+    let state_dir = dir.clone();
+    let store = tokio::task::spawn_blocking(move || day2_store::Store::open_dir(&state_dir))
+        .await?
+        .with_context(|| format!("opening the state store in {}", dir.display()))?;
+    let store = Arc::new(store);
 
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
@@ -418,7 +424,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         state: Arc::downgrade(&state),
         reload_lock: tokio::sync::Mutex::new(()),
         hub: hub_cell.clone(),
-        data_dir: dir.clone(),
+        store,
     });
     let _ = app_cell.set(Arc::downgrade(&app));
     app.apply(&cfg).await;

@@ -5,6 +5,12 @@
 //! are accepted only from loopback clients, so a day2 listening on a network
 //! address is never writable by anyone who can reach it. Secrets are never
 //! logged; only the token's name is.
+//!
+//! An accepted mutation carries a [`Principal`] (a request extension): who
+//! acts, for the audit log and for rules like "approved by someone other than
+//! the requester". With tokens it is the token's name; from loopback without
+//! tokens it is the `X-Day2-User` header (a local user is trusted to say who
+//! they are) or `local`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +35,25 @@ impl std::fmt::Debug for ApiToken {
     }
 }
 
+/// Who performs an authorised mutation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    /// How it was established: `token` or `loopback`.
+    pub via: &'static str,
+}
+
+/// The header a loopback client names itself with when no tokens exist.
+pub const USER_HEADER: &str = "x-day2-user";
+
+/// A user name as the audit log may show it.
+fn valid_user_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -39,7 +64,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Middleware for mutating routes.
 pub async fn require_mutation_auth(
     State(st): State<Arc<ServerState>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let tokens = st.tokens.read().clone();
@@ -49,6 +74,23 @@ pub async fn require_mutation_auth(
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
         if peer.is_some_and(|ip| ip.is_loopback()) {
+            let name = match req.headers().get(USER_HEADER) {
+                None => "local".to_string(),
+                Some(v) => match v.to_str().ok().filter(|s| valid_user_name(s)) {
+                    Some(s) => s.to_string(),
+                    None => {
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            "X-Day2-User: 1 to 64 characters of A-Z a-z 0-9 . _ @ -\n",
+                        )
+                            .into_response();
+                    }
+                },
+            };
+            req.extensions_mut().insert(Principal {
+                name,
+                via: "loopback",
+            });
             return next.run(req).await;
         }
         return (
@@ -80,6 +122,10 @@ pub async fn require_mutation_auth(
     {
         Some(t) => {
             tracing::debug!(token = %t.name, path = %req.uri().path(), "authorised mutation");
+            req.extensions_mut().insert(Principal {
+                name: t.name.clone(),
+                via: "token",
+            });
             next.run(req).await
         }
         None => (
@@ -105,5 +151,15 @@ mod tests {
             secret: "s3cr3t".into(),
         };
         assert!(!format!("{t:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn user_names_are_checked() {
+        assert!(valid_user_name("alice@example.com"));
+        assert!(valid_user_name("ci-bot_2"));
+        assert!(!valid_user_name(""));
+        assert!(!valid_user_name("alice bob"));
+        assert!(!valid_user_name("x\ny"));
+        assert!(!valid_user_name(&"a".repeat(65)));
     }
 }

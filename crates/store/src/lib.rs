@@ -7,8 +7,13 @@
 //! `spawn_blocking`. Rows are plain data (JSON text for label sets, Unix
 //! milliseconds for times): this crate knows nothing of alert semantics.
 //!
-//! The schema evolves by numbered migrations ([`MIGRATIONS`]); `user_version`
-//! records how far a file has been migrated.
+//! The schema evolves by numbered migrations: the alert hub's core tables
+//! by [`MIGRATIONS`] (`user_version` records how far a file has been
+//! migrated), every other feature (on-call, incidents, remediation, ...) by
+//! its own numbered list in [`COMPONENTS`], with its version in the
+//! `component_schema` table. A feature's tables and queries live in a module
+//! of this crate named after the feature, so features never collide on a
+//! migration number and all SQL stays in one crate.
 
 use std::path::Path;
 
@@ -93,7 +98,18 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE outbox ADD COLUMN fingerprints TEXT NOT NULL DEFAULT '';
     CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id);
     "#,
+    // 3: per-feature schema versions (see COMPONENTS)
+    r#"
+    CREATE TABLE component_schema (
+        component TEXT PRIMARY KEY,
+        version   INTEGER NOT NULL
+    );
+    "#,
 ];
+
+/// Features with tables of their own: (name, migrations applied in order;
+/// index + 1 is the feature's schema version). Applied after [`MIGRATIONS`].
+pub const COMPONENTS: &[(&str, &[&str])] = &[];
 
 /// A stored alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +281,43 @@ fn parse_list(s: &str) -> Vec<String> {
         .collect()
 }
 
+fn component_version(conn: &Connection, component: &str) -> rusqlite::Result<i64> {
+    Ok(conn
+        .query_row(
+            "SELECT version FROM component_schema WHERE component = ?1",
+            [component],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Applies the migrations of one feature that this file has not seen yet,
+/// each in its own transaction with the version bump.
+fn migrate_component(conn: &mut Connection, component: &str, migrations: &[&str]) -> Result<()> {
+    let version = component_version(conn, component)?;
+    if version as usize > migrations.len() {
+        return Err(Error::Open {
+            path: conn.path().unwrap_or("").to_string(),
+            message: format!(
+                "schema version {version} of {component} is newer than this binary knows ({})",
+                migrations.len()
+            ),
+        });
+    }
+    for (i, m) in migrations.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(m)?;
+        tx.execute(
+            "INSERT INTO component_schema (component, version) VALUES (?1, ?2)
+             ON CONFLICT(component) DO UPDATE SET version = ?2",
+            params![component, (i + 1) as i64],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) `<dir>/state.db` and migrates it.
     pub fn open_dir(dir: &Path) -> Result<Store> {
@@ -307,7 +360,15 @@ impl Store {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
         }
+        for (component, migrations) in COMPONENTS {
+            migrate_component(&mut conn, component, migrations)?;
+        }
         Ok(())
+    }
+
+    /// The schema version of one feature's tables (0: none yet).
+    pub fn component_version(&self, component: &str) -> Result<i64> {
+        Ok(component_version(&self.conn.lock(), component)?)
     }
 
     /// The schema version of the open file.
@@ -737,6 +798,31 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn component_migrations_apply_once_and_refuse_newer_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let s = Store::open(&path).unwrap();
+        let v1: &[&str] = &["CREATE TABLE demo (a INTEGER);"];
+        let v2: &[&str] = &[v1[0], "ALTER TABLE demo ADD COLUMN b TEXT;"];
+        {
+            let mut c = s.conn.lock();
+            migrate_component(&mut c, "demo", v1).unwrap();
+            c.execute("INSERT INTO demo (a) VALUES (7)", []).unwrap();
+            // re-applying is a no-op; a longer list applies only the new step
+            migrate_component(&mut c, "demo", v1).unwrap();
+            migrate_component(&mut c, "demo", v2).unwrap();
+            let (a, b): (i64, Option<String>) = c
+                .query_row("SELECT a, b FROM demo", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap();
+            assert_eq!((a, b), (7, None));
+        }
+        assert_eq!(s.component_version("demo").unwrap(), 2);
+        assert_eq!(s.component_version("other").unwrap(), 0);
+        let err = migrate_component(&mut s.conn.lock(), "demo", v1).unwrap_err();
+        assert!(err.to_string().contains("newer than this binary"), "{err}");
     }
 
     #[test]
