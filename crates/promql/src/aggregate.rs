@@ -502,7 +502,7 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             let mut kk = Vec::with_capacity(n);
             for k in ks {
                 if k.is_nan() {
-                    return Err(Error::Execution(format!("Parameter value is NaN for {op}")));
+                    return Err(Error::Execution("Parameter value is NaN".into()));
                 }
                 kk.push(if k < 1.0 {
                     0
@@ -563,7 +563,46 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             }
             Ok(Val::Vector(out))
         }
-        "limit_ratio" => Err(Error::Execution("limit_ratio is not supported yet".into())),
+        "limit_ratio" => {
+            let mut ratios = scalar_param(ctx, a, g, &op)?;
+            for r in ratios.iter_mut() {
+                if r.is_nan() {
+                    return Err(Error::Execution("Ratio value is NaN".into()));
+                }
+                if *r < -1.0 || *r > 1.0 {
+                    let capped = r.clamp(-1.0, 1.0);
+                    ctx.warn(format!(
+                        "ratio value should be between -1 and 1, got {}, capping to {}",
+                        format_f(*r),
+                        format_f(capped)
+                    ));
+                    *r = capped;
+                }
+            }
+            // a series is in when its label hash, as a fraction of the hash
+            // space, falls under the ratio (or, negative, at or over 1 + ratio)
+            let mut out = Vec::new();
+            for s in vec_input {
+                let offset = crate::hash::labels_hash(&s.labels) as f64 / u64::MAX as f64;
+                let mut vals = s.vals.clone();
+                let mut any = false;
+                for (x, &r) in vals.iter_mut().zip(&ratios) {
+                    let keep = (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r);
+                    if !keep {
+                        *x = ABSENT;
+                    }
+                    any |= has(*x);
+                }
+                if any {
+                    out.push(VSeries {
+                        labels: s.labels.clone(),
+                        vals,
+                        dropped: s.dropped,
+                    });
+                }
+            }
+            Ok(Val::Vector(out))
+        }
         "count_values" => {
             let label = match a.param.as_ref().map(|p| ctx.eval(p, g)).transpose()? {
                 Some(Val::Str(s)) => s,

@@ -223,6 +223,30 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>
     Ok(groups)
 }
 
+/// Calls `f` for every vector selector of `e` (also those under range
+/// selectors and subqueries), left to right.
+pub(crate) fn visit_selectors(e: &Expr, f: &mut impl FnMut(&VectorSelector)) {
+    match e {
+        Expr::VectorSelector(vs) => f(vs),
+        Expr::MatrixSelector(ms) => f(&ms.vs),
+        Expr::Subquery(sq) => visit_selectors(&sq.expr, f),
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                visit_selectors(p, f);
+            }
+            visit_selectors(&a.expr, f);
+        }
+        Expr::Unary(u) => visit_selectors(&u.expr, f),
+        Expr::Binary(b) => {
+            visit_selectors(&b.lhs, f);
+            visit_selectors(&b.rhs, f);
+        }
+        Expr::Paren(p) => visit_selectors(&p.expr, f),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| visit_selectors(a, f)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
 /// An instant selector's loaded series, not yet turned into step slots.
 pub(crate) struct InstantSel {
     pub series: Vec<Series>,
@@ -278,6 +302,22 @@ impl Ctx {
             Err(Error::Timeout)
         } else {
             Ok(())
+        }
+    }
+
+    /// Adds a warning annotation (Prometheus's `PromQL warning: ...`), once.
+    pub(crate) fn warn(&mut self, msg: String) {
+        let msg = format!("PromQL warning: {msg}");
+        if !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
+        }
+    }
+
+    /// Adds an info annotation (Prometheus's `PromQL info: ...`), once.
+    pub(crate) fn info(&mut self, msg: String) {
+        let msg = format!("PromQL info: {msg}");
+        if !self.infos.contains(&msg) {
+            self.infos.push(msg);
         }
     }
 

@@ -222,48 +222,65 @@ fn round_to(v: f64, to: f64) -> f64 {
     (v * inv + 0.5).floor() / inv
 }
 
-/// Classic-bucket histogram quantile (Prometheus's `bucketQuantile`).
-fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
-    if q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
+/// Sorts classic buckets `(upper bound, cumulative count)`, merges equal
+/// bounds and forces the counts to be monotonic; true when counts had to be
+/// raised. None without a `+Inf` bucket.
+fn classic_buckets(buckets: &mut Vec<(f64, f64)>) -> Option<bool> {
     buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-    if buckets.len() < 2 || buckets[buckets.len() - 1].0 != f64::INFINITY {
-        return f64::NAN;
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return None;
     }
-    // merge equal bounds, force monotonic counts
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for &(le, c) in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == le => last.1 += c,
-            _ => merged.push((le, c)),
+    buckets.dedup_by(|b, a| {
+        if a.0 == b.0 {
+            a.1 += b.1;
+            true
+        } else {
+            false
         }
-    }
+    });
+    let mut fixed = false;
     let mut max = f64::NEG_INFINITY;
-    for b in merged.iter_mut() {
+    for b in buckets.iter_mut() {
         if b.1 < max {
             b.1 = max;
+            fixed = true;
         } else {
             max = b.1;
         }
     }
+    Some(fixed)
+}
+
+/// Classic-bucket histogram quantile (Prometheus's `bucketQuantile`), and
+/// whether the counts had to be fixed for monotonicity.
+fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> (f64, bool) {
+    if q.is_nan() {
+        return (f64::NAN, false);
+    }
+    if q < 0.0 {
+        return (f64::NEG_INFINITY, false);
+    }
+    if q > 1.0 {
+        return (f64::INFINITY, false);
+    }
+    let Some(fixed) = classic_buckets(buckets) else {
+        return (f64::NAN, false);
+    };
+    if buckets.len() < 2 {
+        return (f64::NAN, fixed);
+    }
+    let merged = &buckets[..];
     let total = merged[merged.len() - 1].1;
     if total == 0.0 || total.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, fixed);
     }
     let rank = q * total;
-    let mut i = merged.partition_point(|b| b.1 < rank);
+    let i = merged.partition_point(|b| b.1 < rank);
     if i == merged.len() - 1 {
-        return merged[merged.len() - 2].0;
+        return (merged[merged.len() - 2].0, fixed);
     }
     if i == 0 && merged[0].0 <= 0.0 {
-        return merged[0].0;
+        return (merged[0].0, fixed);
     }
     let (mut start, mut count, mut rank) = (0.0, merged[i].1, rank);
     let end = merged[i].0;
@@ -272,11 +289,53 @@ fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
         count -= merged[i - 1].1;
         rank -= merged[i - 1].1;
     }
-    if i >= merged.len() {
-        i = merged.len() - 1;
-        let _ = i;
+    (start + (end - start) * (rank / count), fixed)
+}
+
+/// The fraction of a classic histogram's observations between `lower` and
+/// `upper`, interpolating linearly inside finite buckets; the first bucket
+/// starts at 0 when its upper bound is positive, and the observations of an
+/// unbounded bucket sit at its infinite end. Second: counts were fixed for
+/// monotonicity.
+fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<(f64, f64)>) -> (f64, bool) {
+    let Some(fixed) = classic_buckets(buckets) else {
+        return (f64::NAN, false);
+    };
+    let total = buckets[buckets.len() - 1].1;
+    if lower.is_nan() || upper.is_nan() || total == 0.0 || total.is_nan() {
+        return (f64::NAN, fixed);
     }
-    start + (end - start) * (rank / count)
+    if lower >= upper {
+        return (0.0, fixed);
+    }
+    // the rank (observations below) at value x
+    let rank_at = |x: f64| -> f64 {
+        let mut below = 0.0;
+        for (i, &(hi, cum)) in buckets.iter().enumerate() {
+            let lo = match i {
+                0 if hi > 0.0 => 0.0,
+                0 => f64::NEG_INFINITY,
+                _ => buckets[i - 1].0,
+            };
+            let count = cum - below;
+            if x <= lo {
+                return below;
+            }
+            if x < hi {
+                let part = if lo == f64::NEG_INFINITY {
+                    1.0
+                } else if hi == f64::INFINITY {
+                    0.0
+                } else {
+                    (x - lo) / (hi - lo)
+                };
+                return below + count * part;
+            }
+            below = cum;
+        }
+        below
+    };
+    ((rank_at(upper) - rank_at(lower)) / total, fixed)
 }
 
 /// Natural order: runs of digits compare as numbers (`1.2.3` < `1.11.3`).
@@ -869,51 +928,8 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             }
             Val::Vector(v)
         }
-        "histogram_quantile" => {
-            let q = arg_scalar(ctx, a(0), g)?;
-            let v = arg_vector(ctx, a(1), g)?;
-            // buckets grouped once per series: labels without `le` and the name
-            let mut index: HashMap<Labels, usize> = HashMap::new();
-            let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
-            for (si, s) in v.iter().enumerate() {
-                let Some(bound) = s.labels.get("le").and_then(parse_le) else {
-                    continue;
-                };
-                let mut b = s.labels.to_builder();
-                b.del("le");
-                b.del(METRIC_NAME);
-                let key = b.build();
-                match index.get(&key) {
-                    Some(&gi) => groups[gi].1.push((bound, si)),
-                    None => {
-                        index.insert(key.clone(), groups.len());
-                        groups.push((key, vec![(bound, si)]));
-                    }
-                }
-            }
-            let mut out = Vec::with_capacity(groups.len());
-            let mut buf: Vec<(f64, f64)> = Vec::new();
-            for (labels, members) in groups {
-                let mut vals = vec![ABSENT; g.n];
-                let mut any = false;
-                for (i, slot) in vals.iter_mut().enumerate() {
-                    buf.clear();
-                    for &(bound, si) in &members {
-                        let x = v[si].vals[i];
-                        if has(x) {
-                            buf.push((bound, x));
-                        }
-                    }
-                    if !buf.is_empty() {
-                        *slot = bucket_quantile(q[i], &mut buf);
-                        any = true;
-                    }
-                }
-                if any {
-                    out.push(VSeries::new(labels, vals));
-                }
-            }
-            Val::Vector(out)
+        "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => {
+            classic_histogram_call(ctx, name, args, g)?
         }
         other => {
             return Err(Error::Execution(format!(
@@ -921,6 +937,142 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             )));
         }
     })
+}
+
+/// A `histogram_quantiles` label value: Go's shortest form, with `.0` on integers.
+fn quantile_label(q: f64) -> String {
+    let s = format_f(q);
+    if q.is_finite() && !s.contains(['.', 'e']) {
+        format!("{s}.0")
+    } else {
+        s
+    }
+}
+
+/// `histogram_quantile`, `histogram_quantiles` and `histogram_fraction` over
+/// classic buckets: series are grouped by their labels without `le` (the name
+/// stays in the key, so two histograms of different names with the same
+/// labels collide as in Prometheus) and each group's buckets are read per step.
+fn classic_histogram_call(
+    ctx: &mut Ctx,
+    name: &str,
+    args: &[Box<Expr>],
+    g: &Grid,
+) -> Result<Val, Error> {
+    let (v, scalars, qlabel): (Vec<VSeries>, Vec<Vec<f64>>, Option<String>) = match name {
+        "histogram_quantile" => {
+            let q = arg_scalar(ctx, &args[0], g)?;
+            (arg_vector(ctx, &args[1], g)?, vec![q], None)
+        }
+        "histogram_fraction" => {
+            let lo = arg_scalar(ctx, &args[0], g)?;
+            let hi = arg_scalar(ctx, &args[1], g)?;
+            (arg_vector(ctx, &args[2], g)?, vec![lo, hi], None)
+        }
+        _ => {
+            let v = arg_vector(ctx, &args[0], g)?;
+            let label = arg_string(ctx, &args[1], g)?;
+            let mut qs = Vec::new();
+            for e in &args[2..] {
+                qs.push(arg_scalar(ctx, e, g)?);
+            }
+            (v, qs, Some(label))
+        }
+    };
+    if name != "histogram_fraction" {
+        for q in &scalars {
+            if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+                ctx.warn(format!(
+                    "quantile value should be between 0 and 1, got {}",
+                    format_f(*bad)
+                ));
+            }
+        }
+    }
+    // buckets grouped once per series: labels without `le`
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
+    for (si, s) in v.iter().enumerate() {
+        let le = s.labels.get("le");
+        let Some(bound) = le.and_then(parse_le) else {
+            ctx.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of \"{}\" for metric name \"{}\"",
+                le.unwrap_or(""),
+                s.labels.get(METRIC_NAME).unwrap_or("")
+            ));
+            continue;
+        };
+        // the name stays in the key even when it is to be dropped (Prometheus's
+        // delayed name removal): same-labelled histograms of two names collide
+        let mut b = s.labels.to_builder();
+        b.del("le");
+        let key = b.build();
+        match index.get(&key) {
+            Some(&gi) => groups[gi].1.push((bound, si)),
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push((key, vec![(bound, si)]));
+            }
+        }
+    }
+    let outputs = if name == "histogram_quantiles" {
+        scalars.len()
+    } else {
+        1
+    };
+    let mut out = Vec::with_capacity(groups.len() * outputs);
+    let mut buf: Vec<(f64, f64)> = Vec::new();
+    let mut fixed_any: Option<String> = None;
+    for (labels, members) in &groups {
+        for k in 0..outputs {
+            let mut vals = vec![ABSENT; g.n];
+            let mut any = false;
+            for (i, slot) in vals.iter_mut().enumerate() {
+                buf.clear();
+                for &(bound, si) in members {
+                    let x = v[si].vals[i];
+                    if has(x) {
+                        buf.push((bound, x));
+                    }
+                }
+                if buf.is_empty() {
+                    continue;
+                }
+                let (x, fixed) = match name {
+                    "histogram_fraction" => bucket_fraction(scalars[0][i], scalars[1][i], &mut buf),
+                    "histogram_quantile" => bucket_quantile(scalars[0][i], &mut buf),
+                    _ => bucket_quantile(scalars[k][i], &mut buf),
+                };
+                if fixed && fixed_any.is_none() {
+                    fixed_any = Some(labels.metric_name().unwrap_or("").to_string());
+                }
+                *slot = x;
+                any = true;
+            }
+            if !any {
+                continue;
+            }
+            let labels = match &qlabel {
+                Some(l) => {
+                    let mut b = labels.to_builder();
+                    b.set(l.clone(), quantile_label(scalars[k][0]));
+                    b.build()
+                }
+                None => labels.clone(),
+            };
+            out.push(VSeries {
+                labels,
+                vals,
+                dropped: true,
+            });
+        }
+    }
+    if let Some(metric) = fixed_any {
+        ctx.info(format!(
+            "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{metric}\""
+        ));
+    }
+    Ok(Val::Vector(out))
 }
 
 /// `absent`'s result: one series, 1 at the steps where nothing was present.
@@ -963,9 +1115,9 @@ mod tests {
             (1.0, 100.0),
             (f64::INFINITY, 100.0),
         ];
-        assert!((bucket_quantile(0.5, &mut b) - 0.5).abs() < 1e-9);
+        assert!((bucket_quantile(0.5, &mut b).0 - 0.5).abs() < 1e-9);
         let mut no_inf = vec![(0.1, 1.0)];
-        assert!(bucket_quantile(0.5, &mut no_inf).is_nan());
+        assert!(bucket_quantile(0.5, &mut no_inf).0.is_nan());
     }
 
     #[test]

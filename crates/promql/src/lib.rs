@@ -10,6 +10,7 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod hash;
 pub mod memstore;
 mod value;
 
@@ -131,6 +132,22 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<day2_model::Matcher>>, Error> {
             message: format!("{s:?} is not a series selector"),
             position: None,
         }),
+    }
+}
+
+/// The matcher groups of every series selector in a query, in source order
+/// (one entry per selector; several groups when `or` is used inside braces).
+pub fn query_selectors(query: &str) -> Result<Vec<Vec<Vec<day2_model::Matcher>>>, Error> {
+    let expr = parse(query)?;
+    let mut out = Vec::new();
+    let mut err = None;
+    eval::visit_selectors(&expr, &mut |vs| match eval::selector_matchers(vs) {
+        Ok(m) => out.push(m),
+        Err(e) => err = Some(e),
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
 }
 
