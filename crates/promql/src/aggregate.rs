@@ -40,17 +40,13 @@ impl<'a> KeyMode<'a> {
         }
     }
 
-    /// The key's label set (for group output and error messages); `dropped`
-    /// says the series' name is (lazily) dropped.
-    pub(crate) fn labels(&self, l: &Labels, dropped: bool) -> Labels {
+    /// The key's label set (for group output and error messages).
+    pub(crate) fn labels(&self, l: &Labels) -> Labels {
         match self {
             KeyMode::All => Labels::empty(),
             KeyMode::Include(names) => {
                 let mut b = LabelsBuilder::new();
                 for n in names.iter() {
-                    if dropped && n == METRIC_NAME {
-                        continue;
-                    }
                     if let Some(v) = l.get(n) {
                         b.set(n.clone(), v);
                     }
@@ -74,8 +70,8 @@ pub(crate) struct Keyer<'m, 'l> {
     mode: KeyMode<'m>,
     map: HashMap<Vec<&'l str>, u32>,
     buf: Vec<&'l str>,
-    /// A representative label set per key id (and whether its name is dropped).
-    pub first: Vec<(&'l Labels, bool)>,
+    /// A representative label set per key id.
+    pub first: Vec<&'l Labels>,
 }
 
 impl<'m, 'l> Keyer<'m, 'l> {
@@ -88,19 +84,15 @@ impl<'m, 'l> Keyer<'m, 'l> {
         }
     }
 
-    /// The key id of a label set (`dropped`: its `__name__` is dropped).
-    pub(crate) fn id(&mut self, l: &'l Labels, dropped: bool) -> u32 {
+    /// The key id of a label set (a name still to be dropped counts: `by
+    /// (__name__)` groups by it, as with Prometheus's delayed name removal).
+    pub(crate) fn id(&mut self, l: &'l Labels) -> u32 {
         self.buf.clear();
         match &self.mode {
             KeyMode::All => {}
             KeyMode::Include(names) => {
                 for n in names.iter() {
-                    let v = if dropped && n == METRIC_NAME {
-                        None
-                    } else {
-                        l.get(n)
-                    };
-                    self.buf.push(v.unwrap_or(""));
+                    self.buf.push(l.get(n).unwrap_or(""));
                 }
             }
             KeyMode::Exclude(names) => {
@@ -117,7 +109,7 @@ impl<'m, 'l> Keyer<'m, 'l> {
         }
         let id = self.first.len() as u32;
         self.map.insert(self.buf.clone(), id);
-        self.first.push((l, dropped));
+        self.first.push(l);
         id
     }
 
@@ -127,8 +119,13 @@ impl<'m, 'l> Keyer<'m, 'l> {
 
     /// The label set of key `id`.
     pub(crate) fn labels(&self, id: u32) -> Labels {
-        let (l, dropped) = self.first[id as usize];
-        self.mode.labels(l, dropped)
+        self.mode.labels(self.first[id as usize])
+    }
+
+    /// Whether the key keeps `__name__` (`by (__name__, ...)`): then a group
+    /// whose members drop their name drops it too.
+    pub(crate) fn keeps_name(&self) -> bool {
+        matches!(&self.mode, KeyMode::Include(names) if names.iter().any(|n| n == METRIC_NAME))
     }
 }
 
@@ -380,13 +377,17 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
     // group ids in first-appearance order
     let mut keyer = Keyer::new(KeyMode::grouping(&a.modifier));
     let gids: Vec<u32> = (0..input.len())
-        .map(|i| {
-            let (l, d) = input.labels(i);
-            keyer.id(l, d)
-        })
+        .map(|i| keyer.id(input.labels(i).0))
         .collect();
     let ngroups = keyer.len();
     let group_labels: Vec<Labels> = (0..ngroups as u32).map(|i| keyer.labels(i)).collect();
+    // groups keeping the name drop it when a member does
+    let mut group_dropped = vec![false; ngroups];
+    if keyer.keeps_name() {
+        for (i, &gid) in gids.iter().enumerate() {
+            group_dropped[gid as usize] |= input.labels(i).1;
+        }
+    }
     drop(keyer);
     ctx.check_deadline()?;
     let simple = match op.as_str() {
@@ -476,7 +477,11 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                     }
                 })
                 .collect();
-            out.push(VSeries::new(labels, vals));
+            out.push(VSeries {
+                labels,
+                vals,
+                dropped: group_dropped[gid],
+            });
         }
         return Ok(Val::Vector(out));
     }
@@ -630,7 +635,11 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                             None => {
                                 let mut b = group_labels[gid].to_builder();
                                 b.set(label.clone(), k.1.clone());
-                                out.push(VSeries::new(b.build(), vec![ABSENT; n]));
+                                out.push(VSeries {
+                                    labels: b.build(),
+                                    vals: vec![ABSENT; n],
+                                    dropped: group_dropped[gid],
+                                });
                                 index.insert(k, out.len() - 1);
                                 out.len() - 1
                             }
@@ -660,7 +669,11 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                         *slot = quantile(q[i], &mut buf);
                     }
                 }
-                out.push(VSeries::new(labels, vals));
+                out.push(VSeries {
+                    labels,
+                    vals,
+                    dropped: group_dropped[gid],
+                });
             }
             Ok(Val::Vector(out))
         }

@@ -61,9 +61,9 @@ pub(crate) struct VSeries {
     pub labels: Labels,
     /// One slot per step; [`ABSENT`] where the series has no value.
     pub vals: Vec<f64>,
-    /// `__name__` is dropped from `labels` (not yet applied: building the
-    /// reduced label set costs an allocation per label, so it is deferred to
-    /// where labels are read or output).
+    /// `__name__` is to be dropped from `labels` at the end of the evaluation
+    /// (Prometheus's delayed name removal: until then label functions and
+    /// `by (__name__)` still see the name).
     pub dropped: bool,
 }
 
@@ -76,14 +76,10 @@ impl VSeries {
         }
     }
 
-    /// The value of label `name`, honouring a deferred name drop.
+    /// The value of label `name` (the name too when it is still to be dropped).
     #[inline]
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        if self.dropped && name == METRIC_NAME {
-            None
-        } else {
-            self.labels.get(name)
-        }
+        self.labels.get(name)
     }
 
     /// Applies a deferred name drop.
@@ -184,13 +180,20 @@ fn system_ms(t: &SystemTime) -> i64 {
     }
 }
 
-/// Removes `__name__`.
+/// The labels that are the metric's identity and go when its name is dropped:
+/// `__name__`, and the type and unit labels of Prometheus 3's type-and-unit
+/// labels.
+pub(crate) const NAME_LABELS: [&str; 3] = [METRIC_NAME, "__type__", "__unit__"];
+
+/// Removes `__name__` (and `__type__`, `__unit__`).
 pub(crate) fn drop_name(l: &Labels) -> Labels {
-    if l.get(METRIC_NAME).is_none() {
+    if NAME_LABELS.iter().all(|n| l.get(n).is_none()) {
         return l.clone();
     }
     let mut b = l.to_builder();
-    b.del(METRIC_NAME);
+    for n in NAME_LABELS {
+        b.del(n);
+    }
     b.build()
 }
 

@@ -874,8 +874,9 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             }))
         }
         "label_replace" => {
+            // the name is still there when it is to be dropped: it can be read,
+            // and setting it keeps it
             let mut v = arg_vector(ctx, a(0), g)?;
-            materialise(&mut v);
             let dst = arg_string(ctx, a(1), g)?;
             let repl = arg_string(ctx, a(2), g)?;
             let src = arg_string(ctx, a(3), g)?;
@@ -898,13 +899,15 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                     let mut b = s.labels.to_builder();
                     b.set(dst.clone(), out);
                     s.labels = b.build();
+                    if dst == METRIC_NAME {
+                        s.dropped = false;
+                    }
                 }
             }
             Val::Vector(v)
         }
         "label_join" => {
             let mut v = arg_vector(ctx, a(0), g)?;
-            materialise(&mut v);
             let dst = arg_string(ctx, a(1), g)?;
             let sep = arg_string(ctx, a(2), g)?;
             let mut srcs = Vec::new();
@@ -925,6 +928,9 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                 let mut b = s.labels.to_builder();
                 b.set(dst.clone(), joined);
                 s.labels = b.build();
+                if dst == METRIC_NAME {
+                    s.dropped = false;
+                }
             }
             Val::Vector(v)
         }
