@@ -10,7 +10,7 @@ use day2_model::{Label, Labels, LabelsBuilder, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::Error;
-use crate::eval::{ABSENT, Ctx, Grid, InstantSel, VSeries, Val, has, instant_slots};
+use crate::eval::{ABSENT, Ctx, Grid, InstantSel, VSeries, Val, has};
 use promql_parser::parser::{Expr, VectorSelector};
 
 /// How label sets are reduced to a grouping (or matching) key.
@@ -292,7 +292,7 @@ impl Input {
             Input::Vec(v) => &v[i].vals,
             Input::Sel(s) => {
                 buf.fill(ABSENT);
-                instant_slots(&s.series[i].samples, &s.ref_t, s.lookback, false, buf);
+                s.fill(i, false, buf);
                 buf
             }
         }
@@ -301,13 +301,11 @@ impl Input {
     fn into_vec(self, n: usize) -> Vec<VSeries> {
         match self {
             Input::Vec(v) => v,
-            Input::Sel(s) => s
-                .series
-                .into_iter()
-                .map(|x| {
+            Input::Sel(s) => (0..s.series.len())
+                .map(|i| {
                     let mut vals = vec![ABSENT; n];
-                    instant_slots(&x.samples, &s.ref_t, s.lookback, false, &mut vals);
-                    VSeries::new(x.labels, vals)
+                    s.fill(i, false, &mut vals);
+                    VSeries::new(s.series[i].labels.clone(), vals)
                 })
                 .collect(),
         }

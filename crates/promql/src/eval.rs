@@ -105,6 +105,36 @@ pub(crate) struct Matrix {
     pub range: i64,
     /// Reference time of each step (after `offset` and `@`), non-decreasing.
     pub ref_t: Vec<i64>,
+    /// The selector's `anchored`/`smoothed` modifier.
+    pub mode: Option<RangeMode>,
+    /// The lookback delta (how far before a window an anchor may lie).
+    pub lookback: i64,
+}
+
+/// The experimental modifiers of extended range selectors (Prometheus 3).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum RangeMode {
+    /// The window also takes the last sample at or before its start (within
+    /// the lookback delta), or repeats its first sample there.
+    Anchored,
+    /// The window's ends are interpolated between the samples around them.
+    Smoothed,
+}
+
+/// The `anchored`/`smoothed` modifier of a selector (a marker matcher the
+/// query rewrite added).
+pub(crate) fn range_mode(vs: &VectorSelector) -> Option<RangeMode> {
+    vs.matchers
+        .matchers
+        .iter()
+        .find(|m| m.name == crate::rewrite::EXT_LABEL)
+        .map(|m| {
+            if m.value == "smoothed" {
+                RangeMode::Smoothed
+            } else {
+                RangeMode::Anchored
+            }
+        })
 }
 
 impl Matrix {
@@ -204,6 +234,9 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>
             out.push(Matcher::eq(METRIC_NAME, n.clone()));
         }
         for m in ms {
+            if m.name == crate::rewrite::EXT_LABEL || m.name == crate::rewrite::INFO_LABEL {
+                continue;
+            }
             let op = match m.op {
                 promql_parser::label::MatchOp::Equal => MatchOp::Equal,
                 promql_parser::label::MatchOp::NotEqual => MatchOp::NotEqual,
@@ -255,6 +288,38 @@ pub(crate) struct InstantSel {
     pub series: Vec<Series>,
     pub ref_t: Vec<i64>,
     pub lookback: i64,
+    pub mode: Option<RangeMode>,
+}
+
+impl InstantSel {
+    /// Fills `vals` with series `i`'s value at every reference time (see
+    /// [`instant_slots`]; `smoothed` interpolates between the samples around
+    /// it); false when no slot was filled.
+    pub(crate) fn fill(&self, i: usize, timestamps: bool, vals: &mut [f64]) -> bool {
+        let samples = &self.series[i].samples;
+        if self.mode != Some(RangeMode::Smoothed) || timestamps {
+            return instant_slots(samples, &self.ref_t, self.lookback, timestamps, vals);
+        }
+        let mut any = false;
+        let mut idx = 0usize;
+        for (slot, &rt) in vals.iter_mut().zip(&self.ref_t) {
+            while idx < samples.len() && samples[idx].t <= rt {
+                idx += 1;
+            }
+            if idx == 0 || samples[idx - 1].t <= rt - self.lookback {
+                continue;
+            }
+            let a = samples[idx - 1];
+            *slot = match samples.get(idx) {
+                Some(b) if a.t < rt && b.t <= rt + self.lookback => {
+                    a.v + (b.v - a.v) * (rt - a.t) as f64 / (b.t - a.t) as f64
+                }
+                _ => a.v,
+            };
+            any = true;
+        }
+        any
+    }
 }
 
 /// Fills `vals` (one slot per reference time, pre-set to [`ABSENT`]) with the
@@ -360,7 +425,18 @@ impl Ctx {
         hi: i64,
         out: &mut HashMap<usize, Want>,
     ) -> Result<(), Error> {
+        let lookback = self.lookback;
         let mut add = |vs: &VectorSelector, back: i64, range: bool| -> Result<(), Error> {
+            // anchored/smoothed windows reach a lookback further back (and
+            // smoothed ones forward); their staleness markers are ignored
+            let mode = range_mode(vs);
+            let back = back + if range && mode.is_some() { lookback } else { 0 };
+            let fwd = if mode == Some(RangeMode::Smoothed) {
+                lookback
+            } else {
+                0
+            };
+            let range = range || mode.is_some();
             let (l, h) = match &vs.at {
                 Some(a) => {
                     let t = self.at_ms(a) - offset_ms(&vs.offset);
@@ -378,7 +454,7 @@ impl Ctx {
                 }),
             };
             entry.mint = entry.mint.min(l - back);
-            entry.maxt = entry.maxt.max(h);
+            entry.maxt = entry.maxt.max(h + fwd);
             Ok(())
         };
         match e {
@@ -471,10 +547,10 @@ impl Ctx {
     ) -> Vec<VSeries> {
         let sel = self.take_instant(vs, g);
         let mut out = Vec::with_capacity(sel.series.len());
-        for s in sel.series {
+        for i in 0..sel.series.len() {
             let mut vals = vec![ABSENT; g.n];
-            if instant_slots(&s.samples, &sel.ref_t, sel.lookback, timestamps, &mut vals) {
-                out.push(VSeries::new(s.labels, vals));
+            if sel.fill(i, timestamps, &mut vals) {
+                out.push(VSeries::new(sel.series[i].labels.clone(), vals));
             }
         }
         out
@@ -486,6 +562,7 @@ impl Ctx {
         InstantSel {
             ref_t: self.ref_times(&vs.offset, &vs.at, g),
             lookback: self.lookback,
+            mode: range_mode(vs),
             series: self.take(vs),
         }
     }
@@ -567,6 +644,8 @@ impl Ctx {
             series,
             range,
             ref_t,
+            mode: None,
+            lookback: self.lookback,
         }))
     }
 
@@ -601,6 +680,8 @@ impl Ctx {
                 series: self.take(&ms.vs),
                 range: ms.range.as_millis() as i64,
                 ref_t: self.ref_times(&ms.vs.offset, &ms.vs.at, g),
+                mode: range_mode(&ms.vs),
+                lookback: self.lookback,
             }),
             Expr::Subquery(sq) => self.eval_subquery(sq, g)?,
             Expr::Aggregate(a) => crate::aggregate::eval(self, a, g)?,

@@ -5,12 +5,14 @@
 use std::collections::HashMap;
 
 use day2_model::gofloat::format_f;
-use day2_model::{Labels, LabelsBuilder, METRIC_NAME, Sample};
+use day2_model::{Labels, LabelsBuilder, METRIC_NAME, Sample, Series};
 use promql_parser::parser::{Call, Expr};
 
 use crate::Error;
 use crate::aggregate::{KahanSum, quantile};
-use crate::eval::{ABSENT, Ctx, Grid, Matrix, VSeries, Val, has, materialise};
+use crate::eval::{
+    ABSENT, Ctx, Grid, Matrix, RangeMode, VSeries, Val, has, materialise, range_mode,
+};
 
 fn arg_vector(ctx: &mut Ctx, e: &Expr, g: &Grid) -> Result<Vec<VSeries>, Error> {
     match ctx.eval(e, g)? {
@@ -384,11 +386,12 @@ fn map_vector(mut v: Vec<VSeries>, f: impl Fn(f64, usize) -> f64) -> Val {
 }
 
 /// Applies a range function to every series' window at every step.
-fn over_time(m: Matrix, keep_name: bool, f: impl Fn(&[Sample], usize, i64) -> Option<f64>) -> Val {
-    let n = m.ref_t.len();
-    let mut out = Vec::with_capacity(m.series.len());
-    for s in &m.series {
-        let mut vals = vec![ABSENT; n];
+fn over_time(
+    m: Matrix,
+    keep_name: bool,
+    mut f: impl FnMut(&[Sample], usize, i64) -> Option<f64>,
+) -> Val {
+    per_series(&m, keep_name, |s, vals| {
         let mut any = false;
         m.for_windows(&s.samples, |i, w, rt| {
             if let Some(v) = f(w, i, rt) {
@@ -396,7 +399,22 @@ fn over_time(m: Matrix, keep_name: bool, f: impl Fn(&[Sample], usize, i64) -> Op
                 any = true;
             }
         });
-        if any {
+        any
+    })
+}
+
+/// One result series per input series of `m` for which `fill` (given the
+/// series and its step slots, all absent) filled a slot.
+fn per_series(
+    m: &Matrix,
+    keep_name: bool,
+    mut fill: impl FnMut(&Series, &mut [f64]) -> bool,
+) -> Val {
+    let n = m.ref_t.len();
+    let mut out = Vec::with_capacity(m.series.len());
+    for s in &m.series {
+        let mut vals = vec![ABSENT; n];
+        if fill(s, &mut vals) {
             out.push(VSeries {
                 labels: s.labels.clone(),
                 vals,
@@ -407,14 +425,149 @@ fn over_time(m: Matrix, keep_name: bool, f: impl Fn(&[Sample], usize, i64) -> Op
     Val::Vector(out)
 }
 
+/// Calls `f(step, points)` with the values an `anchored` or `smoothed` window
+/// stands for: its start value, the samples inside, and (smoothed) its end
+/// value. Anchored: the start is the last sample at or before the window
+/// (within the lookback delta), else the first sample repeated; no samples
+/// inside, no result. Smoothed: both ends are interpolated between the samples
+/// around them (a counter falling between them restarts from 0), else the
+/// nearest sample inside is repeated; an empty window needs samples on both sides.
+fn mode_windows(m: &Matrix, samples: &[Sample], counter: bool, mut f: impl FnMut(usize, &[f64])) {
+    let Some(mode) = m.mode else { return };
+    let interp = |a: Sample, b: Sample, t: i64| {
+        let frac = (t - a.t) as f64 / (b.t - a.t) as f64;
+        if counter && b.v < a.v {
+            b.v * frac
+        } else {
+            a.v + (b.v - a.v) * frac
+        }
+    };
+    let (mut lo, mut hi) = (0usize, 0usize);
+    let mut pts: Vec<f64> = Vec::new();
+    for (i, &rt) in m.ref_t.iter().enumerate() {
+        let start = rt - m.range;
+        while lo < samples.len() && samples[lo].t <= start {
+            lo += 1;
+        }
+        hi = hi.max(lo);
+        while hi < samples.len() && samples[hi].t <= rt {
+            hi += 1;
+        }
+        let prev = (lo > 0 && samples[lo - 1].t > start - m.lookback).then(|| samples[lo - 1]);
+        pts.clear();
+        match mode {
+            RangeMode::Anchored => {
+                if lo == hi {
+                    continue;
+                }
+                pts.push(prev.unwrap_or(samples[lo]).v);
+                pts.extend(samples[lo..hi].iter().map(|p| p.v));
+            }
+            RangeMode::Smoothed => {
+                let next = samples.get(hi).filter(|p| p.t <= rt + m.lookback).copied();
+                if lo == hi {
+                    let (Some(a), Some(b)) = (prev, next) else {
+                        continue;
+                    };
+                    pts.push(interp(a, b, start));
+                    pts.push(interp(a, b, rt));
+                } else {
+                    pts.push(prev.map_or(samples[lo].v, |a| interp(a, samples[lo], start)));
+                    pts.extend(samples[lo..hi].iter().map(|p| p.v));
+                    pts.push(next.map_or(samples[hi - 1].v, |b| interp(samples[hi - 1], b, rt)));
+                }
+            }
+        }
+        f(i, &pts);
+    }
+}
+
+/// The increase of counter values (a fall restarts from 0).
+fn counter_increase(pts: &[f64]) -> f64 {
+    pts.windows(2)
+        .map(|w| if w[1] >= w[0] { w[1] - w[0] } else { w[1] })
+        .sum()
+}
+
+/// Applies `f` to the points of every `anchored`/`smoothed` window (see
+/// [`mode_windows`]); the results drop the metric name.
+fn over_mode_windows(m: &Matrix, counter: bool, mut f: impl FnMut(&[f64]) -> f64) -> Val {
+    per_series(m, false, |s, vals| {
+        let mut any = false;
+        mode_windows(m, &s.samples, counter, |i, pts| {
+            vals[i] = f(pts);
+            any = true;
+        });
+        any
+    })
+}
+
+/// `rate`/`increase`/`delta` over `anchored`/`smoothed` windows: no
+/// extrapolation, the windows' ends are real or interpolated values.
+fn mode_rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
+    let secs = m.range as f64 / 1000.0;
+    over_mode_windows(&m, counter, |pts| {
+        let v = if counter {
+            counter_increase(pts)
+        } else {
+            pts[pts.len() - 1] - pts[0]
+        };
+        if is_rate { v / secs } else { v }
+    })
+}
+
+/// `changes` and `resets` (`count` of the consecutive pairs it is given),
+/// over plain or anchored windows.
+fn count_pairs(m: Matrix, count: impl Fn(&[f64]) -> usize) -> Val {
+    if m.mode.is_none() {
+        let mut buf = Vec::new();
+        return over_time(m, false, |p, _, _| {
+            buf.clear();
+            buf.extend(values(p));
+            Some(count(&buf) as f64)
+        });
+    }
+    over_mode_windows(&m, false, |pts| count(pts) as f64)
+}
+
+/// Refuses `anchored`/`smoothed` range arguments to functions they do not
+/// apply to, with Prometheus's messages.
+fn check_range_modes(name: &str, args: &[Box<Expr>]) -> Result<(), Error> {
+    for a in args {
+        let mut e: &Expr = a;
+        while let Expr::Paren(p) = e {
+            e = &p.expr;
+        }
+        let Expr::MatrixSelector(ms) = e else {
+            continue;
+        };
+        let (mode, allowed): (&str, &[&str]) = match range_mode(&ms.vs) {
+            None => continue,
+            Some(RangeMode::Anchored) => (
+                "anchored",
+                &["changes", "delta", "increase", "rate", "resets"],
+            ),
+            Some(RangeMode::Smoothed) => ("smoothed", &["delta", "increase", "rate"]),
+        };
+        if !allowed.contains(&name) {
+            return Err(Error::Execution(format!(
+                "{mode} modifier can only be used with: {} - not with {name}",
+                allowed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `rate`/`increase`/`delta` over every window; counter resets are located
 /// once per series, so windows without a reset skip the reset scan.
 fn rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
-    let n = m.ref_t.len();
+    if m.mode.is_some() {
+        return mode_rate_over(m, counter, is_rate);
+    }
     let range = m.range;
-    let mut out = Vec::with_capacity(m.series.len());
     let mut resets: Vec<u32> = Vec::new();
-    for s in &m.series {
+    per_series(&m, false, |s, vals| {
         let p = &s.samples;
         // resets[i]: resets among p[..=i]
         resets.clear();
@@ -425,7 +578,6 @@ fn rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
             }
             resets.push(c);
         }
-        let mut vals = vec![ABSENT; n];
         let mut any = false;
         let base = p.as_ptr() as usize;
         m.for_windows(p, |i, w, rt| {
@@ -440,15 +592,8 @@ fn rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
                 any = true;
             }
         });
-        if any {
-            out.push(VSeries {
-                labels: s.labels.clone(),
-                vals,
-                dropped: true,
-            });
-        }
-    }
-    Val::Vector(out)
+        any
+    })
 }
 
 fn values(p: &[Sample]) -> impl Iterator<Item = f64> + '_ {
@@ -530,6 +675,7 @@ fn parse_le(le: &str) -> Option<f64> {
 pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
     let name = c.func.name;
     let args = &c.args.args;
+    check_range_modes(name, args)?;
     let a = |i: usize| -> &Expr { &args[i] };
     let secs = |i: usize| g.t(i) as f64 / 1000.0;
     Ok(match name {
@@ -755,15 +901,13 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             }
             over_time(m, false, |p, i, _| holt_winters(p, sf[i], tf[i]))
         }
-        "changes" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            Some(
-                p.windows(2)
-                    .filter(|w| w[0].v != w[1].v && !(w[0].v.is_nan() && w[1].v.is_nan()))
-                    .count() as f64,
-            )
+        "changes" => count_pairs(arg_matrix(ctx, a(0), g)?, |p| {
+            p.windows(2)
+                .filter(|w| w[0] != w[1] && !(w[0].is_nan() && w[1].is_nan()))
+                .count()
         }),
-        "resets" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64)
+        "resets" => count_pairs(arg_matrix(ctx, a(0), g)?, |p| {
+            p.windows(2).filter(|w| w[1] < w[0]).count()
         }),
         "avg_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
             let mut k = KahanSum::default();

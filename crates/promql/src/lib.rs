@@ -2,9 +2,9 @@
 //! reading through `day2_model::Queryable`, so the embedded TSDB and a remote
 //! Prometheus-compatible backend can both serve queries.
 //!
-//! Evaluation walks the expression once per step. Every selector's data is
-//! fetched once for the whole query window before evaluation starts, so a
-//! range query does not re-read storage per step.
+//! Every selector's data is fetched once for the whole query window before
+//! evaluation starts; then every node is evaluated once over the whole step
+//! grid (see `eval`).
 
 mod aggregate;
 mod binary;
@@ -12,6 +12,7 @@ mod eval;
 mod functions;
 mod hash;
 pub mod memstore;
+mod rewrite;
 mod value;
 
 use std::time::Duration;
@@ -75,11 +76,21 @@ impl Error {
     }
 }
 
-pub(crate) fn parse(query: &str) -> Result<promql_parser::parser::Expr, Error> {
-    promql_parser::parser::parse(query).map_err(|message| Error::BadInput {
+/// Parses a query; `range` is what `step()` and `range()` stand for in its
+/// duration expressions (zero outside a range query).
+pub(crate) fn parse_in(
+    query: &str,
+    range: rewrite::QueryRange,
+) -> Result<promql_parser::parser::Expr, Error> {
+    let query = rewrite::rewrite(query, range)?;
+    promql_parser::parser::parse(&query).map_err(|message| Error::BadInput {
         message: format!("invalid parameter \"query\": {message}"),
         position: None,
     })
+}
+
+pub(crate) fn parse(query: &str) -> Result<promql_parser::parser::Expr, Error> {
+    parse_in(query, rewrite::QueryRange::default())
 }
 
 /// The query engine.
@@ -118,7 +129,13 @@ impl Engine {
                 position: None,
             });
         }
-        let expr = parse(query)?;
+        let expr = parse_in(
+            query,
+            rewrite::QueryRange {
+                step: step_ms,
+                range: end_ms - start_ms,
+            },
+        )?;
         eval::run(db, &self.opts, &expr, start_ms, end_ms, step_ms, false)
     }
 }
