@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use day2_model::{Labels, METRIC_NAME, MatchOp, Matcher, Queryable, Sample, Series, is_stale_nan};
-use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use promql_parser::parser::{AtModifier, Call, Expr, Offset, VectorSelector};
 
 use crate::value::{QueryResult, RangeSeries, Value, VecSample};
 use crate::{EngineOptions, Error};
@@ -482,6 +482,26 @@ impl Ctx {
                 self.windows(&b.rhs, lo, hi, out)?;
             }
             Expr::Paren(p) => self.windows(&p.expr, lo, hi, out)?,
+            Expr::Call(c) if c.func.name == "info" => {
+                let arg = &c.args.args[0];
+                self.windows(arg, lo, hi, out)?;
+                // the info series, as of the first argument's reference times
+                let (a, b) = (
+                    crate::info::ref_time(self, arg, lo),
+                    crate::info::ref_time(self, arg, hi),
+                );
+                let entry = match out.entry(c as *const Call as usize) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => v.insert(Want {
+                        groups: vec![crate::info::load_matchers(c)?],
+                        mint: i64::MAX,
+                        maxt: i64::MIN,
+                        range: false,
+                    }),
+                };
+                entry.mint = entry.mint.min(a.min(b) - self.lookback);
+                entry.maxt = entry.maxt.max(a.max(b));
+            }
             Expr::Call(c) => {
                 for a in &c.args.args {
                     self.windows(a, lo, hi, out)?;
@@ -534,6 +554,13 @@ impl Ctx {
     /// Takes a selector's loaded series (each node is evaluated once).
     fn take(&mut self, vs: &VectorSelector) -> Vec<Series> {
         self.data.remove(&key(vs)).unwrap_or_default()
+    }
+
+    /// Takes the info series loaded for an `info()` call.
+    pub(crate) fn take_info(&mut self, c: &Call) -> Vec<Series> {
+        self.data
+            .remove(&(c as *const Call as usize))
+            .unwrap_or_default()
     }
 
     /// Instant-vector selection over the grid: the last sample at or before each

@@ -1078,6 +1078,7 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             }
             Val::Vector(v)
         }
+        "info" => crate::info::eval(ctx, c, g)?,
         "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => {
             classic_histogram_call(ctx, name, args, g)?
         }

@@ -11,6 +11,7 @@ mod binary;
 mod eval;
 mod functions;
 mod hash;
+mod info;
 pub mod memstore;
 mod rewrite;
 mod value;

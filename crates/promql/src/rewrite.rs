@@ -425,7 +425,7 @@ impl Rewriter<'_> {
                     if self.is(sel, "{")
                         && let Some(end) = self.closing(sel)
                     {
-                        self.mark_braces(end, format!("{INFO_LABEL}=\"\""));
+                        self.mark_braces(end, format!("{INFO_LABEL}=\"1\""));
                     }
                     return;
                 }
@@ -655,7 +655,7 @@ mod tests {
     fn info_selectors_get_a_marker() {
         assert_eq!(
             rw(r#"info(x, {data=~".*"})"#),
-            format!(r#"info(x, {{data=~".*",{INFO_LABEL}=""}})"#)
+            format!(r#"info(x, {{data=~".*",{INFO_LABEL}="1"}})"#)
         );
     }
 }

@@ -37,7 +37,7 @@ const NEWER: &[&str] = &[
 
 /// Passing statements at the last count; the run fails below them.
 const FLOOR_CORE: usize = 907;
-const FLOOR_NEWER: usize = 313;
+const FLOOR_NEWER: usize = 365;
 
 fn parse_time(s: &str) -> i64 {
     if let Ok(n) = s.parse::<i64>() {
