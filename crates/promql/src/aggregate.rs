@@ -345,6 +345,8 @@ fn accumulate(
 
 pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Error> {
     let op = a.op.to_string();
+    // annotations refer to this node
+    let node = a as *const AggregateExpr as usize;
     let streams = matches!(
         op.as_str(),
         "sum"
@@ -574,11 +576,14 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                 }
                 if *r < -1.0 || *r > 1.0 {
                     let capped = r.clamp(-1.0, 1.0);
-                    ctx.warn(format!(
-                        "ratio value should be between -1 and 1, got {}, capping to {}",
-                        format_f(*r),
-                        format_f(capped)
-                    ));
+                    ctx.warn(
+                        format!(
+                            "ratio value should be between -1 and 1, got {}, capping to {}",
+                            format_f(*r),
+                            format_f(capped)
+                        ),
+                        (node, Some(0)),
+                    );
                     *r = capped;
                 }
             }
@@ -651,6 +656,15 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
         }
         "quantile" => {
             let q = scalar_param(ctx, a, g, &op)?;
+            if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+                ctx.warn(
+                    format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        format_f(*bad)
+                    ),
+                    (node, Some(0)),
+                );
+            }
             let mut out = Vec::with_capacity(ngroups);
             let mut buf = Vec::new();
             for (gid, labels) in group_labels.into_iter().enumerate() {

@@ -189,7 +189,28 @@ pub(crate) struct Ctx {
     pub max_samples: usize,
     pub infos: Vec<String>,
     pub warnings: Vec<String>,
+    at: Positions,
 }
+
+/// Where the calls and aggregations of the query are, for the `(line:col)`
+/// Prometheus appends to annotations.
+pub(crate) struct Positions {
+    query: String,
+    calls: HashMap<usize, crate::rewrite::CallPos>,
+}
+
+impl Positions {
+    pub(crate) fn new(query: &str, calls: HashMap<usize, crate::rewrite::CallPos>) -> Positions {
+        Positions {
+            query: query.to_string(),
+            calls,
+        }
+    }
+}
+
+/// A place in the query an annotation refers to: a call or aggregation
+/// node (by address) and, with `Some(i)`, its `i`th argument.
+pub(crate) type At = (usize, Option<usize>);
 
 fn key(vs: &VectorSelector) -> usize {
     vs as *const VectorSelector as usize
@@ -373,17 +394,31 @@ impl Ctx {
         }
     }
 
-    /// Adds a warning annotation (Prometheus's `PromQL warning: ...`), once.
-    pub(crate) fn warn(&mut self, msg: String) {
-        let msg = format!("PromQL warning: {msg}");
+    /// ` (line:col)` of a place in the query, when known.
+    fn position(&self, at: At) -> String {
+        let Some(c) = self.at.calls.get(&at.0) else {
+            return String::new();
+        };
+        let pos = match at.1 {
+            None => Some(c.at),
+            Some(i) => c.args.get(i).copied(),
+        };
+        pos.map_or(String::new(), |p| {
+            format!(" ({})", crate::rewrite::line_col(&self.at.query, p))
+        })
+    }
+
+    /// Adds a warning annotation (Prometheus's `PromQL warning: ... (l:c)`), once.
+    pub(crate) fn warn(&mut self, msg: String, at: At) {
+        let msg = format!("PromQL warning: {msg}{}", self.position(at));
         if !self.warnings.contains(&msg) {
             self.warnings.push(msg);
         }
     }
 
-    /// Adds an info annotation (Prometheus's `PromQL info: ...`), once.
-    pub(crate) fn info(&mut self, msg: String) {
-        let msg = format!("PromQL info: {msg}");
+    /// Adds an info annotation (Prometheus's `PromQL info: ... (l:c)`), once.
+    pub(crate) fn info(&mut self, msg: String, at: At) {
+        let msg = format!("PromQL info: {msg}{}", self.position(at));
         if !self.infos.contains(&msg) {
             self.infos.push(msg);
         }
@@ -727,6 +762,7 @@ fn duplicate_labelset() -> Error {
     Error::Execution("vector cannot contain metrics with the same labelset".into())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     db: &dyn Queryable,
     opts: &EngineOptions,
@@ -735,8 +771,10 @@ pub(crate) fn run(
     end: i64,
     step: i64,
     instant: bool,
+    at: Positions,
 ) -> Result<QueryResult, Error> {
     let mut ctx = Ctx {
+        at,
         start,
         end,
         step,

@@ -860,6 +860,23 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         }
         "rate" | "increase" | "delta" => {
             let m = arg_matrix(ctx, a(0), g)?;
+            if name != "delta" {
+                // Prometheus's hint that the input may not be a counter
+                for s in &m.series {
+                    let metric = s.labels.get(METRIC_NAME).unwrap_or("");
+                    if ["_total", "_sum", "_count", "_bucket"]
+                        .iter()
+                        .all(|suffix| !metric.ends_with(suffix))
+                    {
+                        ctx.info(
+                            format!(
+                                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+                            ),
+                            (c as *const Call as usize, Some(0)),
+                        );
+                    }
+                }
+            }
             rate_over(m, name != "delta", name == "rate")
         }
         "irate" | "idelta" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
@@ -962,6 +979,15 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         }),
         "quantile_over_time" => {
             let q = arg_scalar(ctx, a(0), g)?;
+            if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+                ctx.warn(
+                    format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        format_f(*bad)
+                    ),
+                    (c as *const Call as usize, Some(0)),
+                );
+            }
             over_time(arg_matrix(ctx, a(1), g)?, false, |p, i, _| {
                 let mut v: Vec<f64> = values(p).collect();
                 Some(quantile(q[i], &mut v))
@@ -984,6 +1010,14 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                 }
             }
             absent_result(a(0), g, &present)
+        }
+        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" if ctx.step != 0 => {
+            ctx.warn(
+                "sort is ineffective for range queries since results are always ordered by labels"
+                    .into(),
+                (c as *const Call as usize, None),
+            );
+            Val::Vector(arg_vector(ctx, a(0), g)?)
         }
         "sort" | "sort_desc" => {
             let v = arg_vector(ctx, a(0), g)?;
@@ -1080,7 +1114,7 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         }
         "info" => crate::info::eval(ctx, c, g)?,
         "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => {
-            classic_histogram_call(ctx, name, args, g)?
+            classic_histogram_call(ctx, c, g)?
         }
         other => {
             return Err(Error::Execution(format!(
@@ -1104,12 +1138,15 @@ fn quantile_label(q: f64) -> String {
 /// classic buckets: series are grouped by their labels without `le` (the name
 /// stays in the key, so two histograms of different names with the same
 /// labels collide as in Prometheus) and each group's buckets are read per step.
-fn classic_histogram_call(
-    ctx: &mut Ctx,
-    name: &str,
-    args: &[Box<Expr>],
-    g: &Grid,
-) -> Result<Val, Error> {
+fn classic_histogram_call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
+    let (name, args) = (c.func.name, &c.args.args);
+    let node = c as *const Call as usize;
+    // the argument holding the buckets
+    let vector_arg = match name {
+        "histogram_quantile" => 1,
+        "histogram_fraction" => 2,
+        _ => 0,
+    };
     let (v, scalars, qlabel): (Vec<VSeries>, Vec<Vec<f64>>, Option<String>) = match name {
         "histogram_quantile" => {
             let q = arg_scalar(ctx, &args[0], g)?;
@@ -1131,12 +1168,20 @@ fn classic_histogram_call(
         }
     };
     if name != "histogram_fraction" {
-        for q in &scalars {
+        for (k, q) in scalars.iter().enumerate() {
             if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-                ctx.warn(format!(
-                    "quantile value should be between 0 and 1, got {}",
-                    format_f(*bad)
-                ));
+                let arg = if name == "histogram_quantile" {
+                    0
+                } else {
+                    2 + k
+                };
+                ctx.warn(
+                    format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        format_f(*bad)
+                    ),
+                    (node, Some(arg)),
+                );
             }
         }
     }
@@ -1146,11 +1191,14 @@ fn classic_histogram_call(
     for (si, s) in v.iter().enumerate() {
         let le = s.labels.get("le");
         let Some(bound) = le.and_then(parse_le) else {
-            ctx.warn(format!(
-                "bucket label \"le\" is missing or has a malformed value of \"{}\" for metric name \"{}\"",
-                le.unwrap_or(""),
-                s.labels.get(METRIC_NAME).unwrap_or("")
-            ));
+            ctx.warn(
+                format!(
+                    "bucket label \"le\" is missing or has a malformed value of \"{}\" for metric name \"{}\"",
+                    le.unwrap_or(""),
+                    s.labels.get(METRIC_NAME).unwrap_or("")
+                ),
+                (node, Some(vector_arg)),
+            );
             continue;
         };
         // the name stays in the key even when it is to be dropped (Prometheus's
@@ -1219,9 +1267,12 @@ fn classic_histogram_call(
         }
     }
     if let Some(metric) = fixed_any {
-        ctx.info(format!(
-            "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{metric}\""
-        ));
+        ctx.info(
+            format!(
+                "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{metric}\""
+            ),
+            (node, Some(vector_arg)),
+        );
     }
     Ok(Val::Vector(out))
 }

@@ -82,16 +82,17 @@ impl Error {
 pub(crate) fn parse_in(
     query: &str,
     range: rewrite::QueryRange,
-) -> Result<promql_parser::parser::Expr, Error> {
-    let query = rewrite::rewrite(query, range)?;
-    promql_parser::parser::parse(&query).map_err(|message| Error::BadInput {
+) -> Result<(promql_parser::parser::Expr, rewrite::Rewritten<'_>), Error> {
+    let rw = rewrite::rewrite(query, range)?;
+    let expr = promql_parser::parser::parse(&rw.text).map_err(|message| Error::BadInput {
         message: format!("invalid parameter \"query\": {message}"),
         position: None,
-    })
+    })?;
+    Ok((expr, rw))
 }
 
 pub(crate) fn parse(query: &str) -> Result<promql_parser::parser::Expr, Error> {
-    parse_in(query, rewrite::QueryRange::default())
+    parse_in(query, rewrite::QueryRange::default()).map(|(e, _)| e)
 }
 
 /// The query engine.
@@ -111,8 +112,10 @@ impl Engine {
         query: &str,
         t_ms: i64,
     ) -> Result<QueryResult, Error> {
-        let expr = parse(query)?;
-        eval::run(db, &self.opts, &expr, t_ms, t_ms, 0, true)
+        let (expr, rw) = parse_in(query, rewrite::QueryRange::default())?;
+        // node addresses key the positions: taken where `expr` stays
+        let at = eval::Positions::new(query, rewrite::call_positions(&expr, &rw));
+        eval::run(db, &self.opts, &expr, t_ms, t_ms, 0, true, at)
     }
 
     /// Evaluates `query` at every `step_ms` from `start_ms` to `end_ms` inclusive.
@@ -130,14 +133,15 @@ impl Engine {
                 position: None,
             });
         }
-        let expr = parse_in(
+        let (expr, rw) = parse_in(
             query,
             rewrite::QueryRange {
                 step: step_ms,
                 range: end_ms - start_ms,
             },
         )?;
-        eval::run(db, &self.opts, &expr, start_ms, end_ms, step_ms, false)
+        let at = eval::Positions::new(query, rewrite::call_positions(&expr, &rw));
+        eval::run(db, &self.opts, &expr, start_ms, end_ms, step_ms, false, at)
     }
 }
 

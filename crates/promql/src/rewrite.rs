@@ -176,6 +176,10 @@ impl Rewriter<'_> {
         i < self.toks.len() && self.text(i) == s
     }
 
+    fn text_is_ci(&self, i: usize, s: &str) -> bool {
+        i < self.toks.len() && self.text(i).eq_ignore_ascii_case(s)
+    }
+
     /// The index of the token closing the bracket opened at `open`.
     fn closing(&self, open: usize) -> Option<usize> {
         let (o, c) = brackets(self.text(open));
@@ -556,8 +560,30 @@ impl Expr<'_, '_> {
     }
 }
 
+/// A query as `promql-parser` reads it, and how its positions map back.
+pub(crate) struct Rewritten<'q> {
+    pub text: std::borrow::Cow<'q, str>,
+    /// `(position in text, shift)`: from that position on, a position in the
+    /// rewritten text is `shift` bytes after the original one.
+    shifts: Vec<(usize, isize)>,
+}
+
+impl Rewritten<'_> {
+    /// The position in the original query of a position in [`Rewritten::text`]
+    /// (outside the rewritten spans).
+    pub(crate) fn original(&self, pos: usize) -> usize {
+        let shift = self
+            .shifts
+            .iter()
+            .take_while(|(at, _)| *at <= pos)
+            .last()
+            .map_or(0, |s| s.1);
+        (pos as isize - shift) as usize
+    }
+}
+
 /// The query as `promql-parser` reads it (see the module documentation).
-pub(crate) fn rewrite(query: &str, range: QueryRange) -> Result<std::borrow::Cow<'_, str>, Error> {
+pub(crate) fn rewrite(query: &str, range: QueryRange) -> Result<Rewritten<'_>, Error> {
     let mut r = Rewriter {
         q: query,
         toks: tokenize(query),
@@ -566,18 +592,127 @@ pub(crate) fn rewrite(query: &str, range: QueryRange) -> Result<std::borrow::Cow
     };
     r.run()?;
     if r.edits.is_empty() {
-        return Ok(std::borrow::Cow::Borrowed(query));
+        return Ok(Rewritten {
+            text: std::borrow::Cow::Borrowed(query),
+            shifts: Vec::new(),
+        });
     }
     r.edits.sort_by_key(|e| (e.0, e.1));
     let mut out = String::with_capacity(query.len() + 64);
+    let mut shifts = Vec::with_capacity(r.edits.len());
     let mut at = 0;
     for (start, end, text) in r.edits {
         out.push_str(&query[at..start]);
         out.push_str(&text);
+        shifts.push((out.len(), out.len() as isize - end as isize));
         at = end;
     }
     out.push_str(&query[at..]);
-    Ok(std::borrow::Cow::Owned(out))
+    Ok(Rewritten {
+        text: std::borrow::Cow::Owned(out),
+        shifts,
+    })
+}
+
+/// Where a function call or aggregation starts in the query text, and where
+/// each of its arguments starts (byte offsets).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallPos {
+    pub at: usize,
+    pub args: Vec<usize>,
+}
+
+/// The positions of the calls and aggregations of `expr` (parsed from
+/// `r.text`), by node address, in the original query: the nodes in source
+/// order are matched with their names among the tokens.
+pub(crate) fn call_positions(
+    expr: &promql_parser::parser::Expr,
+    r: &Rewritten,
+) -> std::collections::HashMap<usize, CallPos> {
+    use promql_parser::parser::Expr;
+    fn nodes(e: &Expr, out: &mut Vec<(usize, String, bool)>) {
+        match e {
+            Expr::Call(c) => {
+                out.push((c as *const _ as usize, c.func.name.to_string(), false));
+                c.args.args.iter().for_each(|a| nodes(a, out));
+            }
+            Expr::Aggregate(a) => {
+                out.push((a as *const _ as usize, a.op.to_string(), true));
+                if let Some(p) = &a.param {
+                    nodes(p, out);
+                }
+                nodes(&a.expr, out);
+            }
+            Expr::Subquery(s) => nodes(&s.expr, out),
+            Expr::Unary(u) => nodes(&u.expr, out),
+            Expr::Paren(p) => nodes(&p.expr, out),
+            Expr::Binary(b) => {
+                nodes(&b.lhs, out);
+                nodes(&b.rhs, out);
+            }
+            _ => {}
+        }
+    }
+    let mut list = Vec::new();
+    nodes(expr, &mut list);
+    let mut out = std::collections::HashMap::new();
+    if list.is_empty() {
+        return out;
+    }
+    let rw = Rewriter {
+        q: &r.text,
+        toks: tokenize(&r.text),
+        range: QueryRange::default(),
+        edits: Vec::new(),
+    };
+    let mut cursor = 0;
+    for (key, name, aggregate) in list {
+        let Some(k) = (cursor..rw.toks.len()).find(|&k| {
+            rw.toks[k].kind == Kind::Ident
+                && rw.text(k).eq_ignore_ascii_case(&name)
+                && (rw.is(k + 1, "(")
+                    || (aggregate
+                        && (rw.text_is_ci(k + 1, "by") || rw.text_is_ci(k + 1, "without"))))
+        }) else {
+            break;
+        };
+        cursor = k + 1;
+        let mut open = k + 1;
+        if !rw.is(open, "(") {
+            // `sum by (job) (...)`: skip the grouping
+            open = rw.closing(k + 2).map_or(open, |c| c + 1);
+        }
+        let mut pos = CallPos {
+            at: r.original(rw.toks[k].start),
+            args: Vec::new(),
+        };
+        if let Some(close) = rw.is(open, "(").then(|| rw.closing(open)).flatten() {
+            let mut depth = 0;
+            let mut next_arg = true;
+            for i in open + 1..close {
+                if next_arg {
+                    pos.args.push(r.original(rw.toks[i].start));
+                    next_arg = false;
+                }
+                match rw.text(i) {
+                    "(" | "[" | "{" => depth += 1,
+                    ")" | "]" | "}" => depth -= 1,
+                    "," if depth == 0 => next_arg = true,
+                    _ => {}
+                }
+            }
+        }
+        out.insert(key, pos);
+    }
+    out
+}
+
+/// Prometheus's `line:column` of a byte offset (both from 1).
+pub(crate) fn line_col(query: &str, pos: usize) -> String {
+    let before = &query[..pos.min(query.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{line}:{col}")
 }
 
 #[cfg(test)]
@@ -593,7 +728,26 @@ mod tests {
             },
         )
         .unwrap()
+        .text
         .into_owned()
+    }
+
+    #[test]
+    fn call_positions_point_into_the_original_query() {
+        let q =
+            "sum by (job) (rate(x[2m*3] anchored)) / on() group_left histogram_quantile(0.9, y)";
+        let r = rewrite(q, QueryRange::default()).unwrap();
+        let e = promql_parser::parser::parse(&r.text).unwrap();
+        let mut pos: Vec<CallPos> = call_positions(&e, &r).into_values().collect();
+        pos.sort_by_key(|p| p.at);
+        let at = |s: &str| q.find(s).unwrap();
+        assert_eq!(pos[0].at, at("sum"));
+        assert_eq!(pos[0].args, vec![at("rate")]);
+        assert_eq!(pos[1].at, at("rate"));
+        assert_eq!(pos[1].args, vec![at("x[")]);
+        assert_eq!(pos[2].at, at("histogram_quantile"));
+        assert_eq!(pos[2].args, vec![at("0.9"), at("y)")]);
+        assert_eq!(line_col("a\nbc(d)", 5), "2:4");
     }
 
     #[test]

@@ -13,9 +13,9 @@
 //!   query around their time and compared at the middle step, as Prometheus's
 //!   own runner does.
 //!
-//! Annotations (`expect warn`/`info`) are compared separately: a statement whose
-//! values match but whose annotations do not is a pass with an annotation
-//! mismatch, counted and listed on its own.
+//! Annotations (`expect warn`/`info`, `no_warn`/`no_info`) are compared
+//! separately: a statement whose values match but whose annotations do not is
+//! a pass with an annotation mismatch, counted and listed; there must be none.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -893,6 +893,11 @@ fn prometheus_promql_test_scripts() {
         core.pass >= FLOOR_CORE,
         "core statements passing fell to {} (floor {FLOOR_CORE})",
         core.pass
+    );
+    assert!(
+        report.annotations.is_empty(),
+        "{} passing statements differ in annotations",
+        report.annotations.len()
     );
     assert!(
         newer.pass >= FLOOR_NEWER,
