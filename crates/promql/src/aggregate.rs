@@ -10,7 +10,7 @@ use day2_model::{Label, Labels, LabelsBuilder, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::Error;
-use crate::eval::{ABSENT, Ctx, Grid, InstantSel, VSeries, Val, has, instant_slots};
+use crate::eval::{ABSENT, Ctx, Grid, InstantSel, VSeries, Val, has};
 use promql_parser::parser::{Expr, VectorSelector};
 
 /// How label sets are reduced to a grouping (or matching) key.
@@ -40,17 +40,13 @@ impl<'a> KeyMode<'a> {
         }
     }
 
-    /// The key's label set (for group output and error messages); `dropped`
-    /// says the series' name is (lazily) dropped.
-    pub(crate) fn labels(&self, l: &Labels, dropped: bool) -> Labels {
+    /// The key's label set (for group output and error messages).
+    pub(crate) fn labels(&self, l: &Labels) -> Labels {
         match self {
             KeyMode::All => Labels::empty(),
             KeyMode::Include(names) => {
                 let mut b = LabelsBuilder::new();
                 for n in names.iter() {
-                    if dropped && n == METRIC_NAME {
-                        continue;
-                    }
                     if let Some(v) = l.get(n) {
                         b.set(n.clone(), v);
                     }
@@ -74,8 +70,8 @@ pub(crate) struct Keyer<'m, 'l> {
     mode: KeyMode<'m>,
     map: HashMap<Vec<&'l str>, u32>,
     buf: Vec<&'l str>,
-    /// A representative label set per key id (and whether its name is dropped).
-    pub first: Vec<(&'l Labels, bool)>,
+    /// A representative label set per key id.
+    pub first: Vec<&'l Labels>,
 }
 
 impl<'m, 'l> Keyer<'m, 'l> {
@@ -88,19 +84,15 @@ impl<'m, 'l> Keyer<'m, 'l> {
         }
     }
 
-    /// The key id of a label set (`dropped`: its `__name__` is dropped).
-    pub(crate) fn id(&mut self, l: &'l Labels, dropped: bool) -> u32 {
+    /// The key id of a label set (a name still to be dropped counts: `by
+    /// (__name__)` groups by it, as with Prometheus's delayed name removal).
+    pub(crate) fn id(&mut self, l: &'l Labels) -> u32 {
         self.buf.clear();
         match &self.mode {
             KeyMode::All => {}
             KeyMode::Include(names) => {
                 for n in names.iter() {
-                    let v = if dropped && n == METRIC_NAME {
-                        None
-                    } else {
-                        l.get(n)
-                    };
-                    self.buf.push(v.unwrap_or(""));
+                    self.buf.push(l.get(n).unwrap_or(""));
                 }
             }
             KeyMode::Exclude(names) => {
@@ -117,7 +109,7 @@ impl<'m, 'l> Keyer<'m, 'l> {
         }
         let id = self.first.len() as u32;
         self.map.insert(self.buf.clone(), id);
-        self.first.push((l, dropped));
+        self.first.push(l);
         id
     }
 
@@ -127,8 +119,13 @@ impl<'m, 'l> Keyer<'m, 'l> {
 
     /// The label set of key `id`.
     pub(crate) fn labels(&self, id: u32) -> Labels {
-        let (l, dropped) = self.first[id as usize];
-        self.mode.labels(l, dropped)
+        self.mode.labels(self.first[id as usize])
+    }
+
+    /// Whether the key keeps `__name__` (`by (__name__, ...)`): then a group
+    /// whose members drop their name drops it too.
+    pub(crate) fn keeps_name(&self) -> bool {
+        matches!(&self.mode, KeyMode::Include(names) if names.iter().any(|n| n == METRIC_NAME))
     }
 }
 
@@ -295,7 +292,7 @@ impl Input {
             Input::Vec(v) => &v[i].vals,
             Input::Sel(s) => {
                 buf.fill(ABSENT);
-                instant_slots(&s.series[i].samples, &s.ref_t, s.lookback, false, buf);
+                s.fill(i, false, buf);
                 buf
             }
         }
@@ -304,13 +301,11 @@ impl Input {
     fn into_vec(self, n: usize) -> Vec<VSeries> {
         match self {
             Input::Vec(v) => v,
-            Input::Sel(s) => s
-                .series
-                .into_iter()
-                .map(|x| {
+            Input::Sel(s) => (0..s.series.len())
+                .map(|i| {
                     let mut vals = vec![ABSENT; n];
-                    instant_slots(&x.samples, &s.ref_t, s.lookback, false, &mut vals);
-                    VSeries::new(x.labels, vals)
+                    s.fill(i, false, &mut vals);
+                    VSeries::new(s.series[i].labels.clone(), vals)
                 })
                 .collect(),
         }
@@ -350,6 +345,8 @@ fn accumulate(
 
 pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Error> {
     let op = a.op.to_string();
+    // annotations refer to this node
+    let node = a as *const AggregateExpr as usize;
     let streams = matches!(
         op.as_str(),
         "sum"
@@ -380,13 +377,17 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
     // group ids in first-appearance order
     let mut keyer = Keyer::new(KeyMode::grouping(&a.modifier));
     let gids: Vec<u32> = (0..input.len())
-        .map(|i| {
-            let (l, d) = input.labels(i);
-            keyer.id(l, d)
-        })
+        .map(|i| keyer.id(input.labels(i).0))
         .collect();
     let ngroups = keyer.len();
     let group_labels: Vec<Labels> = (0..ngroups as u32).map(|i| keyer.labels(i)).collect();
+    // groups keeping the name drop it when a member does
+    let mut group_dropped = vec![false; ngroups];
+    if keyer.keeps_name() {
+        for (i, &gid) in gids.iter().enumerate() {
+            group_dropped[gid as usize] |= input.labels(i).1;
+        }
+    }
     drop(keyer);
     ctx.check_deadline()?;
     let simple = match op.as_str() {
@@ -476,7 +477,11 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                     }
                 })
                 .collect();
-            out.push(VSeries::new(labels, vals));
+            out.push(VSeries {
+                labels,
+                vals,
+                dropped: group_dropped[gid],
+            });
         }
         return Ok(Val::Vector(out));
     }
@@ -502,7 +507,7 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             let mut kk = Vec::with_capacity(n);
             for k in ks {
                 if k.is_nan() {
-                    return Err(Error::Execution(format!("Parameter value is NaN for {op}")));
+                    return Err(Error::Execution("Parameter value is NaN".into()));
                 }
                 kk.push(if k < 1.0 {
                     0
@@ -563,7 +568,49 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             }
             Ok(Val::Vector(out))
         }
-        "limit_ratio" => Err(Error::Execution("limit_ratio is not supported yet".into())),
+        "limit_ratio" => {
+            let mut ratios = scalar_param(ctx, a, g, &op)?;
+            for r in ratios.iter_mut() {
+                if r.is_nan() {
+                    return Err(Error::Execution("Ratio value is NaN".into()));
+                }
+                if *r < -1.0 || *r > 1.0 {
+                    let capped = r.clamp(-1.0, 1.0);
+                    ctx.warn(
+                        format!(
+                            "ratio value should be between -1 and 1, got {}, capping to {}",
+                            format_f(*r),
+                            format_f(capped)
+                        ),
+                        (node, Some(0)),
+                    );
+                    *r = capped;
+                }
+            }
+            // a series is in when its label hash, as a fraction of the hash
+            // space, falls under the ratio (or, negative, at or over 1 + ratio)
+            let mut out = Vec::new();
+            for s in vec_input {
+                let offset = crate::hash::labels_hash(&s.labels) as f64 / u64::MAX as f64;
+                let mut vals = s.vals.clone();
+                let mut any = false;
+                for (x, &r) in vals.iter_mut().zip(&ratios) {
+                    let keep = (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r);
+                    if !keep {
+                        *x = ABSENT;
+                    }
+                    any |= has(*x);
+                }
+                if any {
+                    out.push(VSeries {
+                        labels: s.labels.clone(),
+                        vals,
+                        dropped: s.dropped,
+                    });
+                }
+            }
+            Ok(Val::Vector(out))
+        }
         "count_values" => {
             let label = match a.param.as_ref().map(|p| ctx.eval(p, g)).transpose()? {
                 Some(Val::Str(s)) => s,
@@ -591,7 +638,11 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                             None => {
                                 let mut b = group_labels[gid].to_builder();
                                 b.set(label.clone(), k.1.clone());
-                                out.push(VSeries::new(b.build(), vec![ABSENT; n]));
+                                out.push(VSeries {
+                                    labels: b.build(),
+                                    vals: vec![ABSENT; n],
+                                    dropped: group_dropped[gid],
+                                });
                                 index.insert(k, out.len() - 1);
                                 out.len() - 1
                             }
@@ -605,6 +656,15 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
         }
         "quantile" => {
             let q = scalar_param(ctx, a, g, &op)?;
+            if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+                ctx.warn(
+                    format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        format_f(*bad)
+                    ),
+                    (node, Some(0)),
+                );
+            }
             let mut out = Vec::with_capacity(ngroups);
             let mut buf = Vec::new();
             for (gid, labels) in group_labels.into_iter().enumerate() {
@@ -621,7 +681,11 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                         *slot = quantile(q[i], &mut buf);
                     }
                 }
-                out.push(VSeries::new(labels, vals));
+                out.push(VSeries {
+                    labels,
+                    vals,
+                    dropped: group_dropped[gid],
+                });
             }
             Ok(Val::Vector(out))
         }

@@ -8,12 +8,12 @@
 
 use std::collections::HashMap;
 
-use day2_model::{Labels, METRIC_NAME};
+use day2_model::Labels;
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use crate::Error;
 use crate::aggregate::{KeyMode, Keyer};
-use crate::eval::{ABSENT, Ctx, Grid, VSeries, Val, has};
+use crate::eval::{ABSENT, Ctx, Grid, NAME_LABELS, VSeries, Val, has};
 
 fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
@@ -93,13 +93,6 @@ pub(crate) fn eval(ctx: &mut Ctx, b: &BinaryExpr, g: &Grid) -> Result<Val, Error
     let lhs = ctx.eval(&b.lhs, g)?;
     let rhs = ctx.eval(&b.rhs, g)?;
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
-    if let Some(m) = &b.modifier
-        && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
-    {
-        return Err(Error::Execution(
-            "fill modifiers are not supported yet".into(),
-        ));
-    }
     let op = Op::parse(&op_s);
     let cmp = is_comparison(&op_s);
     let drop = !cmp || return_bool;
@@ -202,8 +195,8 @@ fn vector_binop(
         // signature ids shared by both sides
         let (lsig, rsig, nsig) = {
             let mut k = Keyer::new(KeyMode::matching(&matching));
-            let l: Vec<u32> = lhs.iter().map(|s| k.id(&s.labels, s.dropped)).collect();
-            let r: Vec<u32> = rhs.iter().map(|s| k.id(&s.labels, s.dropped)).collect();
+            let l: Vec<u32> = lhs.iter().map(|s| k.id(&s.labels)).collect();
+            let r: Vec<u32> = rhs.iter().map(|s| k.id(&s.labels)).collect();
             let len = k.len();
             (l, r, len)
         };
@@ -265,11 +258,11 @@ fn vector_binop(
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let (one_sig, many_sig, nsig, sig_labels) = {
         let mut k = Keyer::new(KeyMode::matching(&matching));
-        let o: Vec<u32> = one.iter().map(|s| k.id(&s.labels, s.dropped)).collect();
-        let m: Vec<u32> = many.iter().map(|s| k.id(&s.labels, s.dropped)).collect();
+        let o: Vec<u32> = one.iter().map(|s| k.id(&s.labels)).collect();
+        let m: Vec<u32> = many.iter().map(|s| k.id(&s.labels)).collect();
         let len = k.len();
         // only for error messages
-        let first: Vec<(Labels, bool)> = k.first.iter().map(|(l, d)| ((*l).clone(), *d)).collect();
+        let first: Vec<Labels> = k.first.iter().map(|l| (*l).clone()).collect();
         (o, m, len, first)
     };
     // one-side series per signature
@@ -281,8 +274,7 @@ fn vector_binop(
     for list in by_sig.iter().filter(|l| l.len() > 1) {
         for i in 0..n {
             if list.iter().filter(|&&oi| has(one[oi].vals[i])).count() > 1 {
-                let (l, d) = &sig_labels[one_sig[list[0]] as usize];
-                let sig = go_labels(&mode.labels(l, *d));
+                let sig = go_labels(&mode.labels(&sig_labels[one_sig[list[0]] as usize]));
                 let side = if swapped { "left" } else { "right" };
                 // the first two duplicates, in label order
                 let mut dups: Vec<Labels> = list
@@ -303,6 +295,12 @@ fn vector_binop(
             }
         }
     }
+    // fill modifiers: `fill_left` stands in for a missing "many" series,
+    // `fill_right` for a missing "one" series; with `group_right` the sides are
+    // swapped first and the fill values are not, as Prometheus does
+    let fills = m.map(|m| m.fill_values.clone()).unwrap_or_default();
+    let (fill_many, fill_one) = (fills.lhs, fills.rhs);
+    let filling = fill_many.is_some() || fill_one.is_some();
     // one_to_one: (signature, step) slots already matched by a "many" series
     let mut matched: Vec<bool> = if one_to_one {
         ctx.check_cells(nsig.saturating_mul(n))?;
@@ -312,10 +310,71 @@ fn vector_binop(
     };
     let mut out: Vec<VSeries> = Vec::new();
     let mut out_index: HashMap<Labels, usize> = HashMap::new();
+    // adds a result series, merging with one of the same labels
+    let mut emit = |out: &mut Vec<VSeries>,
+                    labels: Labels,
+                    vals: Vec<f64>,
+                    merge: bool|
+     -> Result<(), Error> {
+        if !merge {
+            out.push(VSeries::new(labels, vals));
+            return Ok(());
+        }
+        match out_index.get(&labels) {
+            Some(&k) => {
+                let into = &mut out[k].vals;
+                for (a, b) in into.iter_mut().zip(&vals) {
+                    if has(*b) {
+                        if has(*a) {
+                            return Err(Error::Execution(
+                                "multiple matches for labels: grouping labels must ensure unique matches".into(),
+                            ));
+                        }
+                        *a = *b;
+                    }
+                }
+            }
+            None => {
+                out_index.insert(labels.clone(), out.len());
+                out.push(VSeries::new(labels, vals));
+            }
+        }
+        Ok(())
+    };
+    let merge = !one_to_one || filling;
+    let apply = |mv: f64, ov: f64| {
+        let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
+        op.apply(l, r, return_bool)
+    };
+    // signatures with a "many" series present, per step (for `fill_left`)
+    let mut many_present: Vec<bool> = Vec::new();
+    if fill_many.is_some() {
+        ctx.check_cells(nsig.saturating_mul(n))?;
+        many_present = vec![false; nsig * n];
+        for (s, &sig) in many.iter().zip(&many_sig) {
+            let row = &mut many_present[sig as usize * n..(sig as usize + 1) * n];
+            for (p, v) in row.iter_mut().zip(&s.vals) {
+                *p |= has(*v);
+            }
+        }
+    }
     for (s, &sig) in many.iter().zip(&many_sig) {
         let cands = &by_sig[sig as usize];
-        if cands.is_empty() {
-            continue;
+        if let Some(f) = fill_one {
+            // steps where this series has no "one" partner
+            let mut vals: Option<Vec<f64>> = None;
+            for i in 0..n {
+                if has(s.vals[i]) && !cands.iter().any(|&oi| has(one[oi].vals[i])) {
+                    let (v, keep) = apply(s.vals[i], f);
+                    if keep {
+                        vals.get_or_insert_with(|| vec![ABSENT; n])[i] = v;
+                    }
+                }
+            }
+            if let Some(vals) = vals {
+                let labels = result_labels(s, None, drop, one_to_one, &matching, &include);
+                emit(&mut out, labels, vals, true)?;
+            }
         }
         for &oi in cands {
             let o = &one[oi];
@@ -328,43 +387,44 @@ fn vector_binop(
                 if one_to_one {
                     let slot = &mut matched[sig as usize * n + i];
                     if *slot {
-                        let sig = mode.labels(&s.labels, s.dropped);
+                        let sig = mode.labels(&s.labels);
                         return Err(Error::Execution(format!(
                             "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right), found duplicate series for the match group {sig}"
                         )));
                     }
                     *slot = true;
                 }
-                let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
-                let (v, keep) = op.apply(l, r, return_bool);
+                let (v, keep) = apply(mv, ov);
                 if keep {
                     vals.get_or_insert_with(|| vec![ABSENT; n])[i] = v;
                 }
             }
             let Some(vals) = vals else { continue };
-            let labels = result_labels(s, o, drop, one_to_one, &matching, &include);
-            if one_to_one {
-                out.push(VSeries::new(labels, vals));
-                continue;
-            }
-            match out_index.get(&labels) {
-                Some(&k) => {
-                    let into = &mut out[k].vals;
-                    for (a, b) in into.iter_mut().zip(&vals) {
-                        if has(*b) {
-                            if has(*a) {
-                                return Err(Error::Execution(
-                                    "multiple matches for labels: grouping labels must ensure unique matches".into(),
-                                ));
-                            }
-                            *a = *b;
-                        }
+            let labels = result_labels(s, Some(o), drop, one_to_one, &matching, &include);
+            emit(&mut out, labels, vals, merge)?;
+        }
+    }
+    if let Some(f) = fill_many {
+        // "one" series without any "many" partner at a step: a result with the
+        // match group's labels (and the included labels of the "one" series)
+        for (o, &sig) in one.iter().zip(&one_sig) {
+            let mut vals: Option<Vec<f64>> = None;
+            for i in 0..n {
+                if has(o.vals[i]) && !many_present[sig as usize * n + i] {
+                    let (v, keep) = apply(f, o.vals[i]);
+                    if keep {
+                        vals.get_or_insert_with(|| vec![ABSENT; n])[i] = v;
                     }
                 }
-                None => {
-                    out_index.insert(labels.clone(), out.len());
-                    out.push(VSeries::new(labels, vals));
+            }
+            if let Some(vals) = vals {
+                let mut b = mode.labels(&o.labels).to_builder();
+                for name in &include {
+                    if let Some(v) = o.get(name) {
+                        b.set(name.clone(), v);
+                    }
                 }
+                emit(&mut out, b.build(), vals, true)?;
             }
         }
     }
@@ -380,9 +440,11 @@ fn go_labels(l: &Labels) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
+/// The labels of a result series; `one` is None where `fill_right` stood in
+/// for the "one" side (its included labels are then absent).
 fn result_labels(
     many: &VSeries,
-    one: &VSeries,
+    one: Option<&VSeries>,
     drop: bool,
     one_to_one: bool,
     matching: &Option<LabelModifier>,
@@ -390,7 +452,9 @@ fn result_labels(
 ) -> Labels {
     let mut b = many.labels.to_builder();
     if drop || many.dropped {
-        b.del(METRIC_NAME);
+        for n in NAME_LABELS {
+            b.del(n);
+        }
     }
     if one_to_one {
         match matching {
@@ -406,7 +470,7 @@ fn result_labels(
         }
     }
     for n in include {
-        match one.get(n) {
+        match one.and_then(|o| o.get(n)) {
             Some(v) => {
                 b.set(n.clone(), v);
             }

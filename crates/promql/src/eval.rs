@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use day2_model::{Labels, METRIC_NAME, MatchOp, Matcher, Queryable, Sample, Series, is_stale_nan};
-use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use promql_parser::parser::{AtModifier, Call, Expr, Offset, VectorSelector};
 
 use crate::value::{QueryResult, RangeSeries, Value, VecSample};
 use crate::{EngineOptions, Error};
@@ -61,9 +61,9 @@ pub(crate) struct VSeries {
     pub labels: Labels,
     /// One slot per step; [`ABSENT`] where the series has no value.
     pub vals: Vec<f64>,
-    /// `__name__` is dropped from `labels` (not yet applied: building the
-    /// reduced label set costs an allocation per label, so it is deferred to
-    /// where labels are read or output).
+    /// `__name__` is to be dropped from `labels` at the end of the evaluation
+    /// (Prometheus's delayed name removal: until then label functions and
+    /// `by (__name__)` still see the name).
     pub dropped: bool,
 }
 
@@ -76,14 +76,10 @@ impl VSeries {
         }
     }
 
-    /// The value of label `name`, honouring a deferred name drop.
+    /// The value of label `name` (the name too when it is still to be dropped).
     #[inline]
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        if self.dropped && name == METRIC_NAME {
-            None
-        } else {
-            self.labels.get(name)
-        }
+        self.labels.get(name)
     }
 
     /// Applies a deferred name drop.
@@ -109,6 +105,36 @@ pub(crate) struct Matrix {
     pub range: i64,
     /// Reference time of each step (after `offset` and `@`), non-decreasing.
     pub ref_t: Vec<i64>,
+    /// The selector's `anchored`/`smoothed` modifier.
+    pub mode: Option<RangeMode>,
+    /// The lookback delta (how far before a window an anchor may lie).
+    pub lookback: i64,
+}
+
+/// The experimental modifiers of extended range selectors (Prometheus 3).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum RangeMode {
+    /// The window also takes the last sample at or before its start (within
+    /// the lookback delta), or repeats its first sample there.
+    Anchored,
+    /// The window's ends are interpolated between the samples around them.
+    Smoothed,
+}
+
+/// The `anchored`/`smoothed` modifier of a selector (a marker matcher the
+/// query rewrite added).
+pub(crate) fn range_mode(vs: &VectorSelector) -> Option<RangeMode> {
+    vs.matchers
+        .matchers
+        .iter()
+        .find(|m| m.name == crate::rewrite::EXT_LABEL)
+        .map(|m| {
+            if m.value == "smoothed" {
+                RangeMode::Smoothed
+            } else {
+                RangeMode::Anchored
+            }
+        })
 }
 
 impl Matrix {
@@ -163,7 +189,28 @@ pub(crate) struct Ctx {
     pub max_samples: usize,
     pub infos: Vec<String>,
     pub warnings: Vec<String>,
+    at: Positions,
 }
+
+/// Where the calls and aggregations of the query are, for the `(line:col)`
+/// Prometheus appends to annotations.
+pub(crate) struct Positions {
+    query: String,
+    calls: HashMap<usize, crate::rewrite::CallPos>,
+}
+
+impl Positions {
+    pub(crate) fn new(query: &str, calls: HashMap<usize, crate::rewrite::CallPos>) -> Positions {
+        Positions {
+            query: query.to_string(),
+            calls,
+        }
+    }
+}
+
+/// A place in the query an annotation refers to: a call or aggregation
+/// node (by address) and, with `Some(i)`, its `i`th argument.
+pub(crate) type At = (usize, Option<usize>);
 
 fn key(vs: &VectorSelector) -> usize {
     vs as *const VectorSelector as usize
@@ -184,13 +231,20 @@ fn system_ms(t: &SystemTime) -> i64 {
     }
 }
 
-/// Removes `__name__`.
+/// The labels that are the metric's identity and go when its name is dropped:
+/// `__name__`, and the type and unit labels of Prometheus 3's type-and-unit
+/// labels.
+pub(crate) const NAME_LABELS: [&str; 3] = [METRIC_NAME, "__type__", "__unit__"];
+
+/// Removes `__name__` (and `__type__`, `__unit__`).
 pub(crate) fn drop_name(l: &Labels) -> Labels {
-    if l.get(METRIC_NAME).is_none() {
+    if NAME_LABELS.iter().all(|n| l.get(n).is_none()) {
         return l.clone();
     }
     let mut b = l.to_builder();
-    b.del(METRIC_NAME);
+    for n in NAME_LABELS {
+        b.del(n);
+    }
     b.build()
 }
 
@@ -201,6 +255,9 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>
             out.push(Matcher::eq(METRIC_NAME, n.clone()));
         }
         for m in ms {
+            if m.name == crate::rewrite::EXT_LABEL || m.name == crate::rewrite::INFO_LABEL {
+                continue;
+            }
             let op = match m.op {
                 promql_parser::label::MatchOp::Equal => MatchOp::Equal,
                 promql_parser::label::MatchOp::NotEqual => MatchOp::NotEqual,
@@ -223,11 +280,67 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>
     Ok(groups)
 }
 
+/// Calls `f` for every vector selector of `e` (also those under range
+/// selectors and subqueries), left to right.
+pub(crate) fn visit_selectors(e: &Expr, f: &mut impl FnMut(&VectorSelector)) {
+    match e {
+        Expr::VectorSelector(vs) => f(vs),
+        Expr::MatrixSelector(ms) => f(&ms.vs),
+        Expr::Subquery(sq) => visit_selectors(&sq.expr, f),
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                visit_selectors(p, f);
+            }
+            visit_selectors(&a.expr, f);
+        }
+        Expr::Unary(u) => visit_selectors(&u.expr, f),
+        Expr::Binary(b) => {
+            visit_selectors(&b.lhs, f);
+            visit_selectors(&b.rhs, f);
+        }
+        Expr::Paren(p) => visit_selectors(&p.expr, f),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| visit_selectors(a, f)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
 /// An instant selector's loaded series, not yet turned into step slots.
 pub(crate) struct InstantSel {
     pub series: Vec<Series>,
     pub ref_t: Vec<i64>,
     pub lookback: i64,
+    pub mode: Option<RangeMode>,
+}
+
+impl InstantSel {
+    /// Fills `vals` with series `i`'s value at every reference time (see
+    /// [`instant_slots`]; `smoothed` interpolates between the samples around
+    /// it); false when no slot was filled.
+    pub(crate) fn fill(&self, i: usize, timestamps: bool, vals: &mut [f64]) -> bool {
+        let samples = &self.series[i].samples;
+        if self.mode != Some(RangeMode::Smoothed) || timestamps {
+            return instant_slots(samples, &self.ref_t, self.lookback, timestamps, vals);
+        }
+        let mut any = false;
+        let mut idx = 0usize;
+        for (slot, &rt) in vals.iter_mut().zip(&self.ref_t) {
+            while idx < samples.len() && samples[idx].t <= rt {
+                idx += 1;
+            }
+            if idx == 0 || samples[idx - 1].t <= rt - self.lookback {
+                continue;
+            }
+            let a = samples[idx - 1];
+            *slot = match samples.get(idx) {
+                Some(b) if a.t < rt && b.t <= rt + self.lookback => {
+                    a.v + (b.v - a.v) * (rt - a.t) as f64 / (b.t - a.t) as f64
+                }
+                _ => a.v,
+            };
+            any = true;
+        }
+        any
+    }
 }
 
 /// Fills `vals` (one slot per reference time, pre-set to [`ABSENT`]) with the
@@ -281,6 +394,36 @@ impl Ctx {
         }
     }
 
+    /// ` (line:col)` of a place in the query, when known.
+    fn position(&self, at: At) -> String {
+        let Some(c) = self.at.calls.get(&at.0) else {
+            return String::new();
+        };
+        let pos = match at.1 {
+            None => Some(c.at),
+            Some(i) => c.args.get(i).copied(),
+        };
+        pos.map_or(String::new(), |p| {
+            format!(" ({})", crate::rewrite::line_col(&self.at.query, p))
+        })
+    }
+
+    /// Adds a warning annotation (Prometheus's `PromQL warning: ... (l:c)`), once.
+    pub(crate) fn warn(&mut self, msg: String, at: At) {
+        let msg = format!("PromQL warning: {msg}{}", self.position(at));
+        if !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
+        }
+    }
+
+    /// Adds an info annotation (Prometheus's `PromQL info: ... (l:c)`), once.
+    pub(crate) fn info(&mut self, msg: String, at: At) {
+        let msg = format!("PromQL info: {msg}{}", self.position(at));
+        if !self.infos.contains(&msg) {
+            self.infos.push(msg);
+        }
+    }
+
     /// Fails when a value of `cells` step slots would exceed the sample limit.
     pub(crate) fn check_cells(&self, cells: usize) -> Result<(), Error> {
         if cells > self.max_samples {
@@ -317,7 +460,18 @@ impl Ctx {
         hi: i64,
         out: &mut HashMap<usize, Want>,
     ) -> Result<(), Error> {
+        let lookback = self.lookback;
         let mut add = |vs: &VectorSelector, back: i64, range: bool| -> Result<(), Error> {
+            // anchored/smoothed windows reach a lookback further back (and
+            // smoothed ones forward); their staleness markers are ignored
+            let mode = range_mode(vs);
+            let back = back + if range && mode.is_some() { lookback } else { 0 };
+            let fwd = if mode == Some(RangeMode::Smoothed) {
+                lookback
+            } else {
+                0
+            };
+            let range = range || mode.is_some();
             let (l, h) = match &vs.at {
                 Some(a) => {
                     let t = self.at_ms(a) - offset_ms(&vs.offset);
@@ -335,7 +489,7 @@ impl Ctx {
                 }),
             };
             entry.mint = entry.mint.min(l - back);
-            entry.maxt = entry.maxt.max(h);
+            entry.maxt = entry.maxt.max(h + fwd);
             Ok(())
         };
         match e {
@@ -363,6 +517,26 @@ impl Ctx {
                 self.windows(&b.rhs, lo, hi, out)?;
             }
             Expr::Paren(p) => self.windows(&p.expr, lo, hi, out)?,
+            Expr::Call(c) if c.func.name == "info" => {
+                let arg = &c.args.args[0];
+                self.windows(arg, lo, hi, out)?;
+                // the info series, as of the first argument's reference times
+                let (a, b) = (
+                    crate::info::ref_time(self, arg, lo),
+                    crate::info::ref_time(self, arg, hi),
+                );
+                let entry = match out.entry(c as *const Call as usize) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => v.insert(Want {
+                        groups: vec![crate::info::load_matchers(c)?],
+                        mint: i64::MAX,
+                        maxt: i64::MIN,
+                        range: false,
+                    }),
+                };
+                entry.mint = entry.mint.min(a.min(b) - self.lookback);
+                entry.maxt = entry.maxt.max(a.max(b));
+            }
             Expr::Call(c) => {
                 for a in &c.args.args {
                     self.windows(a, lo, hi, out)?;
@@ -417,6 +591,13 @@ impl Ctx {
         self.data.remove(&key(vs)).unwrap_or_default()
     }
 
+    /// Takes the info series loaded for an `info()` call.
+    pub(crate) fn take_info(&mut self, c: &Call) -> Vec<Series> {
+        self.data
+            .remove(&(c as *const Call as usize))
+            .unwrap_or_default()
+    }
+
     /// Instant-vector selection over the grid: the last sample at or before each
     /// step's reference time within the lookback, or with `timestamps` the time
     /// of that sample in seconds.
@@ -428,10 +609,10 @@ impl Ctx {
     ) -> Vec<VSeries> {
         let sel = self.take_instant(vs, g);
         let mut out = Vec::with_capacity(sel.series.len());
-        for s in sel.series {
+        for i in 0..sel.series.len() {
             let mut vals = vec![ABSENT; g.n];
-            if instant_slots(&s.samples, &sel.ref_t, sel.lookback, timestamps, &mut vals) {
-                out.push(VSeries::new(s.labels, vals));
+            if sel.fill(i, timestamps, &mut vals) {
+                out.push(VSeries::new(sel.series[i].labels.clone(), vals));
             }
         }
         out
@@ -443,6 +624,7 @@ impl Ctx {
         InstantSel {
             ref_t: self.ref_times(&vs.offset, &vs.at, g),
             lookback: self.lookback,
+            mode: range_mode(vs),
             series: self.take(vs),
         }
     }
@@ -524,6 +706,8 @@ impl Ctx {
             series,
             range,
             ref_t,
+            mode: None,
+            lookback: self.lookback,
         }))
     }
 
@@ -558,6 +742,8 @@ impl Ctx {
                 series: self.take(&ms.vs),
                 range: ms.range.as_millis() as i64,
                 ref_t: self.ref_times(&ms.vs.offset, &ms.vs.at, g),
+                mode: range_mode(&ms.vs),
+                lookback: self.lookback,
             }),
             Expr::Subquery(sq) => self.eval_subquery(sq, g)?,
             Expr::Aggregate(a) => crate::aggregate::eval(self, a, g)?,
@@ -576,6 +762,7 @@ fn duplicate_labelset() -> Error {
     Error::Execution("vector cannot contain metrics with the same labelset".into())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     db: &dyn Queryable,
     opts: &EngineOptions,
@@ -584,8 +771,10 @@ pub(crate) fn run(
     end: i64,
     step: i64,
     instant: bool,
+    at: Positions,
 ) -> Result<QueryResult, Error> {
     let mut ctx = Ctx {
+        at,
         start,
         end,
         step,

@@ -5,12 +5,14 @@
 use std::collections::HashMap;
 
 use day2_model::gofloat::format_f;
-use day2_model::{Labels, LabelsBuilder, METRIC_NAME, Sample};
+use day2_model::{Labels, LabelsBuilder, METRIC_NAME, Sample, Series};
 use promql_parser::parser::{Call, Expr};
 
 use crate::Error;
 use crate::aggregate::{KahanSum, quantile};
-use crate::eval::{ABSENT, Ctx, Grid, Matrix, VSeries, Val, has, materialise};
+use crate::eval::{
+    ABSENT, Ctx, Grid, Matrix, RangeMode, VSeries, Val, has, materialise, range_mode,
+};
 
 fn arg_vector(ctx: &mut Ctx, e: &Expr, g: &Grid) -> Result<Vec<VSeries>, Error> {
     match ctx.eval(e, g)? {
@@ -222,48 +224,65 @@ fn round_to(v: f64, to: f64) -> f64 {
     (v * inv + 0.5).floor() / inv
 }
 
-/// Classic-bucket histogram quantile (Prometheus's `bucketQuantile`).
-fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
-    if q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
+/// Sorts classic buckets `(upper bound, cumulative count)`, merges equal
+/// bounds and forces the counts to be monotonic; true when counts had to be
+/// raised. None without a `+Inf` bucket.
+fn classic_buckets(buckets: &mut Vec<(f64, f64)>) -> Option<bool> {
     buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-    if buckets.len() < 2 || buckets[buckets.len() - 1].0 != f64::INFINITY {
-        return f64::NAN;
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return None;
     }
-    // merge equal bounds, force monotonic counts
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for &(le, c) in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == le => last.1 += c,
-            _ => merged.push((le, c)),
+    buckets.dedup_by(|b, a| {
+        if a.0 == b.0 {
+            a.1 += b.1;
+            true
+        } else {
+            false
         }
-    }
+    });
+    let mut fixed = false;
     let mut max = f64::NEG_INFINITY;
-    for b in merged.iter_mut() {
+    for b in buckets.iter_mut() {
         if b.1 < max {
             b.1 = max;
+            fixed = true;
         } else {
             max = b.1;
         }
     }
+    Some(fixed)
+}
+
+/// Classic-bucket histogram quantile (Prometheus's `bucketQuantile`), and
+/// whether the counts had to be fixed for monotonicity.
+fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> (f64, bool) {
+    if q.is_nan() {
+        return (f64::NAN, false);
+    }
+    if q < 0.0 {
+        return (f64::NEG_INFINITY, false);
+    }
+    if q > 1.0 {
+        return (f64::INFINITY, false);
+    }
+    let Some(fixed) = classic_buckets(buckets) else {
+        return (f64::NAN, false);
+    };
+    if buckets.len() < 2 {
+        return (f64::NAN, fixed);
+    }
+    let merged = &buckets[..];
     let total = merged[merged.len() - 1].1;
     if total == 0.0 || total.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, fixed);
     }
     let rank = q * total;
-    let mut i = merged.partition_point(|b| b.1 < rank);
+    let i = merged.partition_point(|b| b.1 < rank);
     if i == merged.len() - 1 {
-        return merged[merged.len() - 2].0;
+        return (merged[merged.len() - 2].0, fixed);
     }
     if i == 0 && merged[0].0 <= 0.0 {
-        return merged[0].0;
+        return (merged[0].0, fixed);
     }
     let (mut start, mut count, mut rank) = (0.0, merged[i].1, rank);
     let end = merged[i].0;
@@ -272,11 +291,53 @@ fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
         count -= merged[i - 1].1;
         rank -= merged[i - 1].1;
     }
-    if i >= merged.len() {
-        i = merged.len() - 1;
-        let _ = i;
+    (start + (end - start) * (rank / count), fixed)
+}
+
+/// The fraction of a classic histogram's observations between `lower` and
+/// `upper`, interpolating linearly inside finite buckets; the first bucket
+/// starts at 0 when its upper bound is positive, and the observations of an
+/// unbounded bucket sit at its infinite end. Second: counts were fixed for
+/// monotonicity.
+fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<(f64, f64)>) -> (f64, bool) {
+    let Some(fixed) = classic_buckets(buckets) else {
+        return (f64::NAN, false);
+    };
+    let total = buckets[buckets.len() - 1].1;
+    if lower.is_nan() || upper.is_nan() || total == 0.0 || total.is_nan() {
+        return (f64::NAN, fixed);
     }
-    start + (end - start) * (rank / count)
+    if lower >= upper {
+        return (0.0, fixed);
+    }
+    // the rank (observations below) at value x
+    let rank_at = |x: f64| -> f64 {
+        let mut below = 0.0;
+        for (i, &(hi, cum)) in buckets.iter().enumerate() {
+            let lo = match i {
+                0 if hi > 0.0 => 0.0,
+                0 => f64::NEG_INFINITY,
+                _ => buckets[i - 1].0,
+            };
+            let count = cum - below;
+            if x <= lo {
+                return below;
+            }
+            if x < hi {
+                let part = if lo == f64::NEG_INFINITY {
+                    1.0
+                } else if hi == f64::INFINITY {
+                    0.0
+                } else {
+                    (x - lo) / (hi - lo)
+                };
+                return below + count * part;
+            }
+            below = cum;
+        }
+        below
+    };
+    ((rank_at(upper) - rank_at(lower)) / total, fixed)
 }
 
 /// Natural order: runs of digits compare as numbers (`1.2.3` < `1.11.3`).
@@ -325,11 +386,12 @@ fn map_vector(mut v: Vec<VSeries>, f: impl Fn(f64, usize) -> f64) -> Val {
 }
 
 /// Applies a range function to every series' window at every step.
-fn over_time(m: Matrix, keep_name: bool, f: impl Fn(&[Sample], usize, i64) -> Option<f64>) -> Val {
-    let n = m.ref_t.len();
-    let mut out = Vec::with_capacity(m.series.len());
-    for s in &m.series {
-        let mut vals = vec![ABSENT; n];
+fn over_time(
+    m: Matrix,
+    keep_name: bool,
+    mut f: impl FnMut(&[Sample], usize, i64) -> Option<f64>,
+) -> Val {
+    per_series(&m, keep_name, |s, vals| {
         let mut any = false;
         m.for_windows(&s.samples, |i, w, rt| {
             if let Some(v) = f(w, i, rt) {
@@ -337,7 +399,22 @@ fn over_time(m: Matrix, keep_name: bool, f: impl Fn(&[Sample], usize, i64) -> Op
                 any = true;
             }
         });
-        if any {
+        any
+    })
+}
+
+/// One result series per input series of `m` for which `fill` (given the
+/// series and its step slots, all absent) filled a slot.
+fn per_series(
+    m: &Matrix,
+    keep_name: bool,
+    mut fill: impl FnMut(&Series, &mut [f64]) -> bool,
+) -> Val {
+    let n = m.ref_t.len();
+    let mut out = Vec::with_capacity(m.series.len());
+    for s in &m.series {
+        let mut vals = vec![ABSENT; n];
+        if fill(s, &mut vals) {
             out.push(VSeries {
                 labels: s.labels.clone(),
                 vals,
@@ -348,14 +425,149 @@ fn over_time(m: Matrix, keep_name: bool, f: impl Fn(&[Sample], usize, i64) -> Op
     Val::Vector(out)
 }
 
+/// Calls `f(step, points)` with the values an `anchored` or `smoothed` window
+/// stands for: its start value, the samples inside, and (smoothed) its end
+/// value. Anchored: the start is the last sample at or before the window
+/// (within the lookback delta), else the first sample repeated; no samples
+/// inside, no result. Smoothed: both ends are interpolated between the samples
+/// around them (a counter falling between them restarts from 0), else the
+/// nearest sample inside is repeated; an empty window needs samples on both sides.
+fn mode_windows(m: &Matrix, samples: &[Sample], counter: bool, mut f: impl FnMut(usize, &[f64])) {
+    let Some(mode) = m.mode else { return };
+    let interp = |a: Sample, b: Sample, t: i64| {
+        let frac = (t - a.t) as f64 / (b.t - a.t) as f64;
+        if counter && b.v < a.v {
+            b.v * frac
+        } else {
+            a.v + (b.v - a.v) * frac
+        }
+    };
+    let (mut lo, mut hi) = (0usize, 0usize);
+    let mut pts: Vec<f64> = Vec::new();
+    for (i, &rt) in m.ref_t.iter().enumerate() {
+        let start = rt - m.range;
+        while lo < samples.len() && samples[lo].t <= start {
+            lo += 1;
+        }
+        hi = hi.max(lo);
+        while hi < samples.len() && samples[hi].t <= rt {
+            hi += 1;
+        }
+        let prev = (lo > 0 && samples[lo - 1].t > start - m.lookback).then(|| samples[lo - 1]);
+        pts.clear();
+        match mode {
+            RangeMode::Anchored => {
+                if lo == hi {
+                    continue;
+                }
+                pts.push(prev.unwrap_or(samples[lo]).v);
+                pts.extend(samples[lo..hi].iter().map(|p| p.v));
+            }
+            RangeMode::Smoothed => {
+                let next = samples.get(hi).filter(|p| p.t <= rt + m.lookback).copied();
+                if lo == hi {
+                    let (Some(a), Some(b)) = (prev, next) else {
+                        continue;
+                    };
+                    pts.push(interp(a, b, start));
+                    pts.push(interp(a, b, rt));
+                } else {
+                    pts.push(prev.map_or(samples[lo].v, |a| interp(a, samples[lo], start)));
+                    pts.extend(samples[lo..hi].iter().map(|p| p.v));
+                    pts.push(next.map_or(samples[hi - 1].v, |b| interp(samples[hi - 1], b, rt)));
+                }
+            }
+        }
+        f(i, &pts);
+    }
+}
+
+/// The increase of counter values (a fall restarts from 0).
+fn counter_increase(pts: &[f64]) -> f64 {
+    pts.windows(2)
+        .map(|w| if w[1] >= w[0] { w[1] - w[0] } else { w[1] })
+        .sum()
+}
+
+/// Applies `f` to the points of every `anchored`/`smoothed` window (see
+/// [`mode_windows`]); the results drop the metric name.
+fn over_mode_windows(m: &Matrix, counter: bool, mut f: impl FnMut(&[f64]) -> f64) -> Val {
+    per_series(m, false, |s, vals| {
+        let mut any = false;
+        mode_windows(m, &s.samples, counter, |i, pts| {
+            vals[i] = f(pts);
+            any = true;
+        });
+        any
+    })
+}
+
+/// `rate`/`increase`/`delta` over `anchored`/`smoothed` windows: no
+/// extrapolation, the windows' ends are real or interpolated values.
+fn mode_rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
+    let secs = m.range as f64 / 1000.0;
+    over_mode_windows(&m, counter, |pts| {
+        let v = if counter {
+            counter_increase(pts)
+        } else {
+            pts[pts.len() - 1] - pts[0]
+        };
+        if is_rate { v / secs } else { v }
+    })
+}
+
+/// `changes` and `resets` (`count` of the consecutive pairs it is given),
+/// over plain or anchored windows.
+fn count_pairs(m: Matrix, count: impl Fn(&[f64]) -> usize) -> Val {
+    if m.mode.is_none() {
+        let mut buf = Vec::new();
+        return over_time(m, false, |p, _, _| {
+            buf.clear();
+            buf.extend(values(p));
+            Some(count(&buf) as f64)
+        });
+    }
+    over_mode_windows(&m, false, |pts| count(pts) as f64)
+}
+
+/// Refuses `anchored`/`smoothed` range arguments to functions they do not
+/// apply to, with Prometheus's messages.
+fn check_range_modes(name: &str, args: &[Box<Expr>]) -> Result<(), Error> {
+    for a in args {
+        let mut e: &Expr = a;
+        while let Expr::Paren(p) = e {
+            e = &p.expr;
+        }
+        let Expr::MatrixSelector(ms) = e else {
+            continue;
+        };
+        let (mode, allowed): (&str, &[&str]) = match range_mode(&ms.vs) {
+            None => continue,
+            Some(RangeMode::Anchored) => (
+                "anchored",
+                &["changes", "delta", "increase", "rate", "resets"],
+            ),
+            Some(RangeMode::Smoothed) => ("smoothed", &["delta", "increase", "rate"]),
+        };
+        if !allowed.contains(&name) {
+            return Err(Error::Execution(format!(
+                "{mode} modifier can only be used with: {} - not with {name}",
+                allowed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `rate`/`increase`/`delta` over every window; counter resets are located
 /// once per series, so windows without a reset skip the reset scan.
 fn rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
-    let n = m.ref_t.len();
+    if m.mode.is_some() {
+        return mode_rate_over(m, counter, is_rate);
+    }
     let range = m.range;
-    let mut out = Vec::with_capacity(m.series.len());
     let mut resets: Vec<u32> = Vec::new();
-    for s in &m.series {
+    per_series(&m, false, |s, vals| {
         let p = &s.samples;
         // resets[i]: resets among p[..=i]
         resets.clear();
@@ -366,7 +578,6 @@ fn rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
             }
             resets.push(c);
         }
-        let mut vals = vec![ABSENT; n];
         let mut any = false;
         let base = p.as_ptr() as usize;
         m.for_windows(p, |i, w, rt| {
@@ -381,15 +592,8 @@ fn rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
                 any = true;
             }
         });
-        if any {
-            out.push(VSeries {
-                labels: s.labels.clone(),
-                vals,
-                dropped: true,
-            });
-        }
-    }
-    Val::Vector(out)
+        any
+    })
 }
 
 fn values(p: &[Sample]) -> impl Iterator<Item = f64> + '_ {
@@ -471,6 +675,7 @@ fn parse_le(le: &str) -> Option<f64> {
 pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
     let name = c.func.name;
     let args = &c.args.args;
+    check_range_modes(name, args)?;
     let a = |i: usize| -> &Expr { &args[i] };
     let secs = |i: usize| g.t(i) as f64 / 1000.0;
     Ok(match name {
@@ -655,6 +860,23 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         }
         "rate" | "increase" | "delta" => {
             let m = arg_matrix(ctx, a(0), g)?;
+            if name != "delta" {
+                // Prometheus's hint that the input may not be a counter
+                for s in &m.series {
+                    let metric = s.labels.get(METRIC_NAME).unwrap_or("");
+                    if ["_total", "_sum", "_count", "_bucket"]
+                        .iter()
+                        .all(|suffix| !metric.ends_with(suffix))
+                    {
+                        ctx.info(
+                            format!(
+                                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+                            ),
+                            (c as *const Call as usize, Some(0)),
+                        );
+                    }
+                }
+            }
             rate_over(m, name != "delta", name == "rate")
         }
         "irate" | "idelta" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
@@ -696,15 +918,13 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             }
             over_time(m, false, |p, i, _| holt_winters(p, sf[i], tf[i]))
         }
-        "changes" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            Some(
-                p.windows(2)
-                    .filter(|w| w[0].v != w[1].v && !(w[0].v.is_nan() && w[1].v.is_nan()))
-                    .count() as f64,
-            )
+        "changes" => count_pairs(arg_matrix(ctx, a(0), g)?, |p| {
+            p.windows(2)
+                .filter(|w| w[0] != w[1] && !(w[0].is_nan() && w[1].is_nan()))
+                .count()
         }),
-        "resets" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64)
+        "resets" => count_pairs(arg_matrix(ctx, a(0), g)?, |p| {
+            p.windows(2).filter(|w| w[1] < w[0]).count()
         }),
         "avg_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
             let mut k = KahanSum::default();
@@ -759,6 +979,15 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         }),
         "quantile_over_time" => {
             let q = arg_scalar(ctx, a(0), g)?;
+            if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+                ctx.warn(
+                    format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        format_f(*bad)
+                    ),
+                    (c as *const Call as usize, Some(0)),
+                );
+            }
             over_time(arg_matrix(ctx, a(1), g)?, false, |p, i, _| {
                 let mut v: Vec<f64> = values(p).collect();
                 Some(quantile(q[i], &mut v))
@@ -781,6 +1010,14 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                 }
             }
             absent_result(a(0), g, &present)
+        }
+        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" if ctx.step != 0 => {
+            ctx.warn(
+                "sort is ineffective for range queries since results are always ordered by labels"
+                    .into(),
+                (c as *const Call as usize, None),
+            );
+            Val::Vector(arg_vector(ctx, a(0), g)?)
         }
         "sort" | "sort_desc" => {
             let v = arg_vector(ctx, a(0), g)?;
@@ -815,8 +1052,9 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             }))
         }
         "label_replace" => {
+            // the name is still there when it is to be dropped: it can be read,
+            // and setting it keeps it
             let mut v = arg_vector(ctx, a(0), g)?;
-            materialise(&mut v);
             let dst = arg_string(ctx, a(1), g)?;
             let repl = arg_string(ctx, a(2), g)?;
             let src = arg_string(ctx, a(3), g)?;
@@ -839,13 +1077,15 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                     let mut b = s.labels.to_builder();
                     b.set(dst.clone(), out);
                     s.labels = b.build();
+                    if dst == METRIC_NAME {
+                        s.dropped = false;
+                    }
                 }
             }
             Val::Vector(v)
         }
         "label_join" => {
             let mut v = arg_vector(ctx, a(0), g)?;
-            materialise(&mut v);
             let dst = arg_string(ctx, a(1), g)?;
             let sep = arg_string(ctx, a(2), g)?;
             let mut srcs = Vec::new();
@@ -866,54 +1106,15 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                 let mut b = s.labels.to_builder();
                 b.set(dst.clone(), joined);
                 s.labels = b.build();
+                if dst == METRIC_NAME {
+                    s.dropped = false;
+                }
             }
             Val::Vector(v)
         }
-        "histogram_quantile" => {
-            let q = arg_scalar(ctx, a(0), g)?;
-            let v = arg_vector(ctx, a(1), g)?;
-            // buckets grouped once per series: labels without `le` and the name
-            let mut index: HashMap<Labels, usize> = HashMap::new();
-            let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
-            for (si, s) in v.iter().enumerate() {
-                let Some(bound) = s.labels.get("le").and_then(parse_le) else {
-                    continue;
-                };
-                let mut b = s.labels.to_builder();
-                b.del("le");
-                b.del(METRIC_NAME);
-                let key = b.build();
-                match index.get(&key) {
-                    Some(&gi) => groups[gi].1.push((bound, si)),
-                    None => {
-                        index.insert(key.clone(), groups.len());
-                        groups.push((key, vec![(bound, si)]));
-                    }
-                }
-            }
-            let mut out = Vec::with_capacity(groups.len());
-            let mut buf: Vec<(f64, f64)> = Vec::new();
-            for (labels, members) in groups {
-                let mut vals = vec![ABSENT; g.n];
-                let mut any = false;
-                for (i, slot) in vals.iter_mut().enumerate() {
-                    buf.clear();
-                    for &(bound, si) in &members {
-                        let x = v[si].vals[i];
-                        if has(x) {
-                            buf.push((bound, x));
-                        }
-                    }
-                    if !buf.is_empty() {
-                        *slot = bucket_quantile(q[i], &mut buf);
-                        any = true;
-                    }
-                }
-                if any {
-                    out.push(VSeries::new(labels, vals));
-                }
-            }
-            Val::Vector(out)
+        "info" => crate::info::eval(ctx, c, g)?,
+        "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => {
+            classic_histogram_call(ctx, c, g)?
         }
         other => {
             return Err(Error::Execution(format!(
@@ -921,6 +1122,159 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             )));
         }
     })
+}
+
+/// A `histogram_quantiles` label value: Go's shortest form, with `.0` on integers.
+fn quantile_label(q: f64) -> String {
+    let s = format_f(q);
+    if q.is_finite() && !s.contains(['.', 'e']) {
+        format!("{s}.0")
+    } else {
+        s
+    }
+}
+
+/// `histogram_quantile`, `histogram_quantiles` and `histogram_fraction` over
+/// classic buckets: series are grouped by their labels without `le` (the name
+/// stays in the key, so two histograms of different names with the same
+/// labels collide as in Prometheus) and each group's buckets are read per step.
+fn classic_histogram_call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
+    let (name, args) = (c.func.name, &c.args.args);
+    let node = c as *const Call as usize;
+    // the argument holding the buckets
+    let vector_arg = match name {
+        "histogram_quantile" => 1,
+        "histogram_fraction" => 2,
+        _ => 0,
+    };
+    let (v, scalars, qlabel): (Vec<VSeries>, Vec<Vec<f64>>, Option<String>) = match name {
+        "histogram_quantile" => {
+            let q = arg_scalar(ctx, &args[0], g)?;
+            (arg_vector(ctx, &args[1], g)?, vec![q], None)
+        }
+        "histogram_fraction" => {
+            let lo = arg_scalar(ctx, &args[0], g)?;
+            let hi = arg_scalar(ctx, &args[1], g)?;
+            (arg_vector(ctx, &args[2], g)?, vec![lo, hi], None)
+        }
+        _ => {
+            let v = arg_vector(ctx, &args[0], g)?;
+            let label = arg_string(ctx, &args[1], g)?;
+            let mut qs = Vec::new();
+            for e in &args[2..] {
+                qs.push(arg_scalar(ctx, e, g)?);
+            }
+            (v, qs, Some(label))
+        }
+    };
+    if name != "histogram_fraction" {
+        for (k, q) in scalars.iter().enumerate() {
+            if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+                let arg = if name == "histogram_quantile" {
+                    0
+                } else {
+                    2 + k
+                };
+                ctx.warn(
+                    format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        format_f(*bad)
+                    ),
+                    (node, Some(arg)),
+                );
+            }
+        }
+    }
+    // buckets grouped once per series: labels without `le`
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
+    for (si, s) in v.iter().enumerate() {
+        let le = s.labels.get("le");
+        let Some(bound) = le.and_then(parse_le) else {
+            ctx.warn(
+                format!(
+                    "bucket label \"le\" is missing or has a malformed value of \"{}\" for metric name \"{}\"",
+                    le.unwrap_or(""),
+                    s.labels.get(METRIC_NAME).unwrap_or("")
+                ),
+                (node, Some(vector_arg)),
+            );
+            continue;
+        };
+        // the name stays in the key even when it is to be dropped (Prometheus's
+        // delayed name removal): same-labelled histograms of two names collide
+        let mut b = s.labels.to_builder();
+        b.del("le");
+        let key = b.build();
+        match index.get(&key) {
+            Some(&gi) => groups[gi].1.push((bound, si)),
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push((key, vec![(bound, si)]));
+            }
+        }
+    }
+    let outputs = if name == "histogram_quantiles" {
+        scalars.len()
+    } else {
+        1
+    };
+    let mut out = Vec::with_capacity(groups.len() * outputs);
+    let mut buf: Vec<(f64, f64)> = Vec::new();
+    let mut fixed_any: Option<String> = None;
+    for (labels, members) in &groups {
+        for k in 0..outputs {
+            let mut vals = vec![ABSENT; g.n];
+            let mut any = false;
+            for (i, slot) in vals.iter_mut().enumerate() {
+                buf.clear();
+                for &(bound, si) in members {
+                    let x = v[si].vals[i];
+                    if has(x) {
+                        buf.push((bound, x));
+                    }
+                }
+                if buf.is_empty() {
+                    continue;
+                }
+                let (x, fixed) = match name {
+                    "histogram_fraction" => bucket_fraction(scalars[0][i], scalars[1][i], &mut buf),
+                    "histogram_quantile" => bucket_quantile(scalars[0][i], &mut buf),
+                    _ => bucket_quantile(scalars[k][i], &mut buf),
+                };
+                if fixed && fixed_any.is_none() {
+                    fixed_any = Some(labels.metric_name().unwrap_or("").to_string());
+                }
+                *slot = x;
+                any = true;
+            }
+            if !any {
+                continue;
+            }
+            let labels = match &qlabel {
+                Some(l) => {
+                    let mut b = labels.to_builder();
+                    b.set(l.clone(), quantile_label(scalars[k][0]));
+                    b.build()
+                }
+                None => labels.clone(),
+            };
+            out.push(VSeries {
+                labels,
+                vals,
+                dropped: true,
+            });
+        }
+    }
+    if let Some(metric) = fixed_any {
+        ctx.info(
+            format!(
+                "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{metric}\""
+            ),
+            (node, Some(vector_arg)),
+        );
+    }
+    Ok(Val::Vector(out))
 }
 
 /// `absent`'s result: one series, 1 at the steps where nothing was present.
@@ -963,9 +1317,9 @@ mod tests {
             (1.0, 100.0),
             (f64::INFINITY, 100.0),
         ];
-        assert!((bucket_quantile(0.5, &mut b) - 0.5).abs() < 1e-9);
+        assert!((bucket_quantile(0.5, &mut b).0 - 0.5).abs() < 1e-9);
         let mut no_inf = vec![(0.1, 1.0)];
-        assert!(bucket_quantile(0.5, &mut no_inf).is_nan());
+        assert!(bucket_quantile(0.5, &mut no_inf).0.is_nan());
     }
 
     #[test]

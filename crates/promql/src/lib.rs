@@ -2,15 +2,18 @@
 //! reading through `day2_model::Queryable`, so the embedded TSDB and a remote
 //! Prometheus-compatible backend can both serve queries.
 //!
-//! Evaluation walks the expression once per step. Every selector's data is
-//! fetched once for the whole query window before evaluation starts, so a
-//! range query does not re-read storage per step.
+//! Every selector's data is fetched once for the whole query window before
+//! evaluation starts; then every node is evaluated once over the whole step
+//! grid (see `eval`).
 
 mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod hash;
+mod info;
 pub mod memstore;
+mod rewrite;
 mod value;
 
 use std::time::Duration;
@@ -74,11 +77,22 @@ impl Error {
     }
 }
 
-pub(crate) fn parse(query: &str) -> Result<promql_parser::parser::Expr, Error> {
-    promql_parser::parser::parse(query).map_err(|message| Error::BadInput {
+/// Parses a query; `range` is what `step()` and `range()` stand for in its
+/// duration expressions (zero outside a range query).
+pub(crate) fn parse_in(
+    query: &str,
+    range: rewrite::QueryRange,
+) -> Result<(promql_parser::parser::Expr, rewrite::Rewritten<'_>), Error> {
+    let rw = rewrite::rewrite(query, range)?;
+    let expr = promql_parser::parser::parse(&rw.text).map_err(|message| Error::BadInput {
         message: format!("invalid parameter \"query\": {message}"),
         position: None,
-    })
+    })?;
+    Ok((expr, rw))
+}
+
+pub(crate) fn parse(query: &str) -> Result<promql_parser::parser::Expr, Error> {
+    parse_in(query, rewrite::QueryRange::default()).map(|(e, _)| e)
 }
 
 /// The query engine.
@@ -98,8 +112,10 @@ impl Engine {
         query: &str,
         t_ms: i64,
     ) -> Result<QueryResult, Error> {
-        let expr = parse(query)?;
-        eval::run(db, &self.opts, &expr, t_ms, t_ms, 0, true)
+        let (expr, rw) = parse_in(query, rewrite::QueryRange::default())?;
+        // node addresses key the positions: taken where `expr` stays
+        let at = eval::Positions::new(query, rewrite::call_positions(&expr, &rw));
+        eval::run(db, &self.opts, &expr, t_ms, t_ms, 0, true, at)
     }
 
     /// Evaluates `query` at every `step_ms` from `start_ms` to `end_ms` inclusive.
@@ -117,8 +133,15 @@ impl Engine {
                 position: None,
             });
         }
-        let expr = parse(query)?;
-        eval::run(db, &self.opts, &expr, start_ms, end_ms, step_ms, false)
+        let (expr, rw) = parse_in(
+            query,
+            rewrite::QueryRange {
+                step: step_ms,
+                range: end_ms - start_ms,
+            },
+        )?;
+        let at = eval::Positions::new(query, rewrite::call_positions(&expr, &rw));
+        eval::run(db, &self.opts, &expr, start_ms, end_ms, step_ms, false, at)
     }
 }
 
@@ -131,6 +154,22 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<day2_model::Matcher>>, Error> {
             message: format!("{s:?} is not a series selector"),
             position: None,
         }),
+    }
+}
+
+/// The matcher groups of every series selector in a query, in source order
+/// (one entry per selector; several groups when `or` is used inside braces).
+pub fn query_selectors(query: &str) -> Result<Vec<Vec<Vec<day2_model::Matcher>>>, Error> {
+    let expr = parse(query)?;
+    let mut out = Vec::new();
+    let mut err = None;
+    eval::visit_selectors(&expr, &mut |vs| match eval::selector_matchers(vs) {
+        Ok(m) => out.push(m),
+        Err(e) => err = Some(e),
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
 }
 

@@ -115,20 +115,20 @@ where
         .map_err(|_| ApiError::internal("query slots closed"))?;
     let engine = st.engine.clone();
     let db = st.queryable.clone();
-    let result = tokio::task::spawn_blocking(move || f(&engine, db.as_ref()))
+    // the reply is rendered to bytes on the blocking thread too: for large
+    // results it costs as much as the evaluation
+    let body = tokio::task::spawn_blocking(move || f(&engine, db.as_ref()).map(|r| r.to_reply()))
         .await
         .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
         .map_err(query_error)?;
-    // moved in, not through `json!`, which would deep-copy a large result
-    let mut body = json!({"status": "success"});
-    body["data"] = result.to_json();
-    if !result.warnings.is_empty() {
-        body["warnings"] = json!(result.warnings);
-    }
-    if !result.infos.is_empty() {
-        body["infos"] = json!(result.infos);
-    }
-    Ok(axum::Json(body).into_response())
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 async fn instant(st: Arc<ServerState>, pairs: Vec<(String, String)>) -> Result<Response, ApiError> {
