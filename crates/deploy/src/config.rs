@@ -187,22 +187,6 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
     duration(d).map(Some)
 }
 
-/// `20%` -> 0.2.
-fn percent(s: &str) -> Result<f64, String> {
-    let n = s
-        .trim()
-        .strip_suffix('%')
-        .ok_or_else(|| format!("{s:?}: write a percentage such as 20%"))?;
-    let v: f64 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?}: not a percentage"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("{s:?}: must be a non-negative percentage"));
-    }
-    Ok(v / 100.0)
-}
-
 impl CompareConfig {
     /// The comparison, or what is wrong (field name relative to `compare`).
     pub fn comparison(&self) -> Result<Comparison, (String, String)> {
@@ -253,13 +237,13 @@ impl CompareConfig {
         }
         if let Some(p) = &self.max_increase {
             return Ok(Comparison::MaxIncrease {
-                ratio: percent(p).map_err(|m| ("max_increase".to_string(), m))?,
+                ratio: day2_model::parse_percent(p).map_err(|m| ("max_increase".to_string(), m))?,
                 tolerance,
             });
         }
         let p = self.max_decrease.as_deref().unwrap_or_default();
         Ok(Comparison::MaxDecrease {
-            ratio: percent(p).map_err(|m| ("max_decrease".to_string(), m))?,
+            ratio: day2_model::parse_percent(p).map_err(|m| ("max_decrease".to_string(), m))?,
             tolerance,
         })
     }
