@@ -40,6 +40,12 @@ pub struct Day2Config {
     /// The alert hub: an unchanged `alertmanager.yml` plus day2's settings.
     #[serde(default)]
     pub alertmanager: Option<AlertmanagerSection>,
+    /// Deployments from CI: post-deploy analysis, alert annotations, DORA.
+    #[serde(default)]
+    pub deployments: day2_deploy::DeploymentsSection,
+    /// Target-tracking autoscaling policies.
+    #[serde(default)]
+    pub autoscaling: day2_autoscale::AutoscalingSection,
 }
 
 /// `alertmanager:` in day2.yml. Without it the alert hub does not run.
@@ -515,6 +521,12 @@ impl Day2Config {
             sc.validate(&self.global)
                 .map_err(|e| (format!("scrape_configs[{i}]"), e.to_string()))?;
         }
+        self.deployments
+            .validate()
+            .map_err(|(f, m)| (format!("deployments.{f}"), m))?;
+        self.autoscaling
+            .validate()
+            .map_err(|(f, m)| (format!("autoscaling.{f}"), m))?;
         Ok(())
     }
 }
