@@ -239,7 +239,6 @@ impl Autoscaler {
                 format!("{}; {e}", row.reason)
             };
         }
-        row.id = self.store.autoscale_record(&row)?;
         {
             let mut st = policy.status.lock();
             st.last_at = Some(now_ms);
@@ -248,6 +247,8 @@ impl Autoscaler {
             match row.action.as_str() {
                 "scale_up" | "scale_down" => {
                     st.desired = row.desired.and_then(|c| u32::try_from(c).ok());
+                    // the count is now what was set
+                    st.current = st.desired;
                     st.last_scaled_at = Some(now_ms);
                     st.last_error = None;
                     if row.action == "scale_up" {
@@ -271,6 +272,8 @@ impl Autoscaler {
                 }
             }
         }
+        // the status first: the count changed whether or not the record lands
+        row.id = self.store.autoscale_record(&row)?;
         let memory = i64::try_from(policy.cfg.memory().as_millis()).unwrap_or(i64::MAX);
         self.store.autoscale_gc(
             now_ms - memory.saturating_add(KEEP_QUIET_MS),
@@ -361,7 +364,7 @@ impl Autoscaler {
             (
                 "day2_autoscale_current_replicas",
                 "gauge",
-                "Replica count found at the last evaluation.",
+                "Replica count after the last evaluation (as found, or as set).",
                 |s| s.current.map(f64::from),
             ),
             (

@@ -218,6 +218,7 @@ async fn mark(args: MarkArgs) -> anyhow::Result<ExitCode> {
             && r.status().is_success()
             && let Ok(v) = r.json::<Value>().await
             && v["analysis"]["state"] == "done"
+            && (v["rollback"].is_null() || v["rollback"]["state"] == "done")
         {
             return Ok(report(&v, args.require_pass));
         }

@@ -177,6 +177,21 @@ pub struct RollbackOutcome {
     pub error: Option<String>,
 }
 
+/// The rollback a failed enforced analysis asked for, as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RollbackView {
+    /// `pending` (asked for, not triggered yet) or `done` (triggered, or
+    /// refused: see `error`).
+    pub state: &'static str,
+    pub runbook: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// The analysis of one deployment as shown.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AnalysisView {
@@ -208,7 +223,7 @@ pub struct Deployment {
     pub analysis: Option<AnalysisView>,
     /// Set when an enforced analysis failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<RollbackOutcome>,
+    pub rollback: Option<RollbackView>,
     pub statuses: Vec<StatusMark>,
     /// `failed`, `rolled_back`, `succeeded` (latest mark or verdict), or
     /// `pending` (analysis not done) or `deployed` (nothing known against it).

@@ -24,8 +24,8 @@ use crate::analysis::{self, AnalysisResult, AnalysisSpec, Verdict};
 use crate::config::DeploymentsSection;
 use crate::dora::{self, DoraDeployment, DoraEvent, DoraReport, Figures};
 use crate::model::{
-    AnalysisView, Commit, Deployment, NewDeployment, RollbackOutcome, Status, StatusChange,
-    StatusMark,
+    AnalysisView, Commit, Deployment, NewDeployment, RollbackOutcome, RollbackView, Status,
+    StatusChange, StatusMark,
 };
 
 /// Starts the rollback runbook of a deployment whose enforced analysis
@@ -240,10 +240,30 @@ impl Deployments {
                     .and_then(|s| serde_json::from_str::<AnalysisResult>(s).ok()),
                 spec,
             });
-        let rollback = r
+        let outcome = r
             .rollback
             .as_deref()
             .and_then(|s| serde_json::from_str::<RollbackOutcome>(s).ok());
+        let rollback = match (r.rollback_state.as_str(), outcome) {
+            ("none", _) => None,
+            (_, Some(o)) => Some(RollbackView {
+                state: "done",
+                runbook: o.runbook,
+                requested_at: Some(o.requested_at),
+                run_id: o.run_id,
+                error: o.error,
+            }),
+            (_, None) => Some(RollbackView {
+                state: "pending",
+                runbook: analysis
+                    .as_ref()
+                    .and_then(|a| a.spec.rollback_runbook.clone())
+                    .unwrap_or_default(),
+                requested_at: None,
+                run_id: None,
+                error: None,
+            }),
+        };
         let statuses = statuses
             .into_iter()
             .filter_map(|s| {

@@ -122,11 +122,12 @@ fn a_bad_enforced_deploy_fails_once_and_rolls_back_once() {
     let rb = d.rollback.as_ref().unwrap();
     assert_eq!(
         (
+            rb.state,
             rb.runbook.as_str(),
             rb.run_id.as_deref(),
             rb.error.as_deref()
         ),
-        ("rollback-api", Some("run-1"), None)
+        ("done", "rollback-api", Some("run-1"), None)
     );
     assert_eq!(
         *rec.0.lock(),
@@ -192,6 +193,8 @@ fn a_rollback_claimed_by_a_stopped_process_is_not_triggered_again() {
             .unwrap()
     );
     assert!(store.deployment_claim_rollback(id).unwrap());
+    let rb = svc.get(id).unwrap().rollback.unwrap();
+    assert_eq!((rb.state, rb.runbook.as_str()), ("pending", "rollback-api"));
     drop(svc);
     let rec = Arc::new(Recorder::default());
     let svc = open(dir.path(), db);
