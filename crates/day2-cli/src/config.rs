@@ -573,6 +573,24 @@ mod tests {
     }
 
     #[test]
+    fn deployment_and_autoscaling_errors_are_located() {
+        let text = "deployments:\n  services:\n    api:\n      analysis:\n        window: 1m\n        checks:\n          - name: errors\n            expr: 'sum(rate(x{service=\"{{ service }}\"}[1m])'\n            compare: { max_value: 1 }\n";
+        let e = Day2Config::parse(text, "day2.yml").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(8), "deployments.services.api.analysis.checks[0].expr"),
+            "{e}"
+        );
+        let text = "autoscaling:\n  policies:\n    - name: web\n      metric: up\n      target_value: 1\n      min: 1\n      max: 2\n      target: { kind: exec, set: [scale] }\n";
+        let e = Day2Config::parse(text, "day2.yml").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("day2.yml:8: autoscaling.policies[0].target.set:"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn sizes_parse_with_units() {
         assert_eq!(parse_bytes("512MB").unwrap(), 512 << 20);
         assert_eq!(parse_bytes("0").unwrap(), 0);
