@@ -440,6 +440,16 @@ impl Deployments {
                 "day2 stopped while triggering rollback runbook {runbook}; whether it started is unknown (see the runbook's runs); not triggered again"
             ));
             self.count_rollback("unknown");
+        } else if let Some(newer) = self.newer_than(&d) {
+            // rolling back now would undo the newer deployment instead
+            if !self.store.deployment_claim_rollback(id)? {
+                return Ok(());
+            }
+            outcome.error = Some(format!(
+                "not triggered: deployment {newer} of {} to {} replaced this one before its rollback was due",
+                d.service, d.environment
+            ));
+            self.count_rollback("superseded");
         } else {
             if !self.store.deployment_claim_rollback(id)? {
                 return Ok(());
@@ -460,6 +470,17 @@ impl Deployments {
         }
         self.store.deployment_finish_rollback(id, &json(&outcome))?;
         Ok(())
+    }
+
+    /// The id of a later deployment of the same service and environment.
+    fn newer_than(&self, d: &Deployment) -> Option<i64> {
+        let latest = self.latest.read();
+        latest
+            .get(&d.service)?
+            .iter()
+            .find(|l| l.environment == d.environment && l.id != d.id)
+            .filter(|l| (l.deployed_at, l.id) > (d.deployed_at.as_millisecond(), d.id))
+            .map(|l| l.id)
     }
 
     fn count_rollback(&self, result: &'static str) {
@@ -583,7 +604,7 @@ impl Deployments {
             "# HELP day2_deployment_rollbacks_total Rollback runbooks requested by failed enforced analyses, by result."
         );
         let _ = writeln!(out, "# TYPE day2_deployment_rollbacks_total counter");
-        for r in ["started", "error", "unknown"] {
+        for r in ["started", "error", "superseded", "unknown"] {
             let n = c.rollbacks.get(r).copied().unwrap_or(0);
             let _ = writeln!(out, "day2_deployment_rollbacks_total{{result=\"{r}\"}} {n}");
         }

@@ -212,6 +212,31 @@ fn a_rollback_claimed_by_a_stopped_process_is_not_triggered_again() {
 }
 
 #[test]
+fn a_deployment_replaced_before_its_verdict_is_not_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = open(dir.path(), series(&[("api", 0.05)]));
+    let rec = Arc::new(Recorder::default());
+    svc.set_rollback_trigger(rec.clone());
+    let bad = svc.create(deploy("api", "v2", None), "ci", at(T)).unwrap();
+    let mut next = deploy("api", "v3", None);
+    next.deployed_at = Some(at(T + 5_000));
+    let v3 = svc.create(next, "ci", at(T + 5_000)).unwrap();
+    svc.run_due(at(T + 11_000)).unwrap();
+    let d = svc.get(bad.id).unwrap();
+    assert_eq!(d.outcome, "failed");
+    let rb = d.rollback.unwrap();
+    assert_eq!(rb.state, "done");
+    assert!(
+        rb.error
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("not triggered: deployment {} of api", v3.id)),
+        "{rb:?}"
+    );
+    assert!(rec.0.lock().is_empty());
+}
+
+#[test]
 fn without_remediation_the_rollback_error_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let svc = open(dir.path(), series(&[("api", 0.05)]));
