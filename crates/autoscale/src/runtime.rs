@@ -63,6 +63,9 @@ pub struct Autoscaler {
     engine: Arc<Engine>,
     db: Arc<dyn Queryable>,
     policies: RwLock<Vec<Arc<Policy>>>,
+    /// One evaluation per policy name at a time, also across a reload
+    /// (an evaluation of the replaced policy may still be running).
+    running: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 fn ts(ms: i64) -> Json {
@@ -99,6 +102,7 @@ impl Autoscaler {
             engine,
             db,
             policies: RwLock::new(Vec::new()),
+            running: Mutex::new(HashMap::new()),
         }
     }
 
@@ -174,6 +178,13 @@ impl Autoscaler {
             .find(|p| p.cfg.name == name)
             .cloned()
             .ok_or_else(|| Error::UnknownPolicy(name.to_string()))?;
+        let one = self
+            .running
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let _one = one.lock();
         let now_ms = now.as_millisecond();
         let mut row = ScaleDecisionRow {
             id: 0,

@@ -178,12 +178,12 @@ async fn mark(args: MarkArgs) -> anyhow::Result<ExitCode> {
         .json(&body)
         .send()
         .await
-        .with_context(|| format!("cannot reach day2 at {base}"))?;
+        .with_context(|| format!("cannot reach {base}"))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
         bail!(
-            "day2 refused the deployment ({status}): {}",
+            "the server refused the deployment ({status}): {}",
             error_text(&text)
         );
     }

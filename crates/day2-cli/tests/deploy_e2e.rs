@@ -390,6 +390,28 @@ async fn deploy_mark_needs_the_token_when_tokens_are_configured() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert!(!d.log().contains("ci-secret"), "the token reached the log");
+
+    // nobody listening: exit 1 and say so
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args([
+            "deploy",
+            "mark",
+            "--service",
+            "api",
+            "--version",
+            "v1",
+            "--url",
+        ])
+        .arg(format!("http://127.0.0.1:{}", common::free_port()))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot reach"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// A `set` script appending its arguments (each in brackets) to `argv.log`
