@@ -44,6 +44,14 @@ pub enum HubError {
     Store(#[from] day2_store::Error),
 }
 
+/// Adds context to alerts as they are ingested, before they are stored and
+/// routed (e.g. the latest deployment of the alert's service). Called with
+/// the hub's ingest path, so it must be quick (no I/O).
+pub trait AlertEnricher: Send + Sync {
+    /// Adds or replaces annotations of `alert`.
+    fn enrich(&self, alert: &mut Alert);
+}
+
 /// The clock; tests pass a controllable one.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -139,6 +147,8 @@ pub struct Hub {
     /// day2 features taking notifications of internal receivers, by sink name.
     sinks: RwLock<HashMap<String, Arc<dyn InternalSink>>>,
     events: tokio::sync::broadcast::Sender<HubEvent>,
+    /// day2 features adding context to incoming alerts, by name.
+    enrichers: RwLock<Vec<(String, Arc<dyn AlertEnricher>)>>,
 }
 
 fn labels_to_json(l: &Labels) -> String {
@@ -288,6 +298,7 @@ impl Hub {
             metrics: Metrics::default(),
             sinks: RwLock::new(HashMap::new()),
             events: tokio::sync::broadcast::channel(1024).0,
+            enrichers: RwLock::new(Vec::new()),
         }))
     }
 
@@ -302,6 +313,16 @@ impl Hub {
     pub fn register_sink(&self, name: &str, sink: Arc<dyn InternalSink>) {
         self.sinks.write().insert(name.to_string(), sink);
         self.delivery_wake.notify_one();
+    }
+
+    /// Attaches an enricher named `name` (replacing a previous one of that
+    /// name); enrichers run in registration order on every ingested alert.
+    pub fn register_enricher(&self, name: &str, enricher: Arc<dyn AlertEnricher>) {
+        let mut list = self.enrichers.write();
+        match list.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = enricher,
+            None => list.push((name.to_string(), enricher)),
+        }
     }
 
     /// Delivery events from now on (best-effort: a slow subscriber misses
@@ -335,8 +356,13 @@ impl Hub {
     }
 
     /// Merges, persists and routes alerts (already validated).
-    pub fn ingest(&self, incoming: Vec<Alert>) -> Result<(), HubError> {
+    pub fn ingest(&self, mut incoming: Vec<Alert>) -> Result<(), HubError> {
         let now = self.now();
+        for (_, e) in self.enrichers.read().iter() {
+            for a in &mut incoming {
+                e.enrich(a);
+            }
+        }
         let loaded = self.loaded.read().clone();
         let mut inner = self.inner.lock();
         let mut merged = Vec::with_capacity(incoming.len());
@@ -1287,6 +1313,47 @@ receivers:
         };
         let err = bad.check_internal_receivers(&hub.config()).unwrap_err();
         assert!(err.contains("\"nope\"") && err.contains("oncall"), "{err}");
+    }
+
+    struct Tagger;
+
+    impl AlertEnricher for Tagger {
+        fn enrich(&self, a: &mut Alert) {
+            if let Some(s) = a.labels.get("service") {
+                let v = format!("latest of {s}");
+                a.annotations.insert("day2_deployment".into(), v);
+            }
+        }
+    }
+
+    #[test]
+    fn enrichers_annotate_alerts_before_they_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (clock, _) = frozen("2026-01-01T00:00:00Z");
+        let store = Arc::new(Store::open_dir(dir.path()).unwrap());
+        let cfg = crate::config::load_str(CFG).unwrap();
+        let hub = Hub::open(store.clone(), cfg, HubSettings::default(), clock).unwrap();
+        hub.register_enricher("deploy", Arc::new(Tagger));
+        // registering the same name again replaces it (a hub restart re-registers)
+        hub.register_enricher("deploy", Arc::new(Tagger));
+        let mut a = Alert::new(
+            Labels::from_pairs([("alertname", "Down"), ("service", "api")]),
+            hub.now(),
+        );
+        a.annotations.insert("summary".into(), "down".into());
+        let b = Alert::new(Labels::from_pairs([("alertname", "Other")]), hub.now());
+        hub.ingest(vec![a.clone(), b.clone()]).unwrap();
+        let stored: HashMap<String, BTreeMap<String, String>> = store
+            .load_alerts()
+            .unwrap()
+            .iter()
+            .map(|r| (r.fingerprint.clone(), alert_from_row(r).annotations))
+            .collect();
+        let ann = &stored[&a.fingerprint().to_string()];
+        assert_eq!(ann["day2_deployment"], "latest of api");
+        assert_eq!(ann["summary"], "down");
+        assert!(!stored[&b.fingerprint().to_string()].contains_key("day2_deployment"));
+        assert_eq!(hub.enrichers.read().len(), 1);
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub use alert::{Alert, AlertStatus, Fingerprint, fingerprint};
 pub use config::{ConfigError, HubConfig, load_str};
 pub use egress::EgressPolicy;
 pub use group::{GroupKey, group_labels};
-pub use hub::{Hub, HubError, HubSettings};
+pub use hub::{AlertEnricher, Hub, HubError, HubSettings};
 pub use inhibit::{Inhibition, Inhibitor};
 pub use internal::{HubEvent, InternalNotification, InternalSink, SinkError, WebhookMessage};
 pub use matchers::{Matchers, parse_matcher, parse_matchers};

@@ -40,6 +40,12 @@ pub struct Day2Config {
     /// The alert hub: an unchanged `alertmanager.yml` plus day2's settings.
     #[serde(default)]
     pub alertmanager: Option<AlertmanagerSection>,
+    /// Deployments from CI: post-deploy analysis, alert annotations, DORA.
+    #[serde(default)]
+    pub deployments: day2_deploy::DeploymentsSection,
+    /// Target-tracking autoscaling policies.
+    #[serde(default)]
+    pub autoscaling: day2_autoscale::AutoscalingSection,
 }
 
 /// `alertmanager:` in day2.yml. Without it the alert hub does not run.
@@ -515,6 +521,12 @@ impl Day2Config {
             sc.validate(&self.global)
                 .map_err(|e| (format!("scrape_configs[{i}]"), e.to_string()))?;
         }
+        self.deployments
+            .validate()
+            .map_err(|(f, m)| (format!("deployments.{f}"), m))?;
+        self.autoscaling
+            .validate()
+            .map_err(|(f, m)| (format!("autoscaling.{f}"), m))?;
         Ok(())
     }
 }
@@ -556,6 +568,24 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("day2.yml:3: remote_write.max_decoded_size:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn deployment_and_autoscaling_errors_are_located() {
+        let text = "deployments:\n  services:\n    api:\n      analysis:\n        window: 1m\n        checks:\n          - name: errors\n            expr: 'sum(rate(x{service=\"{{ service }}\"}[1m])'\n            compare: { max_value: 1 }\n";
+        let e = Day2Config::parse(text, "day2.yml").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(8), "deployments.services.api.analysis.checks[0].expr"),
+            "{e}"
+        );
+        let text = "autoscaling:\n  policies:\n    - name: web\n      metric: up\n      target_value: 1\n      min: 1\n      max: 2\n      target: { kind: exec, set: [scale] }\n";
+        let e = Day2Config::parse(text, "day2.yml").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("day2.yml:8: autoscaling.policies[0].target.set:"),
             "{e}"
         );
     }

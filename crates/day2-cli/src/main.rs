@@ -1,7 +1,10 @@
 //! The `day2` binary: command line and wiring. Each subcommand hands off to
 //! the crate that owns the job.
 
+mod autoscalewire;
 mod config;
+mod deploy_cmd;
+mod deploywire;
 mod hubwire;
 mod route_cmd;
 mod rules_cmd;
@@ -37,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         what: RouteCommand,
     },
+    /// Tell day2 about deployments (for CI pipelines).
+    Deploy {
+        #[command(subcommand)]
+        what: deploy_cmd::DeployCommand,
+    },
     /// Validate files without running anything.
     Check {
         #[command(subcommand)]
@@ -70,6 +78,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Rules { what } => rules_cmd::run(what),
+        Command::Deploy { what } => deploy_cmd::run(what),
         Command::Route {
             what: RouteCommand::Test(args),
         } => route_cmd::run(args),

@@ -41,6 +41,10 @@ struct App {
     hub: crate::hubwire::HubCell,
     /// Control-plane state (`<data_dir>/state.db`), shared by every feature.
     store: Arc<day2_store::Store>,
+    /// Deployments, post-deploy analysis, DORA.
+    deploy: Arc<crate::deploywire::DeployWire>,
+    /// Autoscaling policies.
+    autoscale: Arc<crate::autoscalewire::AutoscaleWire>,
 }
 
 fn storage_options(cfg: &Day2Config) -> Options {
@@ -75,6 +79,8 @@ impl App {
             .await;
         self.apply_rules(cfg);
         self.apply_alertmanager(cfg);
+        self.deploy.apply(&cfg.deployments, &self.hub);
+        self.autoscale.apply(&cfg.autoscaling);
         self.db.set_retention(
             Some(cfg.storage.retention_time).filter(|d| !d.is_zero()),
             Some(cfg.storage.retention_size).filter(|n| *n > 0),
@@ -385,6 +391,15 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         },
         Arc::new(crate::hubwire::HubSink(hub_cell.clone())),
     );
+    let deploy = crate::deploywire::DeployWire::start(
+        store.clone(),
+        engine.clone(),
+        db.clone(),
+        &cfg.deployments,
+    )
+    .context("starting deployments")?;
+    let autoscale =
+        crate::autoscalewire::AutoscaleWire::new(store.clone(), engine.clone(), db.clone());
     // The reload hook reaches the App through a weak link set once App exists.
     let app_cell: Arc<OnceLock<Weak<App>>> = Arc::new(OnceLock::new());
     let hook_cell = app_cell.clone();
@@ -397,6 +412,8 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
             Arc::new(ScrapeMetrics(scrape.clone())),
             Arc::new(RulesView(rules.clone())),
             Arc::new(crate::hubwire::HubMetrics(hub_cell.clone())),
+            Arc::new(crate::deploywire::DeployMetrics(deploy.clone())),
+            Arc::new(crate::autoscalewire::AutoscaleMetrics(autoscale.clone())),
         ],
         scrape_status: Arc::new(ScrapeMetrics(scrape.clone())),
         rules: Arc::new(RulesView(rules.clone())),
@@ -406,6 +423,8 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         query_slots: tokio::sync::Semaphore::new(cfg.query.max_concurrency.max(1)),
         tokens: parking_lot::RwLock::new(Vec::new()),
         alertmanager: parking_lot::RwLock::new(None),
+        deployments: parking_lot::RwLock::new(Some(deploy.clone())),
+        autoscaling: parking_lot::RwLock::new(Some(autoscale.clone())),
         reload: Arc::new(move || -> ReloadFuture {
             let app = hook_cell.get().and_then(Weak::upgrade);
             Box::pin(async move {
@@ -425,6 +444,8 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         reload_lock: tokio::sync::Mutex::new(()),
         hub: hub_cell.clone(),
         store,
+        deploy,
+        autoscale,
     });
     let _ = app_cell.set(Arc::downgrade(&app));
     app.apply(&cfg).await;

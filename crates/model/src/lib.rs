@@ -6,12 +6,14 @@ pub mod duration;
 pub mod gofloat;
 pub mod labels;
 pub mod matcher;
+pub mod percent;
 pub mod sample;
 pub mod storage;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use percent::parse_percent;
 pub use sample::{STALE_NAN, Sample, is_stale_nan};
 pub use storage::{
     AppendError, AppendOutcome, Appender, QueryError, Queryable, Series, TimeSeries,

@@ -5,6 +5,7 @@
 mod amapi;
 mod api;
 pub mod auth;
+pub mod deploy_api;
 mod query;
 pub mod ratelimit;
 mod read;
@@ -25,6 +26,7 @@ use axum::routing::{get, post};
 use day2_model::{Appender, Queryable};
 use parking_lot::RwLock;
 
+pub use deploy_api::{AutoscalingApi, DeploymentsApi};
 pub use ratelimit::RateLimiter;
 pub use selfmetrics::SelfMetrics;
 
@@ -143,6 +145,10 @@ pub struct ServerState {
     pub tokens: RwLock<Vec<auth::ApiToken>>,
     /// The alert hub behind `/api/v2` (None: not configured; the API answers 404).
     pub alertmanager: RwLock<Option<Arc<dyn AlertmanagerApi>>>,
+    /// Deployments and DORA behind `/api/day2/v1/deployments` and `/dora` (None: 404).
+    pub deployments: RwLock<Option<Arc<dyn DeploymentsApi>>>,
+    /// Autoscaling behind `/api/day2/v1/autoscaling` (None: 404).
+    pub autoscaling: RwLock<Option<Arc<dyn AutoscalingApi>>>,
     /// Re-reads and applies the configuration; `Err` leaves the old one running.
     pub reload: Arc<dyn Fn() -> ReloadFuture + Send + Sync>,
 }
@@ -157,6 +163,11 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route(
             "/api/v2/silence/{id}",
             axum::routing::delete(amapi::delete_silence),
+        )
+        .route("/api/day2/v1/deployments", post(deploy_api::create))
+        .route(
+            "/api/day2/v1/deployments/{id}/status",
+            post(deploy_api::set_status),
         )
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -200,6 +211,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v2/status", get(amapi::status))
         .route("/api/v2/receivers", get(amapi::receivers))
         .route("/api/day2/v1/notifications", get(amapi::notifications))
+        .route("/api/day2/v1/deployments", get(deploy_api::list))
+        .route("/api/day2/v1/deployments/{id}", get(deploy_api::get))
+        .route("/api/day2/v1/dora", get(deploy_api::dora))
+        .route("/api/day2/v1/autoscaling", get(deploy_api::autoscaling))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "day2 is Healthy.\n" }))
         .route("/-/ready", get(|| async { "day2 is Ready.\n" }))
