@@ -21,17 +21,21 @@
 pub mod driver;
 pub mod duration;
 pub mod exec;
+pub mod http;
+pub mod kubernetes;
 pub mod matchers;
 pub mod params;
 pub mod plan;
 pub mod run;
 pub mod runbook;
+pub mod runtime;
 pub mod template;
+pub mod verify;
 
 pub use duration::Dur;
 pub use exec::{ExecOutcome, ExecPolicy, ExitKind};
 pub use params::{Bound, ParamError, ParamValue};
-pub use plan::{Action, Command, Phase, PlannedStep, PlannedVerify};
+pub use plan::{Action, Command, HttpRequest, KubeRequest, Phase, PlannedStep, PlannedVerify};
 pub use run::{
     AuditEvent, AuditKind, Next, Proposal, Refusal, Run, RunError, RunId, RunState, Runs,
     StepReport, Target,

@@ -102,6 +102,15 @@ pub struct Step {
     pub kubernetes: Option<KubeStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ansible: Option<AnsibleStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate: Option<EscalateStep>,
+}
+
+/// Hands the run to people: day2's escalation (on-call, incidents) with a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateStep {
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,13 +132,36 @@ pub struct ExecStep {
 pub struct HttpStep {
     #[serde(default = "default_method")]
     pub method: String,
+    /// Placeholders are percent-encoded (one path segment or query value).
     pub url: String,
+    /// Secrets (`Authorization`, tokens, keys) only as `env:NAME` or
+    /// `file:/path` references, resolved when the request is sent.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// JSON; placeholders only inside "..." strings (or an int param alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
+    /// Statuses that count as success (default: any 2xx).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<u16>,
+}
+
+/// Is a header value a secret reference (`env:NAME`, `file:/path`)?
+pub fn is_secret_ref(v: &str) -> bool {
+    v.starts_with("env:") || v.starts_with("file:")
+}
+
+/// Header names whose values are credentials.
+fn sensitive_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie"
+    ) || ["token", "secret", "password", "api-key", "apikey", "auth"]
+        .iter()
+        .any(|w| n.contains(w))
 }
 
 fn default_method() -> String {
@@ -395,6 +427,7 @@ impl Ctx<'_> {
             s.http.is_some(),
             s.kubernetes.is_some(),
             s.ansible.is_some(),
+            s.escalate.is_some(),
         ]
         .iter()
         .filter(|b| **b)
@@ -402,8 +435,15 @@ impl Ctx<'_> {
         if n != 1 {
             return ferr(
                 path,
-                "a step needs exactly one of exec, http, kubernetes, ansible",
+                "a step needs exactly one of exec, http, kubernetes, ansible, escalate",
             );
+        }
+        if let Some(e) = &s.escalate {
+            let p = format!("{path}.escalate.message");
+            if e.message.trim().is_empty() {
+                return ferr(p, "must not be empty");
+            }
+            self.template(&e.message, &p)?;
         }
         if let Some(e) = &s.exec {
             let p = format!("{path}.exec");
@@ -445,11 +485,35 @@ impl Ctx<'_> {
             }
             for (k, v) in &h.headers {
                 let hp = format!("{p}.headers.{k}");
-                self.no_placeholder(k, &hp, "header names")?;
-                self.template(v, &hp)?;
+                if k.is_empty()
+                    || !k
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                {
+                    return ferr(hp, "not a valid header name");
+                }
+                if is_secret_ref(v) {
+                    self.no_placeholder(v, &hp, "a secret reference")?;
+                    let rest = v.split_once(':').map(|x| x.1).unwrap_or("");
+                    if rest.is_empty() {
+                        return ferr(hp, "names no variable or file");
+                    }
+                } else if sensitive_header(k) {
+                    return ferr(
+                        hp,
+                        "credentials are given as env:NAME or file:/path references, never inline",
+                    );
+                } else {
+                    self.template(v, &hp)?;
+                }
             }
             if let Some(b) = &h.body {
-                self.template(b, &format!("{p}.body"))?;
+                let bp = format!("{p}.body");
+                let t = self.template(b, &bp)?;
+                check_json_placeholders(&t, self.params, &bp)?;
+            }
+            if h.expect_status.iter().any(|c| !(100..=599).contains(c)) {
+                return ferr(format!("{p}.expect_status"), "HTTP statuses are 100..=599");
             }
             self.timeout(&h.timeout, &format!("{p}.timeout"))?;
         }
@@ -516,6 +580,44 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// Checks that every placeholder of a JSON body sits inside a "..." string
+/// (values are escaped as JSON string content) or is an int param on its own.
+fn check_json_placeholders(
+    t: &Template,
+    params: &BTreeMap<&str, &ParamSpec>,
+    path: &str,
+) -> Result<(), FieldError> {
+    let mut in_string = false;
+    let mut escaped = false;
+    for seg in &t.segments {
+        match seg {
+            Segment::Lit(l) => {
+                for c in l.chars() {
+                    if escaped {
+                        escaped = false;
+                    } else if in_string && c == '\\' {
+                        escaped = true;
+                    } else if c == '"' {
+                        in_string = !in_string;
+                    }
+                }
+            }
+            Segment::Param(p) => {
+                let int = params
+                    .get(p.as_str())
+                    .is_some_and(|s| s.kind == ParamType::Int);
+                if (!in_string && !int) || escaped {
+                    return ferr(
+                        path,
+                        format!("`{{{{ param.{p} }}}}` must be inside a \"...\" JSON string"),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks that every placeholder of a PromQL expression sits inside a

@@ -15,6 +15,8 @@
 //! of this crate named after the feature, so features never collide on a
 //! migration number and all SQL stays in one crate.
 
+pub mod remediate;
+
 use std::path::Path;
 
 use parking_lot::Mutex;
@@ -109,7 +111,7 @@ pub const MIGRATIONS: &[&str] = &[
 
 /// Features with tables of their own: (name, migrations applied in order;
 /// index + 1 is the feature's schema version). Applied after [`MIGRATIONS`].
-pub const COMPONENTS: &[(&str, &[&str])] = &[];
+pub const COMPONENTS: &[(&str, &[&str])] = &[("remediate", remediate::MIGRATIONS)];
 
 /// A stored alert.
 #[derive(Debug, Clone, PartialEq, Eq)]

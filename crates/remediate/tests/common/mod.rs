@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 
-use day2_remediate::driver::{Clock, Verifier};
+use day2_remediate::driver::{BoxFuture, Clock, Verifier};
 use day2_remediate::{LoadedRunbook, RunbookSet};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -38,8 +38,9 @@ pub fn yq(s: &str) -> String {
 pub struct Always(pub bool);
 
 impl Verifier for Always {
-    async fn holds(&self, _expr: &str, _at: Timestamp) -> Result<bool, String> {
-        Ok(self.0)
+    fn holds<'a>(&'a self, _expr: &'a str, _at: Timestamp) -> BoxFuture<'a, Result<bool, String>> {
+        let v = self.0;
+        Box::pin(async move { Ok(v) })
     }
 }
 
