@@ -3,6 +3,7 @@
 
 mod config;
 mod hubwire;
+mod remediatewire;
 mod route_cmd;
 mod rules_cmd;
 mod serve;

@@ -41,6 +41,9 @@ struct App {
     hub: crate::hubwire::HubCell,
     /// Control-plane state (`<data_dir>/state.db`), shared by every feature.
     store: Arc<day2_store::Store>,
+    /// Remediation runbooks runtime (when day2.yml has a `remediation` section).
+    remediation: crate::remediatewire::RemediationCell,
+    engine: Arc<day2_promql::Engine>,
 }
 
 fn storage_options(cfg: &Day2Config) -> Options {
@@ -75,6 +78,7 @@ impl App {
             .await;
         self.apply_rules(cfg);
         self.apply_alertmanager(cfg);
+        self.apply_remediation(cfg);
         self.db.set_retention(
             Some(cfg.storage.retention_time).filter(|d| !d.is_zero()),
             Some(cfg.storage.retention_size).filter(|n| *n > 0),
@@ -149,6 +153,32 @@ impl App {
         let state = self.state.upgrade();
         if let Err(e) = crate::hubwire::apply(&self.hub, state.as_deref(), &self.store, loaded) {
             tracing::error!(error = %format!("{e:#}"), "the alert hub could not start");
+        }
+    }
+
+    /// Starts, reconfigures or stops remediation (validated on load); after
+    /// the hub, whose sink it registers.
+    fn apply_remediation(&self, cfg: &Day2Config) {
+        let loaded = match &self.config_path {
+            Some(p) => match cfg.load_remediation(&self.base_dir(), p) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "remediation configuration failed to load; the previous one keeps running");
+                    return;
+                }
+            },
+            None => None,
+        };
+        let state = self.state.upgrade();
+        let parts = crate::remediatewire::Parts {
+            state: state.as_deref(),
+            store: &self.store,
+            hub: &self.hub,
+            engine: self.engine.clone(),
+            db: self.db.clone(),
+        };
+        if let Err(e) = crate::remediatewire::apply(&self.remediation, parts, loaded) {
+            tracing::error!(error = %format!("{e:#}"), "remediation could not start");
         }
     }
 
@@ -402,10 +432,11 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         rules: Arc::new(RulesView(rules.clone())),
         write_limits: parking_lot::RwLock::new(WriteLimits::default()),
         rate_limiter: day2_server::RateLimiter::new(0),
-        engine,
+        engine: engine.clone(),
         query_slots: tokio::sync::Semaphore::new(cfg.query.max_concurrency.max(1)),
         tokens: parking_lot::RwLock::new(Vec::new()),
         alertmanager: parking_lot::RwLock::new(None),
+        remediation: parking_lot::RwLock::new(None),
         reload: Arc::new(move || -> ReloadFuture {
             let app = hook_cell.get().and_then(Weak::upgrade);
             Box::pin(async move {
@@ -425,11 +456,16 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         reload_lock: tokio::sync::Mutex::new(()),
         hub: hub_cell.clone(),
         store,
+        remediation: Arc::new(parking_lot::RwLock::new(None)),
+        engine,
     });
     let _ = app_cell.set(Arc::downgrade(&app));
     app.apply(&cfg).await;
     if cfg.alertmanager.is_some() && hub_cell.read().is_none() {
         anyhow::bail!("the alert hub failed to start (see the log above)");
+    }
+    if cfg.remediation.is_some() && app.remediation.read().is_none() {
+        anyhow::bail!("remediation failed to start (see the log above)");
     }
 
     // Cut blocks, compact and apply retention in the background.

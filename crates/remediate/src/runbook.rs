@@ -23,6 +23,48 @@ pub struct RemediationConfig {
     /// relative to the config file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbooks_dir: Option<PathBuf>,
+    /// Receivers of alertmanager.yml whose notifications propose runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receivers: Vec<String>,
+    /// Every run is a dry run (the plan is recorded, nothing is executed).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// How often a verify condition is evaluated until its deadline (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_interval: Option<Dur>,
+    /// Restricted ranges (loopback, private, link-local) that http steps and
+    /// the Kubernetes API server may be reached at.
+    #[serde(default)]
+    pub egress: EgressConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+}
+
+/// The cluster `kubernetes` steps act on: a kubeconfig file, or the pod's
+/// service account (`in_cluster: true`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Relative to day2.yml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(default)]
+    pub in_cluster: bool,
+    /// `fieldManager` of day2's writes (default `day2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_manager: Option<String>,
+    /// Per request (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
 }
 
 /// One runbook file in `runbooks_dir`.

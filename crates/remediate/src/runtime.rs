@@ -9,10 +9,14 @@
 //! [`Remediator::notify`]; incident timelines plug in as a [`TimelineSink`].
 
 use crate::driver::{Clock, Executors, Ledger, Verifier, drive};
+use crate::http::HttpExecutor;
+use crate::kubernetes::{KubeExecutor, KubeSource};
 use crate::run::{AuditEvent, Breaker, Proposal, Refusal, Run, RunError, RunId, RunState, Runs};
-use crate::runbook::RunbookSet;
+use crate::runbook::{RemediationConfig, RunbookSet};
+use day2_alerthub::EgressPolicy;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +85,68 @@ impl Default for Settings {
             verify_interval: Duration::from_secs(10),
             dry_run: false,
         }
+    }
+}
+
+impl Settings {
+    /// Settings from the `remediation:` section (`base_dir`: day2.yml's
+    /// directory). Errors are (field path under `remediation`, message).
+    pub fn from_config(
+        cfg: &RemediationConfig,
+        base_dir: &Path,
+    ) -> Result<Settings, (String, String)> {
+        let egress = EgressPolicy::from_list(&cfg.egress.allow)
+            .map_err(|(i, m)| (format!("egress.allow[{i}]"), m))?;
+        let kube = match &cfg.kubernetes {
+            None => None,
+            Some(k) => {
+                let source = match (&k.kubeconfig, k.in_cluster) {
+                    (Some(p), false) => KubeSource::Kubeconfig {
+                        path: base_dir.join(p),
+                        context: k.context.clone(),
+                    },
+                    (None, true) if k.context.is_none() => KubeSource::InCluster,
+                    (None, true) => {
+                        return Err(("kubernetes.context".into(), "only with kubeconfig".into()));
+                    }
+                    _ => {
+                        return Err((
+                            "kubernetes".into(),
+                            "one of kubeconfig or in_cluster: true is required".into(),
+                        ));
+                    }
+                };
+                let timeout = k.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
+                if timeout.is_zero() {
+                    return Err(("kubernetes.timeout".into(), "must be greater than 0".into()));
+                }
+                Some(KubeExecutor {
+                    source,
+                    egress: egress.clone(),
+                    field_manager: k.field_manager.clone().unwrap_or_else(|| "day2".into()),
+                    timeout,
+                })
+            }
+        };
+        let verify_interval = cfg
+            .verify_interval
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(10));
+        if verify_interval.is_zero() {
+            return Err(("verify_interval".into(), "must be greater than 0".into()));
+        }
+        Ok(Settings {
+            executors: Executors {
+                http: HttpExecutor {
+                    egress,
+                    body_cap: 0,
+                },
+                kube,
+                ..Default::default()
+            },
+            verify_interval,
+            dry_run: cfg.dry_run,
+        })
     }
 }
 

@@ -34,9 +34,12 @@ impl PromqlVerifier {
     }
 }
 
-impl Verifier for Arc<PromqlVerifier> {
+impl Verifier for PromqlVerifier {
     fn holds<'a>(&'a self, expr: &'a str, at: Timestamp) -> BoxFuture<'a, Result<bool, String>> {
-        let me = self.clone();
+        let me = PromqlVerifier {
+            engine: self.engine.clone(),
+            db: self.db.clone(),
+        };
         let expr = expr.to_string();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || me.eval(&expr, at))

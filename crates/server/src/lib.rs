@@ -8,6 +8,7 @@ pub mod auth;
 mod query;
 pub mod ratelimit;
 mod read;
+mod remediate_api;
 pub mod selfmetrics;
 mod write;
 
@@ -26,6 +27,7 @@ use day2_model::{Appender, Queryable};
 use parking_lot::RwLock;
 
 pub use ratelimit::RateLimiter;
+pub use remediate_api::{RemediationApi, RemediationError};
 pub use selfmetrics::SelfMetrics;
 
 /// Boxed future returned by the reload hook.
@@ -143,6 +145,8 @@ pub struct ServerState {
     pub tokens: RwLock<Vec<auth::ApiToken>>,
     /// The alert hub behind `/api/v2` (None: not configured; the API answers 404).
     pub alertmanager: RwLock<Option<Arc<dyn AlertmanagerApi>>>,
+    /// Remediation behind `/api/day2/v1/runbooks|runs|audit` (None: not configured; 404).
+    pub remediation: RwLock<Option<Arc<dyn RemediationApi>>>,
     /// Re-reads and applies the configuration; `Err` leaves the old one running.
     pub reload: Arc<dyn Fn() -> ReloadFuture + Send + Sync>,
 }
@@ -158,6 +162,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
             "/api/v2/silence/{id}",
             axum::routing::delete(amapi::delete_silence),
         )
+        .route("/api/day2/v1/runs", post(remediate_api::propose))
+        .route(
+            "/api/day2/v1/runs/{id}/approve",
+            post(remediate_api::approve),
+        )
+        .route("/api/day2/v1/runs/{id}/reject", post(remediate_api::reject))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_mutation_auth,
@@ -200,6 +210,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v2/status", get(amapi::status))
         .route("/api/v2/receivers", get(amapi::receivers))
         .route("/api/day2/v1/notifications", get(amapi::notifications))
+        .route("/api/day2/v1/runbooks", get(remediate_api::runbooks))
+        .route("/api/day2/v1/runs", get(remediate_api::runs))
+        .route("/api/day2/v1/runs/{id}", get(remediate_api::run))
+        .route("/api/day2/v1/audit", get(remediate_api::audit))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "day2 is Healthy.\n" }))
         .route("/-/ready", get(|| async { "day2 is Ready.\n" }))
