@@ -269,6 +269,8 @@ impl KubeExecutor {
 
     /// A client for the configured cluster, once its host passed the egress check.
     async fn client(&self) -> Result<Client, String> {
+        // built without a default TLS provider: install ours once
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut config = match &self.source {
             KubeSource::Kubeconfig { path, context } => {
                 let kc = kube::config::Kubeconfig::read_from(path)
