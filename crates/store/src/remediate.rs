@@ -344,7 +344,7 @@ mod tests {
                     runbook: "rb".into(),
                     body: "{\"consecutive_failures\":2}".into(),
                 }],
-                &[trig.clone()],
+                std::slice::from_ref(&trig),
             )
             .unwrap();
             // an upsert changes state; a repeated trigger is ignored
