@@ -504,3 +504,83 @@ async fn kill9_mid_run_marks_it_interrupted_and_guardrails_survive() {
     assert!(kinds.contains(&"step_started".to_string()));
     assert!(!kinds.contains(&"step_finished".to_string()));
 }
+
+fn check_config(path: &Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args(["check", "config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_locates_remediation_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alertmanager.yml"), ALERTMANAGER_YML).unwrap();
+    let day2 = dir.path().join("day2.yml");
+    let write = |remediation: &str| {
+        std::fs::write(
+            &day2,
+            format!("alertmanager:\n  config_file: alertmanager.yml\nremediation:\n{remediation}"),
+        )
+        .unwrap()
+    };
+    write("  receivers: [auto-remediate, nobody]\n");
+    let (ok, err) = check_config(&day2);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!(
+            "{}: remediation.receivers[1]: receiver \"nobody\" is not defined",
+            day2.display()
+        )),
+        "{err}"
+    );
+    // a runbook file in runbooks_dir: its own file, line and field
+    std::fs::create_dir(dir.path().join("rb")).unwrap();
+    let rb = dir.path().join("rb").join("a.yml");
+    std::fs::write(
+        &rb,
+        "runbooks:\n  - name: a\n    match: ['alertname=\"X\"']\n    params:\n      - name: host\n        from_label: host\n    steps:\n      - exec: {command: [/bin/true]}\n",
+    )
+    .unwrap();
+    write("  runbooks_dir: rb\n");
+    let (ok, err) = check_config(&day2);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!(
+            "{}:5: runbooks[0].params[0].pattern: a string param needs an allowlist pattern",
+            rb.display()
+        )),
+        "{err}"
+    );
+    write("  kubernetes: {context: prod}\n");
+    let (ok, err) = check_config(&day2);
+    assert!(!ok);
+    assert!(
+        err.contains("remediation.kubernetes: one of kubeconfig or in_cluster: true is required"),
+        "{err}"
+    );
+    write("  egress: {allow: [10.0.0.0/33]}\n");
+    let (_, err) = check_config(&day2);
+    assert!(err.contains("remediation.egress.allow[0]"), "{err}");
+    write("  receivers: [auto-remediate]\n  runbooks_dir: rb\n");
+    std::fs::write(
+        &rb,
+        "runbooks:\n  - name: a\n    match: ['alertname=\"X\"']\n    steps:\n      - exec: {command: [/bin/true]}\n",
+    )
+    .unwrap();
+    let (ok, err) = check_config(&day2);
+    assert!(ok, "{err}");
+    // receivers without the alert hub
+    std::fs::write(&day2, "remediation:\n  receivers: [auto-remediate]\n").unwrap();
+    let (ok, err) = check_config(&day2);
+    assert!(!ok);
+    assert!(
+        err.contains("remediation.receivers: receivers need the alert hub"),
+        "{err}"
+    );
+}

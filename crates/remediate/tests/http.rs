@@ -75,7 +75,9 @@ fn executors(allow_loopback: bool) -> Executors {
     }
 }
 
-fn hook_runbook(base: &str, path: &str, extra: &str) -> day2_remediate::LoadedRunbook {
+/// A runbook with one http step to `url` (placeholders allowed), its
+/// Authorization header from `env:{token_var}`, the param in a JSON body.
+fn hook_runbook(url: &str, token_var: &str, extra: &str) -> day2_remediate::LoadedRunbook {
     runbook(&format!(
         r#"
 runbooks:
@@ -86,10 +88,9 @@ runbooks:
     steps:
       - name: call
         http:
-          method: POST
-          url: '{base}{path}'
-          headers: {{Authorization: 'env:DAY2_TEST_HOOK_TOKEN', X-Source: day2}}
-          body: '{{"value": "{{{{ param.x }}}}", "n": 1}}'
+          url: '{url}'
+          headers: {{Authorization: 'env:{token_var}'}}
+          body: '{{"value": "{{{{ param.x }}}}"}}'
 {extra}
     guardrails:
       approval: none
@@ -143,22 +144,11 @@ async fn values_stay_inside_the_json_string_and_the_path_segment() {
         "../../admin?x=1#frag",
         "$(id)",
     ];
-    let rb = runbook(&format!(
-        r#"
-runbooks:
-  - name: hook
-    match: ['alertname="Down"']
-    params:
-      - {{name: x, pattern: '[\s\S]{{1,200}}', from_label: payload}}
-    steps:
-      - name: call
-        http:
-          url: '{base}/hosts/{{{{ param.x }}}}/restart?reason={{{{ param.x }}}}'
-          headers: {{Authorization: 'env:DAY2_TEST_HOOK_TOKEN_A'}}
-          body: '{{"value": "{{{{ param.x }}}}"}}'
-    guardrails: {{approval: none, cooldown: "0", max_runs: {{count: 100, window: 1h}}}}
-"#
-    ));
+    let rb = hook_runbook(
+        &format!("{base}/hosts/{{{{ param.x }}}}/restart?reason={{{{ param.x }}}}"),
+        "DAY2_TEST_HOOK_TOKEN_A",
+        "",
+    );
     let mut runs = Runs::new();
     let ex = executors(true);
     for (i, v) in hostile.iter().enumerate() {
@@ -196,7 +186,7 @@ async fn egress_status_and_redirects() {
     let (base, seen) = server().await;
     let mut runs = Runs::new();
     // loopback is refused unless allowed; nothing is sent
-    let rb = hook_runbook(&base, "/ok", "");
+    let rb = hook_runbook(&format!("{base}/ok"), "DAY2_TEST_HOOK_TOKEN", "");
     let state = run_one(&mut runs, &rb, proposal(0, "v"), &executors(false)).await;
     assert_eq!(state, RunState::Failed);
     let reason = runs.iter().last().unwrap().reason.clone().unwrap();
@@ -208,21 +198,25 @@ async fn egress_status_and_redirects() {
     // 202 is 2xx: success; with expect_status [200] it is a failure
     let state = run_one(&mut runs, &rb, proposal(1, "v"), &executors(true)).await;
     assert_eq!(state, RunState::Verified);
-    let strict = hook_runbook(&base, "/ok", "          expect_status: [200]");
+    let strict = hook_runbook(
+        &format!("{base}/ok"),
+        "DAY2_TEST_HOOK_TOKEN",
+        "          expect_status: [200]",
+    );
     let state = run_one(&mut runs, &strict, proposal(2, "v"), &executors(true)).await;
     assert_eq!(state, RunState::Failed);
     assert_eq!(
         runs.iter().last().unwrap().reason.as_deref(),
         Some("step call failed: HTTP 202 (expected [200]): accepted")
     );
-    let failing = hook_runbook(&base, "/fail", "");
+    let failing = hook_runbook(&format!("{base}/fail"), "DAY2_TEST_HOOK_TOKEN", "");
     run_one(&mut runs, &failing, proposal(3, "v"), &executors(true)).await;
     assert_eq!(
         runs.iter().last().unwrap().reason.as_deref(),
         Some("step call failed: HTTP 500 (expected 2xx): broken")
     );
     // a redirect is not followed
-    let moved = hook_runbook(&base, "/moved", "");
+    let moved = hook_runbook(&format!("{base}/moved"), "DAY2_TEST_HOOK_TOKEN", "");
     run_one(&mut runs, &moved, proposal(4, "v"), &executors(true)).await;
     assert!(
         !seen

@@ -218,6 +218,33 @@ fn assert_kept(contract: &Contract) {
 const DEPLOY: &str = "/apis/apps/v1/namespaces/web/deployments/api";
 const FM: &[(&str, &str)] = &[("fieldManager", "day2")];
 
+/// `kubectl rollout restart` of web/api at [`at`].
+fn restart(status: u16, reply: &'static str) -> Expect {
+    Expect {
+        method: "PATCH",
+        path: DEPLOY,
+        query: FM,
+        content_type: Some("application/strategic-merge-patch+json"),
+        body: Some(json!({"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": "2027-01-15T08:00:00Z"
+        }}}}})),
+        status,
+        reply,
+    }
+}
+
+fn get_deployment(status: u16, reply: &'static str) -> Expect {
+    Expect {
+        method: "GET",
+        path: DEPLOY,
+        query: &[],
+        content_type: None,
+        body: None,
+        status,
+        reply,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_restart_and_undo_send_what_kubectl_sends() {
     let dir = tempfile::tempdir().unwrap();
@@ -237,26 +264,8 @@ async fn scale_restart_and_undo_send_what_kubectl_sends() {
                 status: 200,
                 reply: "scale-api.json",
             },
-            Expect {
-                method: "PATCH",
-                path: DEPLOY,
-                query: FM,
-                content_type: Some("application/strategic-merge-patch+json"),
-                body: Some(json!({"spec": {"template": {"metadata": {"annotations": {
-                    "kubectl.kubernetes.io/restartedAt": "2027-01-15T08:00:00Z"
-                }}}}})),
-                status: 200,
-                reply: "deployment-api.json",
-            },
-            Expect {
-                method: "GET",
-                path: DEPLOY,
-                query: &[],
-                content_type: None,
-                body: None,
-                status: 200,
-                reply: "deployment-api.json",
-            },
+            restart(200, "deployment-api.json"),
+            get_deployment(200, "deployment-api.json"),
             Expect {
                 method: "GET",
                 path: "/apis/apps/v1/namespaces/web/replicasets",
@@ -318,26 +327,8 @@ async fn api_errors_become_clear_step_errors() {
                 status: 404,
                 reply: "status-404.json",
             },
-            Expect {
-                method: "PATCH",
-                path: DEPLOY,
-                query: FM,
-                content_type: Some("application/strategic-merge-patch+json"),
-                body: Some(json!({"spec": {"template": {"metadata": {"annotations": {
-                    "kubectl.kubernetes.io/restartedAt": "2027-01-15T08:00:00Z"
-                }}}}})),
-                status: 409,
-                reply: "status-409.json",
-            },
-            Expect {
-                method: "GET",
-                path: DEPLOY,
-                query: &[],
-                content_type: None,
-                body: None,
-                status: 403,
-                reply: "status-403.json",
-            },
+            restart(409, "status-409.json"),
+            get_deployment(403, "status-403.json"),
         ],
     )
     .await;
