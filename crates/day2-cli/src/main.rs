@@ -6,6 +6,7 @@ mod hubwire;
 mod remediatewire;
 mod route_cmd;
 mod rules_cmd;
+mod runbook_cmd;
 mod serve;
 
 use std::path::PathBuf;
@@ -37,6 +38,11 @@ enum Command {
     Route {
         #[command(subcommand)]
         what: RouteCommand,
+    },
+    /// Runbooks and remediation runs of a running server.
+    Runbook {
+        #[command(subcommand)]
+        what: runbook_cmd::RunbookCommand,
     },
     /// Validate files without running anything.
     Check {
@@ -71,6 +77,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Rules { what } => rules_cmd::run(what),
+        Command::Runbook { what } => runbook_cmd::run(what),
         Command::Route {
             what: RouteCommand::Test(args),
         } => route_cmd::run(args),

@@ -47,7 +47,11 @@ fn day2_yml(remediation: &str) -> String {
 }
 
 async fn start(dir: &Path, remediation: &str) -> Day2 {
-    std::fs::write(dir.join("alertmanager.yml"), ALERTMANAGER_YML).unwrap();
+    start_with(dir, ALERTMANAGER_YML, remediation).await
+}
+
+async fn start_with(dir: &Path, alertmanager_yml: &str, remediation: &str) -> Day2 {
+    std::fs::write(dir.join("alertmanager.yml"), alertmanager_yml).unwrap();
     Day2::start(dir, &day2_yml(remediation)).await
 }
 
@@ -583,4 +587,112 @@ fn check_config_locates_remediation_errors() {
         err.contains("remediation.receivers: receivers need the alert hub"),
         "{err}"
     );
+}
+
+fn cli(d: &Day2, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .arg("runbook")
+        .args(args)
+        .env("DAY2_URL", d.url(""))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_new_runbooks_and_the_cli_drives_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = record_script(dir.path());
+    let marker = dir.path().join("drained");
+    let first = "  runbooks:\n    - name: noop\n      match: ['alertname=\"Noop\"']\n      steps:\n        - exec: {command: [/bin/true]}\n";
+    let d = start(dir.path(), first).await;
+    let (ok, out, err) = cli(&d, &["list"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("noop\t"), "{out}");
+    let second = format!(
+        "{first}    - name: drain\n      match: ['alertname=\"NodeBad\"']\n      params:\n        - {{name: node, pattern: '[a-z0-9-]+', from_label: instance}}\n      steps:\n        - exec: {{command: [{}, {}, '{{{{ param.node }}}}']}}\n",
+        script.display(),
+        marker.display()
+    );
+    std::fs::write(&d.config, day2_yml(&second)).unwrap();
+    let r = client().post(d.url("/-/reload")).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let (_, out, _) = cli(&d, &["list"]);
+    assert_eq!(
+        out.lines()
+            .map(|l| l.split('\t').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["noop", "drain"]
+    );
+    let (ok, out, err) = cli(
+        &d,
+        &[
+            "run",
+            "drain",
+            "--label",
+            "instance=node-7",
+            "--user",
+            "alice",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\tawaiting_approval\t"), "{out}");
+    let id = out.split('\t').next().unwrap().to_string();
+    let (ok, _, err) = cli(&d, &["approve", &id, "--user", "alice"]);
+    assert!(!ok);
+    assert!(
+        err.contains("403 Forbidden: refused by guardrail: approval: alice requested this run and cannot approve it"),
+        "{err}"
+    );
+    let (ok, out, err) = cli(&d, &["approve", &id, "--user", "bob"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\tdrain\t"), "{out}");
+    wait_run_state(&d, "drain", "verified").await;
+    assert_eq!(recorded(&marker).unwrap(), ["node-7"]);
+    let (_, out, _) = cli(&d, &["runs", "--runbook", "drain"]);
+    assert!(out.contains("\tverified\t"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_alert_loop_is_stopped_by_the_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // the hub repeats the notification every second while the alert fires
+    let am = ALERTMANAGER_YML.replace("repeat_interval: 1h", "repeat_interval: 1s");
+    let d = start_with(
+        dir.path(),
+        &am,
+        "  runbooks:\n    - name: restart\n      match: ['alertname=\"Flapping\"']\n      steps:\n        - exec: {command: [/bin/true]}\n      guardrails: {approval: none, cooldown: 0s, max_runs: {count: 2, window: 1h}}\n",
+    )
+    .await;
+    post_alerts(
+        &d,
+        alert(json!({"alertname": "Flapping", "instance": "web-1"})),
+    )
+    .await;
+    // repeated notifications keep proposing; after two runs every one is refused
+    let refusals = wait_for("three refusals", Duration::from_secs(30), || async {
+        let audit = get_json(&d, "/api/day2/v1/audit?limit=1000").await;
+        let refused: Vec<String> = audit["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "refused")
+            .map(|e| e["outcome"].as_str().unwrap().to_string())
+            .collect();
+        (refused.len() >= 3).then_some(refused)
+    })
+    .await;
+    for r in &refusals {
+        assert!(
+            r.starts_with("max runs: 2 runs on instance=\"web-1\" within 1h (limit 2)"),
+            "{r}"
+        );
+    }
+    let all = runs(&d, "restart").await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().all(|r| r["state"] == "verified"));
 }
