@@ -8,7 +8,7 @@
 //! [`Journal`] over the state store and hands notifications to
 //! [`Remediator::notify`]; incident timelines plug in as a [`TimelineSink`].
 
-use crate::driver::{Clock, Executors, Ledger, Verifier, drive};
+use crate::driver::{Clock, Escalation, Executors, Ledger, Verifier, drive};
 use crate::http::HttpExecutor;
 use crate::kubernetes::{KubeExecutor, KubeSource};
 use crate::run::{AuditEvent, Breaker, Proposal, Refusal, Run, RunError, RunId, RunState, Runs};
@@ -191,6 +191,7 @@ pub struct Remediator {
     settings: RwLock<Arc<Settings>>,
     journal: Arc<dyn Journal>,
     timeline: RwLock<Option<Arc<dyn TimelineSink>>>,
+    escalation: RwLock<Option<Arc<dyn Escalation>>>,
     verifier: Arc<dyn Verifier>,
     clock: Arc<dyn Clock>,
     rt: tokio::runtime::Handle,
@@ -231,6 +232,7 @@ impl Remediator {
             settings: RwLock::new(Arc::new(settings)),
             journal,
             timeline: RwLock::new(None),
+            escalation: RwLock::new(None),
             verifier,
             clock,
             rt,
@@ -265,6 +267,11 @@ impl Remediator {
 
     pub fn set_timeline(&self, sink: Option<Arc<dyn TimelineSink>>) {
         *self.timeline.write() = sink;
+    }
+
+    /// Where `escalate` steps go (on-call, incidents); kept across reloads.
+    pub fn set_escalation(&self, e: Option<Arc<dyn Escalation>>) {
+        *self.escalation.write() = e;
     }
 
     pub fn runbooks(&self) -> Arc<RunbookSet> {
@@ -430,11 +437,15 @@ impl Remediator {
         let me = self.clone();
         self.rt.spawn(async move {
             let settings = me.settings();
+            let mut executors = settings.executors.clone();
+            if let Some(e) = me.escalation.read().clone() {
+                executors.escalation = Some(e);
+            }
             let mut ledger = Journaled(me.clone());
             let res = drive(
                 &mut ledger,
                 id,
-                &settings.executors,
+                &executors,
                 me.verifier.as_ref(),
                 me.clock.as_ref(),
                 settings.verify_interval,

@@ -11,7 +11,7 @@ use common::*;
 use day2_model::{Labels, Matcher, QueryError, Queryable, Series};
 use day2_promql::memstore::MemStore;
 use day2_promql::{Engine, EngineOptions};
-use day2_remediate::driver::Clock;
+use day2_remediate::driver::{BoxFuture, Clock, Escalation, RunContext};
 use day2_remediate::run::Breaker;
 use day2_remediate::runtime::{
     AlertRef, Commit, Journal, Remediator, Restored, Settings, TimelineSink,
@@ -320,4 +320,89 @@ async fn notifications_runs_verification_timeline_and_restart() {
     // ids continue after the restored ones
     let id = g.r.notify(5, &[firing("fp5", "web-5")]).unwrap()[0];
     assert_eq!(id, 100);
+}
+
+struct Escalations(Mutex<Vec<(RunContext, String)>>);
+
+impl Escalation for Escalations {
+    fn escalate<'a>(
+        &'a self,
+        run: &'a RunContext,
+        message: &'a str,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        self.0.lock().push((run.clone(), message.to_string()));
+        Box::pin(async { Ok("paged on-call".to_string()) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalate_steps_reach_the_hook_and_dry_run_settings_execute_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("acted");
+    let yaml = format!(
+        r#"
+runbooks:
+  - name: fix
+    match: ['alertname="Broken"']
+    params:
+      - {{name: host, pattern: '[a-z0-9-]+', from_label: instance}}
+    steps:
+      - name: act
+        exec: {{command: [/usr/bin/touch, {}]}}
+      - name: fails
+        exec: {{command: [/bin/false]}}
+    on_failure:
+      - name: page
+        escalate: {{message: 'fix failed on {{{{ param.host }}}}'}}
+    guardrails: {{approval: none, cooldown: "0"}}
+"#,
+        yq(&marker.display().to_string())
+    );
+    let set = || RunbookSet::parse_file(&yaml, "rb.yml", None).unwrap();
+    let clock = Arc::new(ManualClock(Mutex::new(ts(0))));
+    let store: Arc<Shared> = Arc::default();
+    let start = |settings: Settings| {
+        Remediator::start(
+            Restored::default(),
+            Arc::new(MemJournal::default()),
+            Arc::new(PromqlVerifier {
+                engine: Arc::new(Engine::new(EngineOptions::default())),
+                db: store.clone(),
+            }),
+            clock.clone(),
+            tokio::runtime::Handle::current(),
+            set(),
+            settings,
+        )
+        .unwrap()
+    };
+    let alert = AlertRef {
+        fingerprint: "fpx".into(),
+        labels: labels(&[("alertname", "Broken"), ("instance", "db-1")]),
+    };
+    // dry run for everything: the plan is recorded, nothing runs
+    let r = start(Settings {
+        dry_run: true,
+        ..Default::default()
+    });
+    let id = r.notify(1, std::slice::from_ref(&alert)).unwrap()[0];
+    assert_eq!(r.run(id).unwrap().state, RunState::DryRun);
+    assert!(!marker.exists());
+
+    let r = start(Settings::default());
+    let calls = Arc::new(Escalations(Mutex::new(Vec::new())));
+    r.set_escalation(Some(calls.clone()));
+    let id = r.notify(1, &[alert]).unwrap()[0];
+    until("rolled back", || {
+        (r.run(id)?.state == RunState::RolledBack).then_some(())
+    })
+    .await;
+    assert!(marker.exists());
+    let calls = calls.0.lock().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].1, "fix failed on db-1");
+    assert_eq!(calls[0].0.alerts, ["fpx".to_string()]);
+    assert_eq!(calls[0].0.target, "instance=\"db-1\"");
+    let run = r.run(id).unwrap();
+    assert_eq!(run.results.last().unwrap().report.outcome, "paged on-call");
 }
