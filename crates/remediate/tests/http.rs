@@ -10,12 +10,11 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use common::*;
 use day2_alerthub::EgressPolicy;
-use day2_remediate::driver::{Executors, drive};
+use day2_remediate::driver::Executors;
 use day2_remediate::http::HttpExecutor;
 use day2_remediate::{Proposal, RunState, RunbookSet, Runs};
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Debug, Clone)]
 struct Seen {
@@ -120,16 +119,7 @@ async fn run_one(
     ex: &Executors,
 ) -> RunState {
     let id = runs.propose(rb, p, ts(0)).unwrap();
-    drive(
-        runs,
-        id,
-        ex,
-        &Always(true),
-        &RealClock,
-        Duration::from_millis(20),
-    )
-    .await
-    .unwrap()
+    drive_now(runs, id, ex).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

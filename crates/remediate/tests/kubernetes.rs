@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use common::*;
 use day2_alerthub::EgressPolicy;
-use day2_remediate::driver::{Executors, drive};
+use day2_remediate::driver::Executors;
 use day2_remediate::kubernetes::{KubeExecutor, KubeSource};
 use day2_remediate::runbook::KubeAction;
 use day2_remediate::{KubeRequest, Proposal, RunState, Runs};
@@ -428,16 +428,7 @@ runbooks:
         kube: Some(executor(&kc, loopback())),
         ..Default::default()
     };
-    let state = drive(
-        &mut runs,
-        id,
-        &executors,
-        &Always(true),
-        &RealClock,
-        Duration::from_millis(50),
-    )
-    .await
-    .unwrap();
+    let state = drive_now(&mut runs, id, &executors).await;
     assert_eq!(state, RunState::Verified);
     let run = runs.get(id).unwrap();
     assert_eq!(
