@@ -204,9 +204,17 @@ struct Journaled(Arc<Remediator>);
 
 impl Ledger for Journaled {
     fn apply<R>(&mut self, f: impl FnOnce(&mut Runs) -> R) -> Result<R, String> {
-        self.0
-            .transact(|r| (f(r), Vec::new()))
-            .map_err(|e| e.to_string())
+        let go = || {
+            self.0
+                .transact(|r| (f(r), Vec::new()))
+                .map_err(|e| e.to_string())
+        };
+        // the journal writes synchronously (SQLite, fsync): let the other
+        // tasks of a multi-threaded runtime move to another worker meanwhile
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(go),
+            _ => go(),
+        }
     }
 }
 
