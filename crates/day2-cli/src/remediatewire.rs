@@ -96,6 +96,17 @@ pub fn apply(
     Ok(())
 }
 
+/// Remediation figures for `/metrics`.
+pub struct RemediationMetrics(pub RemediationCell);
+
+impl day2_server::MetricsSource for RemediationMetrics {
+    fn render(&self, out: &mut String) {
+        if let Some(r) = self.0.read().clone() {
+            r.render_metrics(out);
+        }
+    }
+}
+
 /// Reads back runs inside the guardrail horizon (and every unfinished one),
 /// breakers and the highest id.
 fn restore(store: &Store, since: i64) -> anyhow::Result<Restored> {

@@ -405,6 +405,8 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         max_samples: cfg.query.max_samples,
     }));
     let hub_cell: crate::hubwire::HubCell = Arc::new(parking_lot::RwLock::new(None));
+    let remediation_cell: crate::remediatewire::RemediationCell =
+        Arc::new(parking_lot::RwLock::new(None));
     let rules = RuleManager::new(
         day2_rules::EvalCtx {
             engine: engine.clone(),
@@ -427,6 +429,9 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
             Arc::new(ScrapeMetrics(scrape.clone())),
             Arc::new(RulesView(rules.clone())),
             Arc::new(crate::hubwire::HubMetrics(hub_cell.clone())),
+            Arc::new(crate::remediatewire::RemediationMetrics(
+                remediation_cell.clone(),
+            )),
         ],
         scrape_status: Arc::new(ScrapeMetrics(scrape.clone())),
         rules: Arc::new(RulesView(rules.clone())),
@@ -456,7 +461,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         reload_lock: tokio::sync::Mutex::new(()),
         hub: hub_cell.clone(),
         store,
-        remediation: Arc::new(parking_lot::RwLock::new(None)),
+        remediation: remediation_cell,
         engine,
     });
     let _ = app_cell.set(Arc::downgrade(&app));

@@ -695,4 +695,10 @@ async fn a_runaway_alert_loop_is_stopped_by_the_rate_limit() {
     let all = runs(&d, "restart").await;
     assert_eq!(all.len(), 2, "{all:?}");
     assert!(all.iter().all(|r| r["state"] == "verified"));
+    let finished = r#"day2_remediation_runs_finished_total{runbook="restart",state="verified"}"#;
+    assert_eq!(metric(&d, finished).await, 2.0);
+    let refused = metric(&d, r#"day2_remediation_refusals_total{runbook="restart"}"#).await;
+    assert!(refused >= 3.0, "{refused}");
+    let steps = r#"day2_remediation_steps_total{runbook="restart",result="ok"}"#;
+    assert_eq!(metric(&d, steps).await, 2.0);
 }

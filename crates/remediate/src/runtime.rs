@@ -197,6 +197,41 @@ pub struct Remediator {
     rt: tokio::runtime::Handle,
     /// Runs that have a driver task.
     driving: Mutex<BTreeSet<RunId>>,
+    counters: Mutex<Counters>,
+}
+
+/// Counters for `/metrics` (since the process started).
+#[derive(Default)]
+struct Counters {
+    /// (runbook, final state)
+    finished: BTreeMap<(String, RunState), u64>,
+    refused: BTreeMap<String, u64>,
+    /// (runbook, ok)
+    steps: BTreeMap<(String, bool), u64>,
+}
+
+impl Counters {
+    fn count(&mut self, runs: &Runs, e: &AuditEvent) {
+        use crate::run::AuditKind as K;
+        let rb = e.runbook.clone();
+        match e.kind {
+            K::Refused if e.run.is_none() => *self.refused.entry(rb).or_default() += 1,
+            K::StepFinished => {
+                let ok = !e.outcome.as_deref().unwrap_or("").starts_with("failed:");
+                *self.steps.entry((rb, ok)).or_default() += 1;
+            }
+            K::Verified | K::Failed | K::RolledBack | K::Rejected | K::DryRun => {
+                // a failure followed by rollback steps is counted when they end
+                if let Some(state) = e.run.and_then(|id| runs.get(id)).map(|r| r.state)
+                    && state.is_terminal()
+                    && e.state == Some(state)
+                {
+                    *self.finished.entry((rb, state)).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The ledger drivers write through.
@@ -245,6 +280,7 @@ impl Remediator {
             clock,
             rt,
             driving: Mutex::new(BTreeSet::new()),
+            counters: Mutex::new(Counters::default()),
         });
         let now = me.clock.now();
         let interrupted = me.transact(|r| (r.interrupt_in_flight(now), Vec::new()))?;
@@ -327,6 +363,11 @@ impl Remediator {
                 triggers: &triggers,
             };
             self.journal.commit(&commit).map_err(Error::Journal)?;
+            let mut counters = self.counters.lock();
+            for e in &audit {
+                counters.count(&runs, e);
+            }
+            drop(counters);
             let timeline: Vec<(Vec<String>, AuditEvent)> = audit
                 .into_iter()
                 .filter_map(|e| {
@@ -465,6 +506,55 @@ impl Remediator {
                 Err(e) => tracing::error!(run = id, error = %e, "remediation run stopped"),
             }
         });
+    }
+
+    /// Prometheus text-format lines for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let c = self.counters.lock();
+        let _ = writeln!(
+            out,
+            "# HELP day2_remediation_runs_finished_total Remediation runs that ended, by runbook and final state.\n# TYPE day2_remediation_runs_finished_total counter"
+        );
+        for ((rb, state), n) in &c.finished {
+            let _ = writeln!(
+                out,
+                "day2_remediation_runs_finished_total{{runbook=\"{rb}\",state=\"{state}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP day2_remediation_refusals_total Proposals refused by a guardrail, by runbook.\n# TYPE day2_remediation_refusals_total counter"
+        );
+        for (rb, n) in &c.refused {
+            let _ = writeln!(
+                out,
+                "day2_remediation_refusals_total{{runbook=\"{rb}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP day2_remediation_steps_total Steps executed, by runbook and result.\n# TYPE day2_remediation_steps_total counter"
+        );
+        for ((rb, ok), n) in &c.steps {
+            let result = if *ok { "ok" } else { "failed" };
+            let _ = writeln!(
+                out,
+                "day2_remediation_steps_total{{runbook=\"{rb}\",result=\"{result}\"}} {n}"
+            );
+        }
+        drop(c);
+        let mut active: BTreeMap<RunState, u64> = BTreeMap::new();
+        for r in self.runs.lock().iter().filter(|r| !r.state.is_terminal()) {
+            *active.entry(r.state).or_default() += 1;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP day2_remediation_runs_active Runs not finished, by state.\n# TYPE day2_remediation_runs_active gauge"
+        );
+        for (state, n) in active {
+            let _ = writeln!(out, "day2_remediation_runs_active{{state=\"{state}\"}} {n}");
+        }
     }
 
     /// Forgets finished runs no guardrail looks at any more (they stay in the journal).
