@@ -111,7 +111,10 @@ pub const MIGRATIONS: &[&str] = &[
 
 /// Features with tables of their own: (name, migrations applied in order;
 /// index + 1 is the feature's schema version). Applied after [`MIGRATIONS`].
-pub const COMPONENTS: &[(&str, &[&str])] = &[("remediate", remediate::MIGRATIONS)];
+pub const COMPONENTS: &[(&str, &[&str])] = &[
+    // remediation: runs, audit log, breakers, handled triggers
+    ("remediate", remediate::MIGRATIONS),
+];
 
 /// A stored alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
