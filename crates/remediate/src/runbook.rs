@@ -796,6 +796,9 @@ impl Runbook {
             }
             let t = ctx.template(&v.expr, "verify.expr")?;
             check_promql_placeholders(&t, "verify.expr")?;
+            // placeholders sit inside string literals: any value keeps the syntax
+            day2_promql::format_query(&t.render(|_| String::new()))
+                .or_else(|e| ferr("verify.expr", format!("invalid PromQL: {e}")))?;
             if v.within.is_zero() {
                 return ferr("verify.within", "must be greater than 0");
             }
