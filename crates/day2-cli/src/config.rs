@@ -46,6 +46,9 @@ pub struct Day2Config {
     /// Target-tracking autoscaling policies.
     #[serde(default)]
     pub autoscaling: day2_autoscale::AutoscalingSection,
+    /// Runbooks, their guardrails and executors (`day2_remediate`).
+    #[serde(default)]
+    pub remediation: Option<day2_remediate::RemediationConfig>,
 }
 
 /// `alertmanager:` in day2.yml. Without it the alert hub does not run.
@@ -369,7 +372,41 @@ impl Day2Config {
             },
         })?;
         cfg.load_alertmanager(base, &path.display().to_string())?;
+        cfg.load_remediation(base, path)?;
         Ok(cfg)
+    }
+
+    /// Loads the runbooks (inline and `runbooks_dir`) and executor settings
+    /// of the `remediation` section, if any; errors are located in day2.yml
+    /// or the runbook file.
+    pub fn load_remediation(
+        &self,
+        base: &Path,
+        path: &Path,
+    ) -> Result<Option<crate::remediatewire::LoadedRemediation>, ConfigError> {
+        let Some(sec) = &self.remediation else {
+            return Ok(None);
+        };
+        let file = path.display().to_string();
+        let text = day2_yamlerr::read(path)?;
+        if !sec.receivers.is_empty() && self.alertmanager.is_none() {
+            return Err(day2_yamlerr::at_field(
+                &text,
+                &file,
+                "remediation.receivers",
+                "receivers need the alert hub (an alertmanager section)",
+            ));
+        }
+        let runbooks =
+            day2_remediate::RunbookSet::from_config(sec, &text, &file, "remediation", Some(base))?;
+        let settings =
+            day2_remediate::runtime::Settings::from_config(sec, base).map_err(|(field, msg)| {
+                day2_yamlerr::at_field(&text, &file, &format!("remediation.{field}"), msg)
+            })?;
+        Ok(Some(crate::remediatewire::LoadedRemediation {
+            runbooks,
+            settings,
+        }))
     }
 
     /// Loads and validates the alert hub's configuration, if any. `base` is
@@ -464,7 +501,17 @@ impl Day2Config {
     /// Receivers of `alertmanager.yml` that day2 features take over (see
     /// `alerthub::internal`): (field path in day2.yml, receiver, sink name).
     fn internal_receivers(&self) -> Vec<(String, String, String)> {
-        Vec::new()
+        let mut out = Vec::new();
+        if let Some(r) = &self.remediation {
+            for (i, receiver) in r.receivers.iter().enumerate() {
+                out.push((
+                    format!("remediation.receivers[{i}]"),
+                    receiver.clone(),
+                    crate::remediatewire::SINK.to_string(),
+                ));
+            }
+        }
+        out
     }
 
     /// Loads the rule groups of `rule_files` (relative to `base`).

@@ -6,8 +6,10 @@ mod config;
 mod deploy_cmd;
 mod deploywire;
 mod hubwire;
+mod remediatewire;
 mod route_cmd;
 mod rules_cmd;
+mod runbook_cmd;
 mod serve;
 
 use std::path::PathBuf;
@@ -45,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         what: deploy_cmd::DeployCommand,
     },
+    /// Runbooks and remediation runs of a running server.
+    Runbook {
+        #[command(subcommand)]
+        what: runbook_cmd::RunbookCommand,
+    },
     /// Validate files without running anything.
     Check {
         #[command(subcommand)]
@@ -79,6 +86,7 @@ fn main() -> ExitCode {
         },
         Command::Rules { what } => rules_cmd::run(what),
         Command::Deploy { what } => deploy_cmd::run(what),
+        Command::Runbook { what } => runbook_cmd::run(what),
         Command::Route {
             what: RouteCommand::Test(args),
         } => route_cmd::run(args),

@@ -45,6 +45,9 @@ struct App {
     deploy: Arc<crate::deploywire::DeployWire>,
     /// Autoscaling policies.
     autoscale: Arc<crate::autoscalewire::AutoscaleWire>,
+    /// Remediation runbooks runtime (when day2.yml has a `remediation` section).
+    remediation: crate::remediatewire::RemediationCell,
+    engine: Arc<day2_promql::Engine>,
 }
 
 fn storage_options(cfg: &Day2Config) -> Options {
@@ -81,6 +84,7 @@ impl App {
         self.apply_alertmanager(cfg);
         self.deploy.apply(&cfg.deployments, &self.hub);
         self.autoscale.apply(&cfg.autoscaling);
+        self.apply_remediation(cfg);
         self.db.set_retention(
             Some(cfg.storage.retention_time).filter(|d| !d.is_zero()),
             Some(cfg.storage.retention_size).filter(|n| *n > 0),
@@ -155,6 +159,32 @@ impl App {
         let state = self.state.upgrade();
         if let Err(e) = crate::hubwire::apply(&self.hub, state.as_deref(), &self.store, loaded) {
             tracing::error!(error = %format!("{e:#}"), "the alert hub could not start");
+        }
+    }
+
+    /// Starts, reconfigures or stops remediation (validated on load); after
+    /// the hub, whose sink it registers.
+    fn apply_remediation(&self, cfg: &Day2Config) {
+        let loaded = match &self.config_path {
+            Some(p) => match cfg.load_remediation(&self.base_dir(), p) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "remediation configuration failed to load; the previous one keeps running");
+                    return;
+                }
+            },
+            None => None,
+        };
+        let state = self.state.upgrade();
+        let parts = crate::remediatewire::Parts {
+            state: state.as_deref(),
+            store: &self.store,
+            hub: &self.hub,
+            engine: self.engine.clone(),
+            db: self.db.clone(),
+        };
+        if let Err(e) = crate::remediatewire::apply(&self.remediation, parts, loaded) {
+            tracing::error!(error = %format!("{e:#}"), "remediation could not start");
         }
     }
 
@@ -381,6 +411,8 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         max_samples: cfg.query.max_samples,
     }));
     let hub_cell: crate::hubwire::HubCell = Arc::new(parking_lot::RwLock::new(None));
+    let remediation_cell: crate::remediatewire::RemediationCell =
+        Arc::new(parking_lot::RwLock::new(None));
     let rules = RuleManager::new(
         day2_rules::EvalCtx {
             engine: engine.clone(),
@@ -414,17 +446,21 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
             Arc::new(crate::hubwire::HubMetrics(hub_cell.clone())),
             Arc::new(crate::deploywire::DeployMetrics(deploy.clone())),
             Arc::new(crate::autoscalewire::AutoscaleMetrics(autoscale.clone())),
+            Arc::new(crate::remediatewire::RemediationMetrics(
+                remediation_cell.clone(),
+            )),
         ],
         scrape_status: Arc::new(ScrapeMetrics(scrape.clone())),
         rules: Arc::new(RulesView(rules.clone())),
         write_limits: parking_lot::RwLock::new(WriteLimits::default()),
         rate_limiter: day2_server::RateLimiter::new(0),
-        engine,
+        engine: engine.clone(),
         query_slots: tokio::sync::Semaphore::new(cfg.query.max_concurrency.max(1)),
         tokens: parking_lot::RwLock::new(Vec::new()),
         alertmanager: parking_lot::RwLock::new(None),
         deployments: parking_lot::RwLock::new(Some(deploy.clone())),
         autoscaling: parking_lot::RwLock::new(Some(autoscale.clone())),
+        remediation: parking_lot::RwLock::new(None),
         reload: Arc::new(move || -> ReloadFuture {
             let app = hook_cell.get().and_then(Weak::upgrade);
             Box::pin(async move {
@@ -446,11 +482,16 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         store,
         deploy,
         autoscale,
+        remediation: remediation_cell,
+        engine,
     });
     let _ = app_cell.set(Arc::downgrade(&app));
     app.apply(&cfg).await;
     if cfg.alertmanager.is_some() && hub_cell.read().is_none() {
         anyhow::bail!("the alert hub failed to start (see the log above)");
+    }
+    if cfg.remediation.is_some() && app.remediation.read().is_none() {
+        anyhow::bail!("remediation failed to start (see the log above)");
     }
 
     // Cut blocks, compact and apply retention in the background.

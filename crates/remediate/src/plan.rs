@@ -43,22 +43,38 @@ pub struct Command {
 pub enum Action {
     Exec(Command),
     Ansible(Command),
-    Http {
-        method: String,
-        url: String,
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        headers: BTreeMap<String, String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        body: Option<String>,
-        timeout: Dur,
+    Http(HttpRequest),
+    Kubernetes(KubeRequest),
+    /// Hand the run to people (on-call, incident) with a message.
+    Escalate {
+        message: String,
     },
-    Kubernetes {
-        action: KubeAction,
-        namespace: String,
-        deployment: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        replicas: Option<u32>,
-    },
+}
+
+/// An HTTP request of an `http` step. Header values that are `env:NAME` or
+/// `file:/path` references are resolved only when the request is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    pub timeout: Dur,
+    /// Statuses that count as success (empty: any 2xx).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<u16>,
+}
+
+/// A Kubernetes action on one deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeRequest {
+    pub action: KubeAction,
+    pub namespace: String,
+    pub deployment: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,18 +97,21 @@ impl PlannedStep {
     pub fn describe(&self) -> String {
         match &self.action {
             Action::Exec(c) | Action::Ansible(c) => format!("{:?}", c.argv),
-            Action::Http { method, url, .. } => format!("{method} {url}"),
-            Action::Kubernetes {
-                action,
-                namespace,
-                deployment,
-                replicas,
-            } => match replicas {
-                Some(r) => {
-                    format!("{action:?} deployment {namespace}/{deployment} to {r} replicas")
+            Action::Http(h) => format!("{} {}", h.method, h.url),
+            Action::Escalate { message } => format!("escalate: {message}"),
+            Action::Kubernetes(k) => {
+                let (ns, d) = (&k.namespace, &k.deployment);
+                match (k.action, k.replicas) {
+                    (KubeAction::Scale, Some(r)) => {
+                        format!("scale deployment {ns}/{d} to {r} replicas")
+                    }
+                    (KubeAction::Scale, None) => format!("scale deployment {ns}/{d}"),
+                    (KubeAction::RolloutRestart, _) => {
+                        format!("rollout restart deployment {ns}/{d}")
+                    }
+                    (KubeAction::RolloutUndo, _) => format!("rollout undo deployment {ns}/{d}"),
                 }
-                None => format!("{action:?} deployment {namespace}/{deployment}"),
-            },
+            }
         }
     }
 }
@@ -190,12 +209,18 @@ fn render_step(
             Some(b) => Some(tpl(b)?.render(|p| json_string_inner(&bound.text(p)))),
             None => None,
         };
-        return Ok(Action::Http {
+        return Ok(Action::Http(HttpRequest {
             method: h.method.clone(),
             url,
             headers,
             body,
             timeout: h.timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT),
+            expect_status: h.expect_status.clone(),
+        }));
+    }
+    if let Some(e) = &s.escalate {
+        return Ok(Action::Escalate {
+            message: raw(&e.message)?,
         });
     }
     if let Some(k) = &s.kubernetes {
@@ -214,12 +239,12 @@ fn render_step(
             ),
             None => None,
         };
-        return Ok(Action::Kubernetes {
+        return Ok(Action::Kubernetes(KubeRequest {
             action: k.action,
             namespace,
             deployment,
             replicas,
-        });
+        }));
     }
     Err("step has no executor".into())
 }

@@ -24,7 +24,7 @@ use std::fmt;
 
 pub type RunId = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     Proposed,
@@ -86,6 +86,9 @@ pub struct Proposal {
     /// Force a dry run whatever the runbook says.
     #[serde(default)]
     pub dry_run: bool,
+    /// Fingerprints of the alerts that asked for the run (for incident timelines).
+    #[serde(default)]
+    pub alerts: Vec<String>,
 }
 
 /// A guardrail that said no. Each variant names the guardrail.
@@ -156,6 +159,8 @@ pub struct StepReport {
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::http::HttpOutcome>,
 }
 
 impl StepReport {
@@ -164,6 +169,15 @@ impl StepReport {
             ok: o.success(),
             outcome: o.summary(timeout),
             exec: Some(o),
+            http: None,
+        }
+    }
+    pub fn ok(outcome: impl Into<String>) -> Self {
+        StepReport {
+            ok: true,
+            outcome: outcome.into(),
+            exec: None,
+            http: None,
         }
     }
     pub fn failed(outcome: impl Into<String>) -> Self {
@@ -171,6 +185,7 @@ impl StepReport {
             ok: false,
             outcome: outcome.into(),
             exec: None,
+            http: None,
         }
     }
 }
@@ -193,6 +208,9 @@ pub struct Run {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approver: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Fingerprints of the alerts that asked for the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<String>,
     pub params: Bound,
     pub plan: Plan,
     /// The runbook's guardrails when the run was proposed.
@@ -353,6 +371,72 @@ impl Runs {
 
     pub fn breaker(&self, runbook: &str) -> Option<&Breaker> {
         self.breakers.get(runbook)
+    }
+
+    /// Circuit breakers by runbook name.
+    pub fn breakers(&self) -> &BTreeMap<String, Breaker> {
+        &self.breakers
+    }
+
+    /// The highest run id handed out so far.
+    pub fn last_id(&self) -> RunId {
+        self.next_id
+    }
+
+    /// Rebuilds the state after a restart from stored runs (every run still
+    /// inside a guardrail window, and every unfinished one), breakers and the
+    /// highest id ever used, so rate limits, cooldowns, concurrency and
+    /// breakers carry over.
+    pub fn restore(
+        runs: impl IntoIterator<Item = Run>,
+        breakers: BTreeMap<String, Breaker>,
+        last_id: RunId,
+    ) -> Runs {
+        let runs: BTreeMap<RunId, Run> = runs.into_iter().map(|r| (r.id, r)).collect();
+        let next_id = runs.keys().copied().max().unwrap_or(0).max(last_id);
+        Runs {
+            next_id,
+            runs,
+            breakers,
+            audit: Vec::new(),
+        }
+    }
+
+    /// Ends runs that were acting (running, verifying, rolling back) when the
+    /// process stopped: they become `failed` with an `interrupted` reason and
+    /// count as failures for the breaker. Nothing is re-executed: whether the
+    /// interrupted step took effect is unknown, so a person decides.
+    pub fn interrupt_in_flight(&mut self, now: Timestamp) -> Vec<RunId> {
+        let ids: Vec<(RunId, String)> = self
+            .runs
+            .values()
+            .filter(|r| {
+                matches!(
+                    r.state,
+                    RunState::Running | RunState::Verifying | RunState::RollingBack
+                )
+            })
+            .map(|r| {
+                let during = match (&r.step_started_at, r.phase_steps().get(r.cursor)) {
+                    (Some(_), Some(s)) => format!(" during step {}", s.name),
+                    _ => String::new(),
+                };
+                (
+                    r.id,
+                    format!(
+                        "interrupted: day2 stopped while the run was {}{during}",
+                        r.state
+                    ),
+                )
+            })
+            .collect();
+        for (id, reason) in &ids {
+            if let Some(r) = self.runs.get_mut(id) {
+                r.step_started_at = None;
+            }
+            self.finish(*id, RunState::Failed, Some(reason.clone()), now);
+        }
+        ids.into_iter().map(|(id, _)| id).collect()
     }
 
     /// Audit events not yet taken.
@@ -611,6 +695,7 @@ impl Runs {
             requester: p.requester.clone(),
             approver: None,
             labels: p.labels,
+            alerts: p.alerts,
             params: bound,
             plan,
             guardrails: g.clone(),

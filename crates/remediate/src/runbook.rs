@@ -23,6 +23,48 @@ pub struct RemediationConfig {
     /// relative to the config file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbooks_dir: Option<PathBuf>,
+    /// Receivers of alertmanager.yml whose notifications propose runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receivers: Vec<String>,
+    /// Every run is a dry run (the plan is recorded, nothing is executed).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// How often a verify condition is evaluated until its deadline (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_interval: Option<Dur>,
+    /// Restricted ranges (loopback, private, link-local) that http steps and
+    /// the Kubernetes API server may be reached at.
+    #[serde(default)]
+    pub egress: EgressConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+}
+
+/// The cluster `kubernetes` steps act on: a kubeconfig file, or the pod's
+/// service account (`in_cluster: true`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Relative to day2.yml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(default)]
+    pub in_cluster: bool,
+    /// `fieldManager` of day2's writes (default `day2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_manager: Option<String>,
+    /// Per request (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
 }
 
 /// One runbook file in `runbooks_dir`.
@@ -102,6 +144,15 @@ pub struct Step {
     pub kubernetes: Option<KubeStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ansible: Option<AnsibleStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate: Option<EscalateStep>,
+}
+
+/// Hands the run to people: day2's escalation (on-call, incidents) with a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateStep {
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,13 +174,36 @@ pub struct ExecStep {
 pub struct HttpStep {
     #[serde(default = "default_method")]
     pub method: String,
+    /// Placeholders are percent-encoded (one path segment or query value).
     pub url: String,
+    /// Secrets (`Authorization`, tokens, keys) only as `env:NAME` or
+    /// `file:/path` references, resolved when the request is sent.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// JSON; placeholders only inside "..." strings (or an int param alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
+    /// Statuses that count as success (default: any 2xx).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<u16>,
+}
+
+/// Is a header value a secret reference (`env:NAME`, `file:/path`)?
+pub fn is_secret_ref(v: &str) -> bool {
+    v.starts_with("env:") || v.starts_with("file:")
+}
+
+/// Header names whose values are credentials.
+fn sensitive_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie"
+    ) || ["token", "secret", "password", "api-key", "apikey", "auth"]
+        .iter()
+        .any(|w| n.contains(w))
 }
 
 fn default_method() -> String {
@@ -395,6 +469,7 @@ impl Ctx<'_> {
             s.http.is_some(),
             s.kubernetes.is_some(),
             s.ansible.is_some(),
+            s.escalate.is_some(),
         ]
         .iter()
         .filter(|b| **b)
@@ -402,8 +477,15 @@ impl Ctx<'_> {
         if n != 1 {
             return ferr(
                 path,
-                "a step needs exactly one of exec, http, kubernetes, ansible",
+                "a step needs exactly one of exec, http, kubernetes, ansible, escalate",
             );
+        }
+        if let Some(e) = &s.escalate {
+            let p = format!("{path}.escalate.message");
+            if e.message.trim().is_empty() {
+                return ferr(p, "must not be empty");
+            }
+            self.template(&e.message, &p)?;
         }
         if let Some(e) = &s.exec {
             let p = format!("{path}.exec");
@@ -445,11 +527,35 @@ impl Ctx<'_> {
             }
             for (k, v) in &h.headers {
                 let hp = format!("{p}.headers.{k}");
-                self.no_placeholder(k, &hp, "header names")?;
-                self.template(v, &hp)?;
+                if k.is_empty()
+                    || !k
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                {
+                    return ferr(hp, "not a valid header name");
+                }
+                if is_secret_ref(v) {
+                    self.no_placeholder(v, &hp, "a secret reference")?;
+                    let rest = v.split_once(':').map(|x| x.1).unwrap_or("");
+                    if rest.is_empty() {
+                        return ferr(hp, "names no variable or file");
+                    }
+                } else if sensitive_header(k) {
+                    return ferr(
+                        hp,
+                        "credentials are given as env:NAME or file:/path references, never inline",
+                    );
+                } else {
+                    self.template(v, &hp)?;
+                }
             }
             if let Some(b) = &h.body {
-                self.template(b, &format!("{p}.body"))?;
+                let bp = format!("{p}.body");
+                let t = self.template(b, &bp)?;
+                check_json_placeholders(&t, self.params, &bp)?;
+            }
+            if h.expect_status.iter().any(|c| !(100..=599).contains(c)) {
+                return ferr(format!("{p}.expect_status"), "HTTP statuses are 100..=599");
             }
             self.timeout(&h.timeout, &format!("{p}.timeout"))?;
         }
@@ -516,6 +622,44 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// Checks that every placeholder of a JSON body sits inside a "..." string
+/// (values are escaped as JSON string content) or is an int param on its own.
+fn check_json_placeholders(
+    t: &Template,
+    params: &BTreeMap<&str, &ParamSpec>,
+    path: &str,
+) -> Result<(), FieldError> {
+    let mut in_string = false;
+    let mut escaped = false;
+    for seg in &t.segments {
+        match seg {
+            Segment::Lit(l) => {
+                for c in l.chars() {
+                    if escaped {
+                        escaped = false;
+                    } else if in_string && c == '\\' {
+                        escaped = true;
+                    } else if c == '"' {
+                        in_string = !in_string;
+                    }
+                }
+            }
+            Segment::Param(p) => {
+                let int = params
+                    .get(p.as_str())
+                    .is_some_and(|s| s.kind == ParamType::Int);
+                if (!in_string && !int) || escaped {
+                    return ferr(
+                        path,
+                        format!("`{{{{ param.{p} }}}}` must be inside a \"...\" JSON string"),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks that every placeholder of a PromQL expression sits inside a
@@ -652,6 +796,9 @@ impl Runbook {
             }
             let t = ctx.template(&v.expr, "verify.expr")?;
             check_promql_placeholders(&t, "verify.expr")?;
+            // placeholders sit inside string literals: any value keeps the syntax
+            day2_promql::format_query(&t.render(|_| String::new()))
+                .or_else(|e| ferr("verify.expr", format!("invalid PromQL: {e}")))?;
             if v.within.is_zero() {
                 return ferr("verify.within", "must be greater than 0");
             }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use day2_remediate::driver::drive;
+use day2_remediate::driver::{Executors, drive};
 use day2_remediate::{Action, ExecPolicy, Proposal, RunState, Runs};
 use std::time::Duration;
 
@@ -104,7 +104,7 @@ runbooks:
     let state = drive(
         &mut runs,
         id,
-        &policy,
+        &Executors::from(policy.clone()),
         &Always(true),
         &RealClock,
         Duration::from_millis(100),

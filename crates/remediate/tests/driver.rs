@@ -1,10 +1,10 @@
 //! The async driver with real processes: a failing verification runs the
-//! on_failure steps (rollback); executors that are not built yet fail a step.
+//! on_failure steps (rollback); an executor with nothing configured fails its step.
 
 mod common;
 
 use common::*;
-use day2_remediate::driver::drive;
+use day2_remediate::driver::{Executors, drive};
 use day2_remediate::{AuditKind, ExecPolicy, Proposal, RunState, Runs};
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ runbooks:
     let state = drive(
         &mut runs,
         id,
-        &ExecPolicy::default(),
+        &Executors::from(ExecPolicy::default()),
         &Always(false),
         &RealClock,
         Duration::from_millis(50),
@@ -69,7 +69,7 @@ runbooks:
     let state = drive(
         &mut runs,
         id,
-        &ExecPolicy::default(),
+        &Executors::from(ExecPolicy::default()),
         &Always(true),
         &RealClock,
         Duration::from_millis(50),
@@ -81,9 +81,9 @@ runbooks:
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn unbuilt_executors_fail_the_step_and_approval_stops_the_driver() {
+async fn an_unconfigured_executor_fails_the_step_and_approval_stops_the_driver() {
     let rb = runbook(
-        "runbooks:\n  - name: hook\n    match: ['alertname=\"Bad\"']\n    steps:\n      - http: {url: 'https://hooks.example/x'}\n",
+        "runbooks:\n  - name: hook\n    match: ['alertname=\"Bad\"']\n    steps:\n      - kubernetes: {action: rollout_restart, namespace: web, deployment: api}\n",
     );
     let mut runs = Runs::new();
     let id = runs.propose(&rb, proposal(), ts(0)).unwrap();
@@ -92,7 +92,7 @@ async fn unbuilt_executors_fail_the_step_and_approval_stops_the_driver() {
     let state = drive(
         &mut runs,
         id,
-        &policy,
+        &Executors::from(policy.clone()),
         &Always(true),
         &RealClock,
         Duration::from_millis(50),
@@ -104,7 +104,7 @@ async fn unbuilt_executors_fail_the_step_and_approval_stops_the_driver() {
     let state = drive(
         &mut runs,
         id,
-        &policy,
+        &Executors::from(policy.clone()),
         &Always(true),
         &RealClock,
         Duration::from_millis(50),
@@ -115,6 +115,8 @@ async fn unbuilt_executors_fail_the_step_and_approval_stops_the_driver() {
     let run = runs.get(id).unwrap();
     assert_eq!(
         run.reason.as_deref(),
-        Some("step step-1 failed: the http executor is not implemented yet")
+        Some(
+            "step step-1 failed: no Kubernetes cluster is configured (remediation.kubernetes in day2.yml)"
+        )
     );
 }

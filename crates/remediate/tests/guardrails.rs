@@ -46,6 +46,7 @@ fn complete(runs: &mut Runs, id: u64, ok: bool, now: Timestamp) -> RunState {
             ok: true,
             outcome: "exited 0".into(),
             exec: None,
+            http: None,
         }
     } else {
         StepReport::failed("exited 1")
@@ -302,6 +303,7 @@ fn concurrency_per_target_and_blast_radius() {
             ok: true,
             outcome: "exited 0".into(),
             exec: None,
+            http: None,
         },
         ts(3),
     )
@@ -408,6 +410,7 @@ fn failed_verification_runs_on_failure_steps() {
             ok: true,
             outcome: "exited 0".into(),
             exec: None,
+            http: None,
         },
         ts(312),
     )
@@ -420,7 +423,8 @@ fn failed_verification_runs_on_failure_steps() {
             StepReport {
                 ok: true,
                 outcome: "200".into(),
-                exec: None
+                exec: None,
+                http: None
             },
             ts(314)
         )

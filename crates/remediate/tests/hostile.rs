@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use day2_remediate::driver::drive;
+use day2_remediate::driver::{Executors, drive};
 use day2_remediate::{ExecPolicy, Proposal, Refusal, RunState, Runs};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -185,7 +185,7 @@ runbooks:
         let state = drive(
             &mut runs,
             id,
-            &policy,
+            &Executors::from(policy.clone()),
             &Always(true),
             &RealClock,
             Duration::from_millis(50),
@@ -258,7 +258,7 @@ runbooks:
         let state = drive(
             &mut runs,
             id,
-            &ExecPolicy::default(),
+            &Executors::from(ExecPolicy::default()),
             &Always(true),
             &RealClock,
             Duration::from_millis(50),

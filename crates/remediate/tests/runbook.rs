@@ -343,3 +343,24 @@ fn config_section_and_runbook_directory() {
         "{err}"
     );
 }
+
+#[test]
+fn verify_expressions_must_be_promql() {
+    let load = |expr: &str| {
+        RunbookSet::parse_file(
+            &format!(
+                "runbooks:\n  - name: a\n    match: ['alertname=\"X\"']\n    params: [{{name: h, pattern: '[a-z]+', from_label: h}}]\n    steps:\n      - exec: {{command: [/bin/true]}}\n    verify:\n      expr: '{expr}'\n      within: 1m\n"
+            ),
+            "rb.yml",
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    load(r#"sum(rate(errors_total{host="{{ param.h }}"}[1m])) < 1"#).unwrap();
+    let e = load("sum(rate(errors_total[1m]) < 1").unwrap_err();
+    assert!(
+        e.starts_with("rb.yml:8: runbooks[0].verify.expr: invalid PromQL:"),
+        "{e}"
+    );
+}

@@ -9,6 +9,7 @@ pub mod deploy_api;
 mod query;
 pub mod ratelimit;
 mod read;
+mod remediate_api;
 pub mod selfmetrics;
 mod write;
 
@@ -28,6 +29,7 @@ use parking_lot::RwLock;
 
 pub use deploy_api::{AutoscalingApi, DeploymentsApi};
 pub use ratelimit::RateLimiter;
+pub use remediate_api::{RemediationApi, RemediationError};
 pub use selfmetrics::SelfMetrics;
 
 /// Boxed future returned by the reload hook.
@@ -149,6 +151,8 @@ pub struct ServerState {
     pub deployments: RwLock<Option<Arc<dyn DeploymentsApi>>>,
     /// Autoscaling behind `/api/day2/v1/autoscaling` (None: 404).
     pub autoscaling: RwLock<Option<Arc<dyn AutoscalingApi>>>,
+    /// Remediation behind `/api/day2/v1/runbooks|runs|audit` (None: not configured; 404).
+    pub remediation: RwLock<Option<Arc<dyn RemediationApi>>>,
     /// Re-reads and applies the configuration; `Err` leaves the old one running.
     pub reload: Arc<dyn Fn() -> ReloadFuture + Send + Sync>,
 }
@@ -169,6 +173,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
             "/api/day2/v1/deployments/{id}/status",
             post(deploy_api::set_status),
         )
+        .route("/api/day2/v1/runs", post(remediate_api::propose))
+        .route(
+            "/api/day2/v1/runs/{id}/approve",
+            post(remediate_api::approve),
+        )
+        .route("/api/day2/v1/runs/{id}/reject", post(remediate_api::reject))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_mutation_auth,
@@ -215,6 +225,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/day2/v1/deployments/{id}", get(deploy_api::get))
         .route("/api/day2/v1/dora", get(deploy_api::dora))
         .route("/api/day2/v1/autoscaling", get(deploy_api::autoscaling))
+        .route("/api/day2/v1/runbooks", get(remediate_api::runbooks))
+        .route("/api/day2/v1/runs", get(remediate_api::runs))
+        .route("/api/day2/v1/runs/{id}", get(remediate_api::run))
+        .route("/api/day2/v1/audit", get(remediate_api::audit))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "day2 is Healthy.\n" }))
         .route("/-/ready", get(|| async { "day2 is Ready.\n" }))

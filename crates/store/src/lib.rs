@@ -17,6 +17,7 @@
 
 pub mod autoscale;
 pub mod deploy;
+pub mod remediate;
 
 use std::path::Path;
 
@@ -115,6 +116,8 @@ pub const MIGRATIONS: &[&str] = &[
 pub const COMPONENTS: &[(&str, &[&str])] = &[
     ("deploy", deploy::MIGRATIONS),
     ("autoscale", autoscale::MIGRATIONS),
+    // remediation: runs, audit log, breakers, handled triggers
+    ("remediate", remediate::MIGRATIONS),
 ];
 
 /// A stored alert.

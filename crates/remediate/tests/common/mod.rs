@@ -1,7 +1,8 @@
 #![allow(dead_code)]
 
-use day2_remediate::driver::{Clock, Verifier};
+use day2_remediate::driver::{BoxFuture, Clock, Executors, Verifier, drive};
 use day2_remediate::{LoadedRunbook, RunbookSet};
+use day2_remediate::{RunId, RunState, Runs};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,8 +39,9 @@ pub fn yq(s: &str) -> String {
 pub struct Always(pub bool);
 
 impl Verifier for Always {
-    async fn holds(&self, _expr: &str, _at: Timestamp) -> Result<bool, String> {
-        Ok(self.0)
+    fn holds<'a>(&'a self, _expr: &'a str, _at: Timestamp) -> BoxFuture<'a, Result<bool, String>> {
+        let v = self.0;
+        Box::pin(async move { Ok(v) })
     }
 }
 
@@ -49,4 +51,18 @@ impl Clock for RealClock {
     fn now(&self) -> Timestamp {
         Timestamp::now()
     }
+}
+
+/// Drives a run with a verifier that always holds and the real clock.
+pub async fn drive_now(runs: &mut Runs, id: RunId, executors: &Executors) -> RunState {
+    drive(
+        runs,
+        id,
+        executors,
+        &Always(true),
+        &RealClock,
+        std::time::Duration::from_millis(20),
+    )
+    .await
+    .unwrap()
 }
