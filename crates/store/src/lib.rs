@@ -15,6 +15,9 @@
 //! of this crate named after the feature, so features never collide on a
 //! migration number and all SQL stays in one crate.
 
+pub mod incident;
+pub mod oncall;
+
 use std::path::Path;
 
 use parking_lot::Mutex;
@@ -109,7 +112,10 @@ pub const MIGRATIONS: &[&str] = &[
 
 /// Features with tables of their own: (name, migrations applied in order;
 /// index + 1 is the feature's schema version). Applied after [`MIGRATIONS`].
-pub const COMPONENTS: &[(&str, &[&str])] = &[];
+pub const COMPONENTS: &[(&str, &[&str])] = &[
+    ("oncall", oncall::MIGRATIONS),
+    ("incident", incident::MIGRATIONS),
+];
 
 /// A stored alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
