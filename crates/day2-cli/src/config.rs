@@ -40,6 +40,12 @@ pub struct Day2Config {
     /// The alert hub: an unchanged `alertmanager.yml` plus day2's settings.
     #[serde(default)]
     pub alertmanager: Option<AlertmanagerSection>,
+    /// On-call: users, schedules, escalation policies, paging receivers.
+    #[serde(default)]
+    pub oncall: Option<day2_oncall::OnCallConfig>,
+    /// Incidents: receivers that open them, communications, the status page.
+    #[serde(default)]
+    pub incidents: Option<day2_incident::IncidentsConfig>,
 }
 
 /// `alertmanager:` in day2.yml. Without it the alert hub does not run.
@@ -458,7 +464,10 @@ impl Day2Config {
     /// Receivers of `alertmanager.yml` that day2 features take over (see
     /// `alerthub::internal`): (field path in day2.yml, receiver, sink name).
     fn internal_receivers(&self) -> Vec<(String, String, String)> {
-        Vec::new()
+        let mut out = Vec::new();
+        out.extend(crate::oncallwire::internal_receivers(self));
+        out.extend(crate::incidentwire::internal_receivers(self));
+        out
     }
 
     /// Loads the rule groups of `rule_files` (relative to `base`).
@@ -480,6 +489,8 @@ impl Day2Config {
         let cfg: Day2Config = day2_yamlerr::from_str(text, file)?;
         cfg.validate()
             .map_err(|(path, msg)| day2_yamlerr::at_field(text, file, &path, msg))?;
+        crate::peoplewire::validate(&cfg)
+            .map_err(|(path, msg)| day2_oncall::config::locate(text, file, &path, msg))?;
         Ok(cfg)
     }
 

@@ -41,6 +41,8 @@ struct App {
     hub: crate::hubwire::HubCell,
     /// Control-plane state (`<data_dir>/state.db`), shared by every feature.
     store: Arc<day2_store::Store>,
+    /// On-call and incidents.
+    people: Arc<crate::peoplewire::People>,
 }
 
 fn storage_options(cfg: &Day2Config) -> Options {
@@ -75,6 +77,7 @@ impl App {
             .await;
         self.apply_rules(cfg);
         self.apply_alertmanager(cfg);
+        self.apply_people(cfg);
         self.db.set_retention(
             Some(cfg.storage.retention_time).filter(|d| !d.is_zero()),
             Some(cfg.storage.retention_size).filter(|n| *n > 0),
@@ -150,6 +153,22 @@ impl App {
         if let Err(e) = crate::hubwire::apply(&self.hub, state.as_deref(), &self.store, loaded) {
             tracing::error!(error = %format!("{e:#}"), "the alert hub could not start");
         }
+    }
+
+    /// On-call and incidents: settings, APIs, sinks on the (re)started hub.
+    fn apply_people(&self, cfg: &Day2Config) {
+        let file = self
+            .config_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<embedded default>".into());
+        let loaded = cfg
+            .load_alertmanager(&self.base_dir(), &file)
+            .ok()
+            .flatten();
+        let state = self.state.upgrade();
+        self.people
+            .apply(cfg, loaded.as_ref(), &self.hub, state.as_deref());
     }
 
     fn internal_targets(&self, cfg: &Day2Config) -> Vec<InternalTarget> {
@@ -363,6 +382,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("opening the state store in {}", dir.display()))?;
     let store = Arc::new(store);
+    let people = Arc::new(crate::peoplewire::People::new(store.clone()));
 
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
@@ -397,6 +417,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
             Arc::new(ScrapeMetrics(scrape.clone())),
             Arc::new(RulesView(rules.clone())),
             Arc::new(crate::hubwire::HubMetrics(hub_cell.clone())),
+            people.clone(),
         ],
         scrape_status: Arc::new(ScrapeMetrics(scrape.clone())),
         rules: Arc::new(RulesView(rules.clone())),
@@ -406,6 +427,8 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         query_slots: tokio::sync::Semaphore::new(cfg.query.max_concurrency.max(1)),
         tokens: parking_lot::RwLock::new(Vec::new()),
         alertmanager: parking_lot::RwLock::new(None),
+        oncall: parking_lot::RwLock::new(None),
+        incidents: parking_lot::RwLock::new(None),
         reload: Arc::new(move || -> ReloadFuture {
             let app = hook_cell.get().and_then(Weak::upgrade);
             Box::pin(async move {
@@ -425,12 +448,14 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         reload_lock: tokio::sync::Mutex::new(()),
         hub: hub_cell.clone(),
         store,
+        people,
     });
     let _ = app_cell.set(Arc::downgrade(&app));
     app.apply(&cfg).await;
     if cfg.alertmanager.is_some() && hub_cell.read().is_none() {
         anyhow::bail!("the alert hub failed to start (see the log above)");
     }
+    app.people.start();
 
     // Cut blocks, compact and apply retention in the background.
     let maint_db = db.clone();
@@ -481,6 +506,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
 
     tracing::info!("shutting down");
     app.rules.stop();
+    app.people.stop();
     if let Some(h) = hub_cell.read().clone() {
         h.stop();
     }

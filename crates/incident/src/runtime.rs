@@ -639,14 +639,7 @@ impl IncidentRuntime {
         if req.title.trim().is_empty() {
             return Err(RuntimeError::BadRequest("title must not be empty".into()));
         }
-        let settings = self.settings();
-        for c in &req.components {
-            if !settings.incidents.has_component(c) {
-                return Err(RuntimeError::BadRequest(format!(
-                    "unknown status-page component {c:?}"
-                )));
-            }
-        }
+        check_components(&self.settings(), &req.components)?;
         let _g = self.lock.lock();
         let now = self.now();
         let who = Actor::user(actor);
@@ -734,13 +727,7 @@ impl IncidentRuntime {
                 inc.post_public_update(title.as_deref(), &body, now, who)?;
             }
             Action::Components { components } => {
-                for c in &components {
-                    if !settings.incidents.has_component(c) {
-                        return Err(RuntimeError::BadRequest(format!(
-                            "unknown status-page component {c:?}"
-                        )));
-                    }
-                }
+                check_components(&settings, &components)?;
                 inc.set_components(components, now, who)?;
             }
             Action::Remediation { text } => {
@@ -826,14 +813,7 @@ impl IncidentRuntime {
                 "scheduled_until must be after scheduled_for".into(),
             ));
         }
-        let settings = self.settings();
-        for c in &m.components {
-            if !settings.incidents.has_component(c) {
-                return Err(RuntimeError::BadRequest(format!(
-                    "unknown status-page component {c:?}"
-                )));
-            }
-        }
+        check_components(&self.settings(), &m.components)?;
         let doc = serde_json::to_string(&m).expect("maintenance serializes");
         self.store
             .maintenance_put(&m.id, ms(m.scheduled_until), &doc)?;
@@ -855,6 +835,16 @@ impl IncidentRuntime {
     }
 }
 
+/// Every component must be one of the status page's.
+fn check_components(settings: &IncidentSettings, ids: &[String]) -> Result<(), RuntimeError> {
+    match ids.iter().find(|c| !settings.incidents.has_component(c)) {
+        Some(c) => Err(RuntimeError::BadRequest(format!(
+            "unknown status-page component {c:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Applies an external entry unless its key is on the timeline already;
 /// returns whether the incident changed.
 fn apply_external(inc: &mut Incident, e: &ExternalEntry) -> bool {
@@ -866,27 +856,22 @@ fn apply_external(inc: &mut Incident, e: &ExternalEntry) -> bool {
     let at = e.at.max(inc.created_at);
     let res: Result<TimelineEntry, IncidentError> = match e.kind {
         EntryKind::Acknowledged if inc.acknowledged_at.is_none() && !inc.is_resolved() => {
-            inc.acknowledge(at, e.actor.clone()).map(|mut entry| {
-                // keep the key on the stored entry so the report is recorded once
-                if let Some(stored) = inc.timeline.iter_mut().find(|x| x.seq == entry.seq) {
-                    stored.data = e.data.clone();
-                    stored.text = e.text.clone();
-                    entry = stored.clone();
-                }
-                entry
-            })
+            inc.acknowledge(at, e.actor.clone())
         }
-        EntryKind::Acknowledged => inc.add_note(&e.text, at, e.actor.clone()).map(|mut entry| {
-            if let Some(stored) = inc.timeline.iter_mut().find(|x| x.seq == entry.seq) {
-                stored.data = e.data.clone();
-                entry = stored.clone();
-            }
-            entry
-        }),
+        // acknowledged before (or resolved): kept as a note
+        EntryKind::Acknowledged => inc.add_note(&e.text, at, e.actor.clone()),
         kind => inc.record(kind, at, e.actor.clone(), e.text.clone(), e.data.clone()),
     };
     match res {
-        Ok(_) => true,
+        Ok(entry) => {
+            // the report's own text and key replace the generic ones, so a
+            // repeated report is recognised
+            if let Some(stored) = inc.timeline.iter_mut().find(|x| x.seq == entry.seq) {
+                stored.text = e.text.clone();
+                stored.data = e.data.clone();
+            }
+            true
+        }
         Err(err) => {
             tracing::warn!(incident = %inc.id, error = %err, "timeline entry not recorded");
             false

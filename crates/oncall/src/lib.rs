@@ -18,6 +18,8 @@
 //!
 //! - [`acklink`]: signed, expiring acknowledgement links (HMAC-SHA256).
 //! - [`page`]: what a page says and its body per contact method.
+//! - [`looptest`]: loop tests (`day2 test loop`): receivers, inhibitions, who is
+//!   on call and when escalation steps fire, for alerts at given times.
 //!
 //! These modules do no I/O, have no async and read no clock: every instant is
 //! passed in as a [`jiff::Timestamp`]. Secrets (webhook URLs, tokens) are only
@@ -34,6 +36,7 @@
 pub mod acklink;
 pub mod config;
 pub mod escalation;
+pub mod looptest;
 pub mod page;
 pub mod pager;
 pub mod parse;

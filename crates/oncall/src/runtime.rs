@@ -592,6 +592,15 @@ impl OnCallRuntime {
             _ => "page".to_string(),
         };
         let incident = page.as_ref().ok().and_then(|pg| pg.incident.clone());
+        let mut data = json!({
+            "key": format!("page:{}", p.id),
+            "page_id": p.id,
+            "user": p.user_id,
+            "method": p.method_kind,
+            "round": p.round,
+            "step": step,
+            "status_code": status,
+        });
         let ev = match state {
             OutboxState::Sent => {
                 self.metrics.sent.fetch_add(1, Ordering::Relaxed);
@@ -600,20 +609,13 @@ impl OnCallRuntime {
                     done,
                     "day2",
                     format!("Paged {} via {} ({what})", p.user_id, p.method_kind),
-                    json!({
-                        "key": format!("page:{}", p.id),
-                        "page_id": p.id,
-                        "user": p.user_id,
-                        "method": p.method_kind,
-                        "round": p.round,
-                        "step": step,
-                        "status_code": status,
-                    }),
+                    data,
                 ))
             }
             OutboxState::Failed => {
                 self.metrics.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(page = p.id, user = %p.user_id, method = %p.method_kind, %error, "page failed");
+                data["error"] = Value::from(error.as_str());
                 Some(event(
                     "page_failed",
                     done,
@@ -622,16 +624,7 @@ impl OnCallRuntime {
                         "Paging {} via {} failed ({what}): {error}",
                         p.user_id, p.method_kind
                     ),
-                    json!({
-                        "key": format!("page:{}", p.id),
-                        "page_id": p.id,
-                        "user": p.user_id,
-                        "method": p.method_kind,
-                        "round": p.round,
-                        "step": step,
-                        "status_code": status,
-                        "error": error,
-                    }),
+                    data,
                 ))
             }
             OutboxState::Pending => {
