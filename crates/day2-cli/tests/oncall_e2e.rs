@@ -515,3 +515,164 @@ async fn escalation_timers_survive_kill_9() {
     assert_eq!(hook.pages("bob").len(), 1);
     assert_eq!(hook.pages("carol").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_by_hand_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, url) = Hook::start().await;
+    let steps = r#"
+        - targets: [{ schedule: primary }]"#;
+    let d = Day2::start(dir.path(), &configs(dir.path(), &url, steps, true)).await;
+    // an alert to link later (it also opens its own incident through db-pager)
+    post_alerts(&d, alert("DiskFull", None)).await;
+    let fp = hook.wait_page("alice", 1).await["alerts"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (status, inc) = post(
+        &d,
+        "/api/day2/v1/incidents",
+        "carol",
+        json!({"title": "Checkout <errors>", "severity": "SEV3", "components": ["db"],
+               "public_title": "Slow <b>checkout</b>"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{inc}");
+    let id = inc["id"].as_str().unwrap().to_string();
+    assert_eq!(inc["timeline"][0]["actor"]["user"], "carol");
+    let act = |action: &'static str, body: Value| {
+        let path = format!("/api/day2/v1/incidents/{id}/{action}");
+        let d = &d;
+        async move { post(d, &path, "dave", body).await }
+    };
+    assert_eq!(
+        act(
+            "status",
+            json!({"status": "identified", "message": "a bad deploy"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(act("severity", json!({"severity": "SEV2"})).await.0, 200);
+    assert_eq!(
+        act("role", json!({"role": "commander", "user": "carol"}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(act("note", json!({"text": "rolling back"})).await.0, 200);
+    let (s, v) = act("link-alert", json!({"fingerprint": fp})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["alerts"][0]["labels"]["alertname"], "DiskFull",
+        "labels from the hub"
+    );
+    assert_eq!(
+        act("public-update", json!({"body": "A fix is rolling out."}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        act(
+            "remediation",
+            json!({"text": "kubectl rollout undo deploy/checkout"})
+        )
+        .await
+        .0,
+        200
+    );
+    let (s, e) = act("status", json!({"status": "bogus"})).await;
+    assert_eq!(s, 400, "{e}");
+    let (s, v) = act("status", json!({"status": "resolved"})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, e) = act("status", json!({"status": "monitoring"})).await;
+    assert_eq!(s, 409, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("reopen"), "{e}");
+    let r = client()
+        .post(d.url("/api/day2/v1/incidents/INC-99/note"))
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let inc = get_json(&d, &format!("/api/day2/v1/incidents/{id}")).await;
+    let kinds: Vec<&str> = inc["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "status_change",
+        "acknowledged",
+        "severity_change",
+        "role_change",
+        "note",
+        "alert_firing",
+        "notification_sent",
+        "remediation_step",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing in {kinds:?}");
+    }
+    assert_eq!(inc["roles"]["commander"], "carol");
+    assert!(inc["acknowledged_at"].is_string());
+    // the alert's earlier page was imported when it was linked
+    assert!(
+        inc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["text"] == "Paged alice via webhook (step 1, round 1)"),
+        "{inc}"
+    );
+
+    // scheduled maintenance and the public page
+    let (s, m) = post(
+        &d,
+        "/api/day2/v1/status/maintenances",
+        "carol",
+        json!({"id": "upgrade", "title": "Database <upgrade>", "components": ["db"],
+               "scheduled_for": "2099-01-01T00:00:00Z", "scheduled_until": "2099-01-01T01:00:00Z"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{m}");
+    let page = get_json(&d, "/status.json").await;
+    assert_eq!(
+        page["scheduled_maintenances"][0]["name"],
+        "Database <upgrade>"
+    );
+    let hist = page["history"].as_array().unwrap();
+    let mine = hist.iter().find(|i| i["id"] == id.as_str()).unwrap();
+    assert_eq!(mine["name"], "Slow <b>checkout</b>");
+    assert_eq!(mine["incident_updates"][0]["body"], "A fix is rolling out.");
+    assert!(
+        !page.to_string().contains("rolling back"),
+        "notes are internal"
+    );
+    let html = client()
+        .get(d.url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Database &lt;upgrade&gt;"), "{html}");
+    assert!(
+        html.contains("Slow &lt;b&gt;checkout&lt;&#x2f;b&gt;"),
+        "{html}"
+    );
+    let r = client()
+        .delete(d.url("/api/day2/v1/status/maintenances/upgrade"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list = get_json(&d, "/api/day2/v1/incidents?state=all").await;
+    assert!(list.as_array().unwrap().len() >= 2);
+    assert!(list[0].get("timeline").is_none(), "the list is a summary");
+}
