@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use day2_alerthub::hub::Clock;
-use day2_alerthub::internal::{InternalNotification, InternalSink, SinkError};
+use day2_alerthub::internal::{InternalNotification, InternalSink, NotifiedAlert, SinkError};
 use day2_store::Store;
 use day2_store::incident::{IncidentRow, IncidentWrite};
 use jiff::{SignedDuration, Timestamp};
@@ -448,7 +448,10 @@ impl IncidentRuntime {
         }
         let mut next_number = self.store.incident_next_number()?;
         let actor = Actor::system("alerthub");
-        for a in &n.message.alerts {
+        // mapped alerts first: an unmapped alert joins the incident its group opens
+        let mut alerts: Vec<&NotifiedAlert> = n.message.alerts.iter().collect();
+        alerts.sort_by_key(|a| route.severity_map.severity_for(&a.labels).is_none());
+        for a in alerts {
             let linked: Vec<String> = {
                 let mut ids: Vec<String> = works
                     .iter()
@@ -495,14 +498,15 @@ impl IncidentRuntime {
                     }
                     continue;
                 }
-                let Some(severity) = route.severity_map.severity_for(&a.labels) else {
-                    continue;
-                };
+                let severity = route.severity_map.severity_for(&a.labels);
                 match group_id.as_ref().and_then(|id| find(&mut works, id)) {
+                    // the group has an incident: the alert joins it, mapped or not
                     Some(i) => {
                         let inc = &mut works[i].inc;
                         inc.link_alert(alert, n.created_at.max(inc.created_at), actor.clone())?;
-                        if severity < inc.severity {
+                        if let Some(severity) = severity
+                            && severity < inc.severity
+                        {
                             inc.set_severity(
                                 severity,
                                 n.created_at.max(inc.created_at),
@@ -511,6 +515,7 @@ impl IncidentRuntime {
                         }
                         self.import_history(&mut works[i].inc, &a.fingerprint);
                     }
+                    None if severity.is_none() => {}
                     None => {
                         let input = AlertInput {
                             fingerprint: a.fingerprint.clone(),

@@ -345,6 +345,23 @@ fn alerts_open_link_escalate_and_resolve_one_incident_per_group() {
     rt.handle_notification(&notification("quiet", 6, t0, &[("c", "warning", true)]))
         .unwrap();
     assert_eq!(rt.list(true).unwrap().len(), 2);
+    // but once its group has an incident, an unmapped alert of the group joins it
+    rt.handle_notification(&notification(
+        "quiet",
+        8,
+        t0 + min(21),
+        &[("c", "warning", true), ("d", "critical", true)],
+    ))
+    .unwrap();
+    let quiet = rt.get("INC-3").unwrap();
+    assert_eq!(quiet.severity, Severity::Sev2);
+    let mut linked: Vec<&str> = quiet
+        .alerts
+        .iter()
+        .map(|a| a.fingerprint.as_str())
+        .collect();
+    linked.sort();
+    assert_eq!(linked, ["fp-c", "fp-d"]);
     assert!(matches!(
         rt.handle_notification(&notification("other", 7, t0, &[("c", "critical", true)])),
         Err(RuntimeError::BadRequest(_))

@@ -56,6 +56,37 @@ pub fn ack_url(settings: &OnCallSettings, page: &Page, now: Timestamp) -> Option
     ))
 }
 
+/// The SMTP target and the stored-email JSON of an email page, with every
+/// setting but the recipient from `alertmanager.yml`'s global `smtp_*`.
+pub fn email_message(
+    global: Option<&day2_alerthub::config::GlobalConfig>,
+    to: &str,
+    subject: &str,
+    html: String,
+    text: String,
+) -> Result<(EmailTarget, String), String> {
+    let global = global.ok_or(
+        "email pages need smtp_smarthost and smtp_from in alertmanager.yml's global section",
+    )?;
+    let cfg = day2_alerthub::config::EmailConfig::from_global(to, global)?;
+    let target = EmailTarget::from_config(&cfg).map_err(|e| e.to_string())?;
+    let from = cfg.from.clone().unwrap_or_default();
+    let payload = EmailPayload {
+        from: from.clone(),
+        to: to.to_string(),
+        headers: [
+            ("Subject".to_string(), email::header_line(subject)),
+            ("To".to_string(), to.to_string()),
+            ("From".to_string(), from),
+        ]
+        .into(),
+        html,
+        text: Some(text),
+    };
+    let body = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
+    Ok((target, body))
+}
+
 /// One attempt to deliver `page` through `method`.
 pub async fn send(
     settings: &OnCallSettings,
@@ -108,39 +139,59 @@ pub async fn send(
                 text,
             },
         ) => {
-            let Some(global) = &settings.smtp else {
-                return failed(
-                    "email pages need smtp_smarthost and smtp_from in alertmanager.yml's global section"
-                        .into(),
-                );
-            };
-            let cfg = match day2_alerthub::config::EmailConfig::from_global(&to, global) {
-                Ok(c) => c,
-                Err(e) => return failed(e),
-            };
-            let target = match EmailTarget::from_config(&cfg) {
-                Ok(t) => t,
-                Err(e) => return failed(e.to_string()),
-            };
-            let from = cfg.from.clone().unwrap_or_default();
-            let payload = EmailPayload {
-                from: from.clone(),
-                to: to.clone(),
-                headers: [
-                    ("Subject".to_string(), email::header_line(&subject)),
-                    ("To".to_string(), to),
-                    ("From".to_string(), from),
-                ]
-                .into(),
-                html,
-                text: Some(text),
-            };
-            let body = match serde_json::to_string(&payload) {
-                Ok(b) => b,
-                Err(e) => return failed(e.to_string()),
-            };
+            let (target, body) =
+                match email_message(settings.smtp.as_ref(), &to, &subject, html, text) {
+                    Ok(x) => x,
+                    Err(e) => return failed(e),
+                };
             email::send(&target, &body, &settings.egress).await.0
         }
         _ => failed("the page does not fit the contact method".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_pages_use_the_global_smtp_settings() {
+        let hub = day2_alerthub::load_str(
+            "global:\n  smtp_smarthost: 'mail.example.com:587'\n  smtp_from: day2@example.com\nroute: {receiver: r}\nreceivers: [{name: r}]\n",
+        )
+        .unwrap();
+        let (target, body) = email_message(
+            Some(&hub.config.global),
+            "alice@example.com",
+            "[day2] DBDown\r\nBcc: x@evil",
+            "<p>x</p>".into(),
+            "x".into(),
+        )
+        .unwrap();
+        assert_eq!(
+            (target.host.as_str(), target.port),
+            ("mail.example.com", 587)
+        );
+        let p: EmailPayload = serde_json::from_str(&body).unwrap();
+        assert_eq!(p.from, "day2@example.com");
+        assert_eq!(p.to, "alice@example.com");
+        assert_eq!(
+            p.headers["Subject"], "[day2] DBDown  Bcc: x@evil",
+            "one header line"
+        );
+        assert!(p.message().is_ok());
+
+        let none =
+            day2_alerthub::load_str("route: {receiver: r}\nreceivers: [{name: r}]\n").unwrap();
+        let e = email_message(
+            Some(&none.config.global),
+            "a@example.com",
+            "s",
+            String::new(),
+            String::new(),
+        )
+        .unwrap_err();
+        assert!(e.contains("smarthost"), "{e}");
+        assert!(email_message(None, "a@example.com", "s", String::new(), String::new()).is_err());
     }
 }

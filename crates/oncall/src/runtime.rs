@@ -752,7 +752,18 @@ impl OnCallRuntime {
         );
         if !self.store.oncall_ack(id, ms(now), by, via, &ev)? {
             // acknowledged or resolved in the meantime: report what holds now
-            return self.ack(id, by, via);
+            let e = self.escalation(id)?;
+            return match (e.acked_at, e.acked_by) {
+                (Some(at), Some(who)) => Ok(AckResult {
+                    escalation: id,
+                    acknowledged_now: false,
+                    acked_by: who,
+                    acked_at: ts(at),
+                }),
+                _ => Err(OnCallError::Conflict(format!(
+                    "escalation {id} ended while it was being acknowledged"
+                ))),
+            };
         }
         self.metrics.acks.fetch_add(1, Ordering::Relaxed);
         tracing::info!(escalation = id, by, via, "escalation acknowledged");
