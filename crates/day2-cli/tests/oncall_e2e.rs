@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Day2, client, get_json, post_alerts, wait_for};
+use common::{Day2, HUB_DAY2_YML, client, get_json, post_alerts, wait_for};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -121,16 +121,7 @@ incidents:
         ""
     };
     format!(
-        r#"
-host_metrics:
-  enabled: false
-self_metrics:
-  enabled: false
-alertmanager:
-  config_file: alertmanager.yml
-  external_url: http://day2.test
-  egress:
-    allow: [127.0.0.0/8]
+        r#"{HUB_DAY2_YML}
 oncall:
   users:
     - {{ id: alice, contact_methods: [{{ webhook: {{ url: "{hook}/page/alice" }} }}] }}

@@ -67,6 +67,21 @@ pub struct ExternalEntry {
     pub data: Map<String, Value>,
 }
 
+impl ExternalEntry {
+    /// An entry whose data is only its idempotency key.
+    pub fn keyed(kind: EntryKind, at: Timestamp, actor: Actor, text: &str, key: &str) -> Self {
+        let mut data = Map::new();
+        data.insert("key".into(), Value::from(key));
+        ExternalEntry {
+            kind,
+            at,
+            actor,
+            text: text.to_string(),
+            data,
+        }
+    }
+}
+
 /// The past of an alert before an incident linked it (on-call pages and acks).
 pub trait AlertHistory: Send + Sync {
     fn history(&self, fingerprint: &str) -> Vec<ExternalEntry>;
@@ -613,7 +628,8 @@ impl IncidentRuntime {
     }
 
     /// Records a remediation step on the incidents linked to the alerts (the
-    /// remediation runtime calls this before and after every step).
+    /// remediation runtime calls this before and after every step; `key`
+    /// identifies the report, e.g. `run:12:step:3:after`).
     pub fn record_remediation(
         &self,
         fingerprints: &[String],
@@ -622,19 +638,27 @@ impl IncidentRuntime {
         key: &str,
         at: Timestamp,
     ) -> Result<Vec<String>, RuntimeError> {
-        self.record_for_alerts(
-            fingerprints,
-            &ExternalEntry {
-                kind: EntryKind::RemediationStep,
-                at,
-                actor: Actor::system(actor),
-                text: text.to_string(),
-                data: json!({ "key": key })
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-            },
-        )
+        let e = ExternalEntry::keyed(
+            EntryKind::RemediationStep,
+            at,
+            Actor::system(actor),
+            text,
+            key,
+        );
+        self.record_for_alerts(fingerprints, &e)
+    }
+
+    /// Acknowledges, as `by`, the incidents linked to the alerts (once per `key`).
+    pub fn acknowledge_for_alerts(
+        &self,
+        fingerprints: &[String],
+        by: &str,
+        text: &str,
+        key: &str,
+        at: Timestamp,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let e = ExternalEntry::keyed(EntryKind::Acknowledged, at, Actor::user(by), text, key);
+        self.record_for_alerts(fingerprints, &e)
     }
 
     // ------------------------------------------------------------ API operations
@@ -881,32 +905,6 @@ fn apply_external(inc: &mut Incident, e: &ExternalEntry) -> bool {
             tracing::warn!(incident = %inc.id, error = %err, "timeline entry not recorded");
             false
         }
-    }
-}
-
-/// Acknowledgement by a person on the incidents of the alerts.
-impl IncidentRuntime {
-    pub fn acknowledge_for_alerts(
-        &self,
-        fingerprints: &[String],
-        by: &str,
-        text: &str,
-        key: &str,
-        at: Timestamp,
-    ) -> Result<Vec<String>, RuntimeError> {
-        self.record_for_alerts(
-            fingerprints,
-            &ExternalEntry {
-                kind: EntryKind::Acknowledged,
-                at,
-                actor: Actor::user(by),
-                text: text.to_string(),
-                data: json!({ "key": key })
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-            },
-        )
     }
 }
 
