@@ -192,7 +192,7 @@ async fn alert_pages_escalates_stops_on_ack_and_the_incident_timeline_is_complet
     let steps = r#"
         - targets: [{ schedule: primary }]
         - { delay: 2s, targets: [{ user: bob }] }
-        - { delay: 6s, targets: [{ user: carol }] }"#;
+        - { delay: 10s, targets: [{ user: carol }] }"#;
     let d = Day2::start(dir.path(), &configs(dir.path(), &url, steps, true)).await;
     let who = get_json(&d, "/api/day2/v1/oncall/who?schedule=primary").await;
     assert_eq!(who[0]["user"], "alice");
@@ -459,8 +459,8 @@ async fn escalation_timers_survive_kill_9() {
     let (hook, url) = Hook::start().await;
     let steps = r#"
         - targets: [{ schedule: primary }]
-        - { delay: 3s, targets: [{ user: bob }] }
-        - { delay: 3s, targets: [{ user: carol }] }"#;
+        - { delay: 5s, targets: [{ user: bob }] }
+        - { delay: 5s, targets: [{ user: carol }] }"#;
     let mut d = Day2::start(dir.path(), &configs(dir.path(), &url, steps, false)).await;
     post_alerts(&d, alert("DBDown", None)).await;
     let page = hook.wait_page("alice", 1).await;
@@ -475,7 +475,7 @@ async fn escalation_timers_survive_kill_9() {
     d.kill9();
 
     // down until steps 2 and 3 are both due (same machine, same clock)
-    let both_due = triggered + jiff::SignedDuration::from_secs(7);
+    let both_due = triggered + jiff::SignedDuration::from_secs(11);
     wait_for(
         "steps 2 and 3 to come due while down",
         Duration::from_secs(30),
