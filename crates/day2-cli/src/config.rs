@@ -49,6 +49,12 @@ pub struct Day2Config {
     /// Runbooks, their guardrails and executors (`day2_remediate`).
     #[serde(default)]
     pub remediation: Option<day2_remediate::RemediationConfig>,
+    /// On-call: users, schedules, escalation policies, paging receivers.
+    #[serde(default)]
+    pub oncall: Option<day2_oncall::OnCallConfig>,
+    /// Incidents: receivers that open them, communications, the status page.
+    #[serde(default)]
+    pub incidents: Option<day2_incident::IncidentsConfig>,
 }
 
 /// `alertmanager:` in day2.yml. Without it the alert hub does not run.
@@ -511,6 +517,8 @@ impl Day2Config {
                 ));
             }
         }
+        out.extend(crate::oncallwire::internal_receivers(self));
+        out.extend(crate::incidentwire::internal_receivers(self));
         out
     }
 
@@ -533,6 +541,8 @@ impl Day2Config {
         let cfg: Day2Config = day2_yamlerr::from_str(text, file)?;
         cfg.validate()
             .map_err(|(path, msg)| day2_yamlerr::at_field(text, file, &path, msg))?;
+        crate::peoplewire::validate(&cfg)
+            .map_err(|(path, msg)| day2_oncall::config::locate(text, file, &path, msg))?;
         Ok(cfg)
     }
 

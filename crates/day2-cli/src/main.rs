@@ -6,6 +6,10 @@ mod config;
 mod deploy_cmd;
 mod deploywire;
 mod hubwire;
+mod incidentwire;
+mod looptest_cmd;
+mod oncallwire;
+mod peoplewire;
 mod remediatewire;
 mod route_cmd;
 mod rules_cmd;
@@ -57,6 +61,25 @@ enum Command {
         #[command(subcommand)]
         what: CheckWhat,
     },
+    /// On-call schedules.
+    Oncall {
+        #[command(subcommand)]
+        what: oncallwire::OnCallCommand,
+    },
+    /// Acknowledge an escalation on a running day2 (stops its next steps).
+    Ack(oncallwire::AckArgs),
+    /// Run test files against the configuration.
+    Test {
+        #[command(subcommand)]
+        what: TestWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestWhat {
+    /// Loop tests: for alerts at given times, receivers, inhibitions, who is
+    /// on call, when escalation steps fire (exit 1 when an assertion fails).
+    Loop(looptest_cmd::LoopArgs),
 }
 
 #[derive(Subcommand)]
@@ -90,6 +113,11 @@ fn main() -> ExitCode {
         Command::Route {
             what: RouteCommand::Test(args),
         } => route_cmd::run(args),
+        Command::Oncall { what } => oncallwire::run(what),
+        Command::Ack(args) => oncallwire::ack(args),
+        Command::Test {
+            what: TestWhat::Loop(args),
+        } => looptest_cmd::run(args),
         Command::Check {
             what: CheckWhat::Config { files },
         } => {

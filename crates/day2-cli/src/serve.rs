@@ -48,6 +48,8 @@ struct App {
     /// Remediation runbooks runtime (when day2.yml has a `remediation` section).
     remediation: crate::remediatewire::RemediationCell,
     engine: Arc<day2_promql::Engine>,
+    /// On-call and incidents.
+    people: Arc<crate::peoplewire::People>,
 }
 
 fn storage_options(cfg: &Day2Config) -> Options {
@@ -85,6 +87,7 @@ impl App {
         self.deploy.apply(&cfg.deployments, &self.hub);
         self.autoscale.apply(&cfg.autoscaling);
         self.apply_remediation(cfg);
+        self.apply_people(cfg);
         self.db.set_retention(
             Some(cfg.storage.retention_time).filter(|d| !d.is_zero()),
             Some(cfg.storage.retention_size).filter(|n| *n > 0),
@@ -186,6 +189,22 @@ impl App {
         if let Err(e) = crate::remediatewire::apply(&self.remediation, parts, loaded) {
             tracing::error!(error = %format!("{e:#}"), "remediation could not start");
         }
+    }
+
+    /// On-call and incidents: settings, APIs, sinks on the (re)started hub.
+    fn apply_people(&self, cfg: &Day2Config) {
+        let file = self
+            .config_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<embedded default>".into());
+        let loaded = cfg
+            .load_alertmanager(&self.base_dir(), &file)
+            .ok()
+            .flatten();
+        let state = self.state.upgrade();
+        self.people
+            .apply(cfg, loaded.as_ref(), &self.hub, state.as_deref());
     }
 
     fn internal_targets(&self, cfg: &Day2Config) -> Vec<InternalTarget> {
@@ -399,6 +418,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("opening the state store in {}", dir.display()))?;
     let store = Arc::new(store);
+    let people = Arc::new(crate::peoplewire::People::new(store.clone()));
 
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
@@ -449,6 +469,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
             Arc::new(crate::remediatewire::RemediationMetrics(
                 remediation_cell.clone(),
             )),
+            people.clone(),
         ],
         scrape_status: Arc::new(ScrapeMetrics(scrape.clone())),
         rules: Arc::new(RulesView(rules.clone())),
@@ -461,6 +482,8 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         deployments: parking_lot::RwLock::new(Some(deploy.clone())),
         autoscaling: parking_lot::RwLock::new(Some(autoscale.clone())),
         remediation: parking_lot::RwLock::new(None),
+        oncall: parking_lot::RwLock::new(None),
+        incidents: parking_lot::RwLock::new(None),
         reload: Arc::new(move || -> ReloadFuture {
             let app = hook_cell.get().and_then(Weak::upgrade);
             Box::pin(async move {
@@ -484,6 +507,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         autoscale,
         remediation: remediation_cell,
         engine,
+        people,
     });
     let _ = app_cell.set(Arc::downgrade(&app));
     app.apply(&cfg).await;
@@ -493,6 +517,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
     if cfg.remediation.is_some() && app.remediation.read().is_none() {
         anyhow::bail!("remediation failed to start (see the log above)");
     }
+    app.people.start();
 
     // Cut blocks, compact and apply retention in the background.
     let maint_db = db.clone();
@@ -543,6 +568,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
 
     tracing::info!("shutting down");
     app.rules.stop();
+    app.people.stop();
     if let Some(h) = hub_cell.read().clone() {
         h.stop();
     }

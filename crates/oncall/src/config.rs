@@ -40,6 +40,12 @@
 //!         - { delay: 15m, targets: [{ user: carol }] }
 //!       repeat: 2                                # the steps run 1 + repeat times
 //!       repeat_after: 30m                        # after the last step, before the next round
+//!   receivers:                                   # alertmanager.yml receivers that page people
+//!     team-pager: { escalation_policy: default }
+//!   ack_links:                                   # signed acknowledgement links in pages
+//!     secret: env:DAY2_ACK_SECRET                # HMAC key, at least 32 characters
+//!     valid_for: 24h
+//!     base_url: https://day2.example.com         # default: alertmanager.external_url
 //! ```
 //!
 //! Leaf values (durations, times, zones, dates, secret references) are checked while
@@ -57,7 +63,7 @@ use jiff::SignedDuration;
 use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Deserializer};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// A config error with its place: `file:line: field: message`.
 pub type ConfigError = day2_yamlerr::LocatedError;
@@ -79,7 +85,37 @@ pub struct OnCallConfig {
     pub schedules: Vec<ScheduleConfig>,
     #[serde(default)]
     pub escalation_policies: Vec<PolicyConfig>,
+    /// Receivers of `alertmanager.yml` whose notifications start an escalation.
+    #[serde(default)]
+    pub receivers: BTreeMap<String, ReceiverConfig>,
+    #[serde(default)]
+    pub ack_links: Option<AckLinksConfig>,
 }
+
+/// What a receiver taken over by on-call does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    pub escalation_policy: String,
+}
+
+/// Signed acknowledgement links carried by pages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckLinksConfig {
+    /// The HMAC key, by reference.
+    pub secret: SecretRef,
+    /// How long a link works after the page was sent (default 24h).
+    #[serde(default)]
+    pub valid_for: Option<DurationValue>,
+    /// Base URL of day2 as people's browsers reach it; default: the alert hub's
+    /// `external_url`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+/// Default lifetime of an acknowledgement link.
+pub const DEFAULT_ACK_LINK_VALIDITY: SignedDuration = SignedDuration::from_hours(24);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -307,6 +343,17 @@ pub struct OnCall {
     pub users: Vec<User>,
     pub schedules: Vec<Schedule>,
     pub policies: Vec<EscalationPolicy>,
+    /// Alert-hub receiver -> escalation policy name.
+    pub receivers: BTreeMap<String, String>,
+    pub ack_links: Option<AckLinks>,
+}
+
+/// Validated acknowledgement-link settings (the secret is still a reference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckLinks {
+    pub secret: SecretRef,
+    pub valid_for: SignedDuration,
+    pub base_url: Option<String>,
 }
 
 impl OnCall {
@@ -320,6 +367,11 @@ impl OnCall {
 
     pub fn policy(&self, name: &str) -> Option<&EscalationPolicy> {
         self.policies.iter().find(|p| p.name == name)
+    }
+
+    /// The escalation policy a receiver's notifications start, if it pages.
+    pub fn policy_for_receiver(&self, receiver: &str) -> Option<&EscalationPolicy> {
+        self.receivers.get(receiver).and_then(|p| self.policy(p))
     }
 
     /// Parses and validates a YAML document whose top level holds an `oncall:` key
@@ -401,6 +453,33 @@ impl OnCallConfig {
                 );
             }
             out.policies.push(compile_policy(p, &path, &ids, &names)?);
+        }
+        for (receiver, r) in &self.receivers {
+            if !policies.contains(r.escalation_policy.as_str()) {
+                return err(
+                    format!("receivers.{receiver}.escalation_policy"),
+                    format!("unknown escalation policy {:?}", r.escalation_policy),
+                );
+            }
+            out.receivers
+                .insert(receiver.clone(), r.escalation_policy.clone());
+        }
+        if let Some(a) = &self.ack_links {
+            let valid_for = a
+                .valid_for
+                .as_ref()
+                .map_or(DEFAULT_ACK_LINK_VALIDITY, |d| d.0);
+            if valid_for < SignedDuration::from_mins(1) {
+                return err("ack_links.valid_for", "must be at least 1m");
+            }
+            if let Some(u) = &a.base_url {
+                check_url(u).or_else(|m| err("ack_links.base_url", m))?;
+            }
+            out.ack_links = Some(AckLinks {
+                secret: a.secret.clone(),
+                valid_for,
+                base_url: a.base_url.clone(),
+            });
         }
         Ok(out)
     }
@@ -884,6 +963,38 @@ oncall:
         );
         expect_err("delay: 10m", "delay: 10min", "unknown unit \"min\"");
         expect_err("delay: 10m", "delay: 10 minutes", "needs a unit");
+    }
+
+    #[test]
+    fn receivers_and_ack_links_are_checked() {
+        let with = |extra: &str| format!("{BASE}  {extra}\n");
+        let oc = load(&with(
+            "receivers: { pager: { escalation_policy: default } }\n  ack_links: { secret: env:ACK }",
+        ))
+        .unwrap();
+        assert_eq!(oc.policy_for_receiver("pager").unwrap().name, "default");
+        assert!(oc.policy_for_receiver("other").is_none());
+        let links = oc.ack_links.unwrap();
+        assert_eq!(links.valid_for, DEFAULT_ACK_LINK_VALIDITY);
+        assert_eq!(links.secret, SecretRef::Env("ACK".into()));
+        let e = load(&with(
+            "receivers:\n    pager:\n      escalation_policy: nope",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("day2.yml:27: oncall.receivers.pager.escalation_policy: unknown escalation policy \"nope\""),
+            "{e}"
+        );
+        let e = load(&with("ack_links:\n    secret: env:ACK\n    valid_for: 10s")).unwrap_err();
+        assert!(
+            e.contains("oncall.ack_links.valid_for: must be at least 1m"),
+            "{e}"
+        );
+        let e = load(&with("ack_links:\n    secret: s3cret")).unwrap_err();
+        assert!(
+            e.contains("oncall.ack_links.secret: must be a reference"),
+            "{e}"
+        );
     }
 
     #[test]

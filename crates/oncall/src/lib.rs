@@ -16,13 +16,31 @@
 //! - [`who`]: per schedule, who is on call at an instant, since and until when
 //!   (for `day2 oncall who --at TIME`).
 //!
-//! No I/O, no async, no clock: every instant is passed in as a [`jiff::Timestamp`].
-//! Secrets (webhook URLs, tokens) are only references (`env:NAME`, `file:/path`);
-//! reading them is the caller's job.
+//! - [`acklink`]: signed, expiring acknowledgement links (HMAC-SHA256).
+//! - [`page`]: what a page says and its body per contact method.
+//! - [`looptest`]: loop tests (`day2 test loop`): receivers, inhibitions, who is
+//!   on call and when escalation steps fire, for alerts at given times.
+//!
+//! These modules do no I/O, have no async and read no clock: every instant is
+//! passed in as a [`jiff::Timestamp`]. Secrets (webhook URLs, tokens) are only
+//! references (`env:NAME`, `file:/path`) there.
+//!
+//! The runtime inside `day2 serve` builds on them:
+//!
+//! - [`runtime`]: [`runtime::OnCallRuntime`], the alert hub's internal sink for
+//!   paging receivers; escalations in the state store, steps fired from the
+//!   pure plan (restart-safe), acknowledgements, the page outbox loop.
+//! - [`pager`]: one page attempt through the alert hub's delivery code (egress
+//!   allowlist, retries) or SMTP client; secrets read at send time.
 
+pub mod acklink;
 pub mod config;
 pub mod escalation;
+pub mod looptest;
+pub mod page;
+pub mod pager;
 pub mod parse;
+pub mod runtime;
 pub mod schedule;
 pub mod who;
 

@@ -5,7 +5,10 @@
 mod amapi;
 mod api;
 pub mod auth;
+pub mod day2api;
 pub mod deploy_api;
+mod incident_api;
+mod oncall_api;
 mod query;
 pub mod ratelimit;
 mod read;
@@ -27,7 +30,10 @@ use axum::routing::{get, post};
 use day2_model::{Appender, Queryable};
 use parking_lot::RwLock;
 
+pub use day2api::Day2ApiError;
 pub use deploy_api::{AutoscalingApi, DeploymentsApi};
+pub use incident_api::IncidentApi;
+pub use oncall_api::OnCallApi;
 pub use ratelimit::RateLimiter;
 pub use remediate_api::{RemediationApi, RemediationError};
 pub use selfmetrics::SelfMetrics;
@@ -153,6 +159,10 @@ pub struct ServerState {
     pub autoscaling: RwLock<Option<Arc<dyn AutoscalingApi>>>,
     /// Remediation behind `/api/day2/v1/runbooks|runs|audit` (None: not configured; 404).
     pub remediation: RwLock<Option<Arc<dyn RemediationApi>>>,
+    /// On-call behind `/api/day2/v1/oncall` and `/oncall/ack` (None: not configured, 404).
+    pub oncall: RwLock<Option<Arc<dyn OnCallApi>>>,
+    /// Incidents behind `/api/day2/v1/incidents` and the status page (None: 404).
+    pub incidents: RwLock<Option<Arc<dyn IncidentApi>>>,
     /// Re-reads and applies the configuration; `Err` leaves the old one running.
     pub reload: Arc<dyn Fn() -> ReloadFuture + Send + Sync>,
 }
@@ -179,6 +189,27 @@ pub fn router(state: Arc<ServerState>) -> Router {
             post(remediate_api::approve),
         )
         .route("/api/day2/v1/runs/{id}/reject", post(remediate_api::reject))
+        .route(
+            "/api/day2/v1/oncall/escalations/{id}/ack",
+            post(oncall_api::ack),
+        )
+        .route(
+            "/api/day2/v1/oncall/alerts/{fingerprint}/ack",
+            post(oncall_api::ack_alert),
+        )
+        .route("/api/day2/v1/incidents", post(incident_api::create))
+        .route(
+            "/api/day2/v1/incidents/{id}/{action}",
+            post(incident_api::act),
+        )
+        .route(
+            "/api/day2/v1/status/maintenances",
+            post(incident_api::put_maintenance),
+        )
+        .route(
+            "/api/day2/v1/status/maintenances/{id}",
+            axum::routing::delete(incident_api::delete_maintenance),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_mutation_auth,
@@ -229,6 +260,32 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/day2/v1/runs", get(remediate_api::runs))
         .route("/api/day2/v1/runs/{id}", get(remediate_api::run))
         .route("/api/day2/v1/audit", get(remediate_api::audit))
+        .route("/api/day2/v1/oncall/who", get(oncall_api::who))
+        .route(
+            "/api/day2/v1/oncall/escalations",
+            get(oncall_api::escalations),
+        )
+        .route(
+            "/api/day2/v1/oncall/escalations/{id}",
+            get(oncall_api::escalation),
+        )
+        // signed links: the token is the authority, a GET changes nothing
+        .route(
+            "/oncall/ack/{token}",
+            get(oncall_api::ack_link_form).post(oncall_api::ack_link_confirm),
+        )
+        .route("/api/day2/v1/incidents", get(incident_api::list))
+        .route("/api/day2/v1/incidents/{id}", get(incident_api::get))
+        .route(
+            "/api/day2/v1/incidents/{id}/postmortem",
+            get(incident_api::postmortem),
+        )
+        .route(
+            "/api/day2/v1/status/maintenances",
+            get(incident_api::maintenances),
+        )
+        .route("/status", get(incident_api::status_html))
+        .route("/status.json", get(incident_api::status_json))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "day2 is Healthy.\n" }))
         .route("/-/ready", get(|| async { "day2 is Ready.\n" }))

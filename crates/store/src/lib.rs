@@ -17,6 +17,8 @@
 
 pub mod autoscale;
 pub mod deploy;
+pub mod incident;
+pub mod oncall;
 pub mod remediate;
 
 use std::path::Path;
@@ -118,6 +120,8 @@ pub const COMPONENTS: &[(&str, &[&str])] = &[
     ("autoscale", autoscale::MIGRATIONS),
     // remediation: runs, audit log, breakers, handled triggers
     ("remediate", remediate::MIGRATIONS),
+    ("oncall", oncall::MIGRATIONS),
+    ("incident", incident::MIGRATIONS),
 ];
 
 /// A stored alert.

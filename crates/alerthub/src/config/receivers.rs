@@ -441,6 +441,17 @@ pub struct EmailConfig {
 }
 
 impl EmailConfig {
+    /// An email to `to` with every other setting from the global `smtp_*`
+    /// defaults (for day2 features that send email outside a receiver);
+    /// errors name the missing global setting.
+    pub fn from_global(to: &str, g: &GlobalConfig) -> Result<EmailConfig, String> {
+        let mut c: EmailConfig =
+            serde_json::from_value(serde_json::json!({ "to": to })).map_err(|e| e.to_string())?;
+        c.resolve(g, "global")
+            .map_err(|(field, msg)| format!("{field}: {msg}"))?;
+        Ok(c)
+    }
+
     pub fn send_resolved(&self) -> bool {
         sr(self.send_resolved, false)
     }
