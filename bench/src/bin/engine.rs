@@ -90,7 +90,9 @@ fn run(
     )?;
     let t0 = Instant::now();
     let mut err = None;
-    ds.generate(steps, step_ms, end, |t, values| {
+    let mut data = ds.steps(end - (steps as i64 - 1) * step_ms, step_ms);
+    for _ in 0..steps {
+        let (t, values) = data.next();
         let batch: Vec<TimeSeries> = ds
             .labels
             .iter()
@@ -103,7 +105,7 @@ fn run(
         if let Err(e) = db.append(batch) {
             err = Some(e);
         }
-    });
+    }
     if let Some(e) = err {
         return Err(e.into());
     }
