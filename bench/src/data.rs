@@ -167,6 +167,7 @@ impl DataSet {
                 let series: Vec<TimeSeries> = part
                     .iter()
                     .map(|&i| TimeSeries {
+                        histograms: Vec::new(),
                         labels: self.labels[i].clone(),
                         samples: vec![Sample::new(t, values[i])],
                     })

@@ -98,6 +98,7 @@ fn run(
             .iter()
             .zip(values)
             .map(|(l, v)| TimeSeries {
+                histograms: Vec::new(),
                 labels: l.clone(),
                 samples: vec![Sample::new(t, *v)],
             })

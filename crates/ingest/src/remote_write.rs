@@ -133,6 +133,7 @@ pub fn decode(body: &[u8], limits: DecodeLimits) -> Result<Vec<TimeSeries>, Deco
             .map(|s| Sample::new(s.timestamp, s.value))
             .collect();
         out.push(TimeSeries {
+            histograms: Vec::new(),
             labels: Labels::from_sorted_unchecked(labels),
             samples,
         });
@@ -184,6 +185,7 @@ mod tests {
 
     fn ts(pairs: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
         TimeSeries {
+            histograms: Vec::new(),
             labels: Labels::from_pairs(pairs.iter().copied()),
             samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
         }

@@ -679,6 +679,7 @@ impl Ctx {
                                 held += samples.len();
                                 index.insert(s.labels.clone(), series.len());
                                 series.push(Series {
+                                    histograms: Vec::new(),
                                     labels: s.labels,
                                     samples,
                                 });
@@ -690,6 +691,7 @@ impl Ctx {
                     }
                 }
                 Val::Scalar(v) => series.push(Series {
+                    histograms: Vec::new(),
                     labels: Labels::empty(),
                     samples: v
                         .iter()

@@ -48,6 +48,7 @@ impl Queryable for MemStore {
         Ok(self
             .matching(matchers)
             .map(|(l, s)| Series {
+                histograms: Vec::new(),
                 labels: l.clone(),
                 samples: s
                     .iter()

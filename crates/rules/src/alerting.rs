@@ -220,12 +220,14 @@ impl AlertingRule {
             b.set(METRIC_NAME, "ALERTS");
             b.set("alertstate", a.state.as_str());
             out.push(TimeSeries {
+                histograms: Vec::new(),
                 labels: b.build(),
                 samples: vec![day2_model::Sample::new(ts, 1.0)],
             });
             let mut b = a.labels.to_builder();
             b.set(METRIC_NAME, "ALERTS_FOR_STATE");
             out.push(TimeSeries {
+                histograms: Vec::new(),
                 labels: b.build(),
                 samples: vec![day2_model::Sample::new(ts, (a.active_at / 1000) as f64)],
             });

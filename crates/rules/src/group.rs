@@ -254,6 +254,7 @@ impl Group {
                 let mut batch = series;
                 for gone in entry.prev_series.difference(&now) {
                     batch.push(TimeSeries {
+                        histograms: Vec::new(),
                         labels: gone.clone(),
                         samples: vec![Sample::new(at, STALE_NAN)],
                     });
@@ -369,6 +370,7 @@ fn eval_rule(
                     );
                 }
                 out.push(TimeSeries {
+                    histograms: Vec::new(),
                     labels,
                     samples: vec![Sample::new(at, s.v)],
                 });

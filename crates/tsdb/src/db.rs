@@ -529,12 +529,14 @@ impl Db {
                         let samples = s.samples(mint, maxt);
                         if !samples.is_empty() {
                             out.push(TimeSeries {
+                                histograms: Vec::new(),
                                 labels: s.labels.clone(),
                                 samples,
                             });
                         }
                     } else if s.has_samples_in(mint, maxt) {
                         out.push(TimeSeries {
+                            histograms: Vec::new(),
                             labels: s.labels.clone(),
                             samples: Vec::new(),
                         });
@@ -589,7 +591,11 @@ impl Db {
                     samples.sort_by_key(|s| s.t);
                     samples.dedup_by_key(|s| s.t);
                 }
-                TimeSeries { labels, samples }
+                TimeSeries {
+                    labels,
+                    samples,
+                    histograms: Vec::new(),
+                }
             })
             .collect()
     }

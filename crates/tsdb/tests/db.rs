@@ -19,6 +19,7 @@ fn opts() -> Options {
 
 fn ts(name: &str, job: &str, samples: impl IntoIterator<Item = (i64, f64)>) -> TimeSeries {
     TimeSeries {
+        histograms: Vec::new(),
         labels: Labels::from_pairs([("__name__", name), ("job", job)]),
         samples: samples
             .into_iter()
@@ -201,6 +202,7 @@ fn matchers_select_like_prometheus() {
         ts("up", "a", [(1, 1.0)]),
         ts("up", "b", [(1, 1.0)]),
         TimeSeries {
+            histograms: Vec::new(),
             labels: Labels::from_pairs([("__name__", "up"), ("job", "c"), ("env", "prod")]),
             samples: vec![Sample::new(1, 0.0)],
         },
