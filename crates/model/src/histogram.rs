@@ -692,7 +692,8 @@ impl FloatHistogram {
         if positive { (lo, hi) } else { (-hi, -lo) }
     }
 
-    fn bucket_at(&self, idx: i32, count: f64, positive: bool) -> Bucket {
+    /// Bucket `idx` of one side with its bounds (not clipped at the zero bucket).
+    pub fn bucket_at(&self, idx: i32, count: f64, positive: bool) -> Bucket {
         let (lower, upper) = self.bounds(idx, positive);
         let (lower_inclusive, upper_inclusive) = if self.uses_custom_buckets() {
             (idx == 0, true)

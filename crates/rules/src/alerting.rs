@@ -336,6 +336,7 @@ mod tests {
 
     fn sample(inst: &str, v: f64) -> VecSample {
         VecSample {
+            h: None,
             labels: Labels::from_pairs([("__name__", "x"), ("instance", inst)]),
             v,
         }
@@ -462,10 +463,12 @@ mod tests {
         let env = Env::empty();
         let mut r = rule(0, 0);
         let s1 = VecSample {
+            h: None,
             labels: Labels::from_pairs([("__name__", "x"), ("instance", "a")]),
             v: 1.0,
         };
         let s2 = VecSample {
+            h: None,
             labels: Labels::from_pairs([("__name__", "y"), ("instance", "a")]),
             v: 1.0,
         };

@@ -336,6 +336,7 @@ fn eval_rule(
     let vector = match result.value {
         Value::Vector(_, v) => v,
         Value::Scalar(_, v) => vec![VecSample {
+            h: None,
             labels: Labels::empty(),
             v,
         }],
@@ -369,10 +370,14 @@ fn eval_rule(
                             .into(),
                     );
                 }
-                out.push(TimeSeries {
-                    histograms: Vec::new(),
-                    labels,
-                    samples: vec![Sample::new(at, s.v)],
+                // a native-histogram result is recorded as a histogram sample
+                out.push(match s.h {
+                    Some(h) => TimeSeries {
+                        histograms: vec![day2_model::HistogramSample { t: at, h }],
+                        labels,
+                        samples: vec![],
+                    },
+                    None => TimeSeries::new(labels, vec![Sample::new(at, s.v)]),
                 });
             }
             if limit > 0 && out.len() > limit {
