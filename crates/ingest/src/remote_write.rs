@@ -303,9 +303,29 @@ fn from_wire(h: pb::Histogram) -> Result<FloatHistogram, String> {
     Ok(fh)
 }
 
-/// A float histogram as a wire float histogram.
+/// A histogram on the wire: as an integer histogram (delta-encoded buckets)
+/// when every count is a whole number, as receivers that only take integer
+/// histograms (Prometheus 2.x) need; else as a float histogram.
 fn to_wire(t: i64, h: &FloatHistogram) -> pb::Histogram {
     use pb::histogram::{Count, ZeroCount};
+    let whole = |v: f64| v >= 0.0 && v.fract() == 0.0 && v < 9.0e15;
+    let integral = whole(h.count)
+        && whole(h.zero_count)
+        && h.positive_buckets
+            .iter()
+            .chain(&h.negative_buckets)
+            .all(|v| whole(*v));
+    let deltas = |b: &[f64]| -> Vec<i64> {
+        let mut prev = 0i64;
+        b.iter()
+            .map(|v| {
+                let c = *v as i64;
+                let d = c - prev;
+                prev = c;
+                d
+            })
+            .collect()
+    };
     let wire_spans = |s: &[Span]| -> Vec<pb::BucketSpan> {
         s.iter()
             .map(|s| pb::BucketSpan {
@@ -314,18 +334,44 @@ fn to_wire(t: i64, h: &FloatHistogram) -> pb::Histogram {
             })
             .collect()
     };
+    let (count, zero_count) = if integral {
+        (
+            Count::CountInt(h.count as u64),
+            ZeroCount::ZeroCountInt(h.zero_count as u64),
+        )
+    } else {
+        (
+            Count::CountFloat(h.count),
+            ZeroCount::ZeroCountFloat(h.zero_count),
+        )
+    };
+    let (neg_d, neg_c, pos_d, pos_c) = if integral {
+        (
+            deltas(&h.negative_buckets),
+            Vec::new(),
+            deltas(&h.positive_buckets),
+            Vec::new(),
+        )
+    } else {
+        (
+            Vec::new(),
+            h.negative_buckets.clone(),
+            Vec::new(),
+            h.positive_buckets.clone(),
+        )
+    };
     pb::Histogram {
-        count: Some(Count::CountFloat(h.count)),
+        count: Some(count),
         sum: h.sum,
         schema: h.schema,
         zero_threshold: h.zero_threshold,
-        zero_count: Some(ZeroCount::ZeroCountFloat(h.zero_count)),
+        zero_count: Some(zero_count),
         negative_spans: wire_spans(&h.negative_spans),
-        negative_deltas: Vec::new(),
-        negative_counts: h.negative_buckets.clone(),
+        negative_deltas: neg_d,
+        negative_counts: neg_c,
         positive_spans: wire_spans(&h.positive_spans),
-        positive_deltas: Vec::new(),
-        positive_counts: h.positive_buckets.clone(),
+        positive_deltas: pos_d,
+        positive_counts: pos_c,
         reset_hint: match h.hint {
             CounterResetHint::Unknown => 0,
             CounterResetHint::Reset => 1,
