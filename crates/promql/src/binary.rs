@@ -69,6 +69,9 @@ fn hist_elem(
         Res::H(Arc::new(x))
     };
     let res = match (l, r) {
+        (Side::H(h), Side::F(f)) if matches!(op, Op::TrimBelow | Op::TrimAbove) => {
+            Res::H(Arc::new(crate::nativehist::trim(h, f, op == Op::TrimBelow)))
+        }
         (Side::F(f), Side::H(h)) if op == Op::Mul => scaled(h, f, false),
         (Side::H(h), Side::F(f)) if op == Op::Mul => scaled(h, f, false),
         (Side::H(h), Side::F(f)) if op == Op::Div => scaled(h, f, true),
@@ -148,6 +151,10 @@ enum Op {
     Lt,
     Ge,
     Le,
+    /// `</`: keeps the observations of a histogram below a cut
+    TrimBelow,
+    /// `>/`: keeps the observations of a histogram above a cut
+    TrimAbove,
     Other,
 }
 
@@ -187,6 +194,8 @@ impl Op {
             Op::Pow => return (l.powf(r), true),
             Op::Atan2 => return (l.atan2(r), true),
             Op::Other => return (f64::NAN, true),
+            // floats have no observations to trim (they never get here)
+            Op::TrimBelow | Op::TrimAbove => return (l, false),
             Op::Eq => l == r,
             Op::Ne => l != r,
             Op::Gt => l > r,
@@ -210,24 +219,65 @@ pub(crate) fn eval(ctx: &mut Ctx, b: &BinaryExpr, g: &Grid) -> Result<Val, Error
     let op = Op::parse(&op_s);
     let cmp = is_comparison(&op_s);
     let drop = !cmp || return_bool;
+    eval_values(ctx, b, g, op, &op_s, lhs, rhs, return_bool, drop)
+}
+
+/// The trim operators `</` (`keep_below`) and `>/`, rewritten as the binary
+/// operation `b` (see `rewrite`): histogram samples on the left are cut at
+/// the float on the right (vector matching as for arithmetic; the metric
+/// name stays, as for comparisons); float samples on the left drop out.
+pub(crate) fn eval_trim(
+    ctx: &mut Ctx,
+    b: &BinaryExpr,
+    g: &Grid,
+    keep_below: bool,
+) -> Result<Val, Error> {
+    let mut lhs = ctx.eval(&b.lhs, g)?;
+    let rhs = ctx.eval(&b.rhs, g)?;
+    if let Val::Vector(v) = &mut lhs {
+        v.retain(|s| s.hist.is_some());
+        for s in v.iter_mut() {
+            s.vals.fill(ABSENT);
+        }
+    }
+    let (op, op_s) = if keep_below {
+        (Op::TrimBelow, "</")
+    } else {
+        (Op::TrimAbove, ">/")
+    };
+    eval_values(ctx, b, g, op, op_s, lhs, rhs, false, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval_values(
+    ctx: &mut Ctx,
+    b: &BinaryExpr,
+    g: &Grid,
+    op: Op,
+    op_s: &str,
+    lhs: Val,
+    rhs: Val,
+    return_bool: bool,
+    drop: bool,
+) -> Result<Val, Error> {
     let at = ctx.binary_at(b);
     let mut notes = Notes::default();
     let (mut lhs, mut rhs) = (lhs, rhs);
     // histogram slots of a vector-scalar operation first; the floats follow
     if let (Val::Vector(v), Val::Scalar(r)) = (&mut lhs, &rhs) {
-        hist_scalar(v, r, op, &op_s, false, return_bool, &mut notes);
+        hist_scalar(v, r, op, op_s, false, return_bool, &mut notes);
     }
     if let (Val::Scalar(l), Val::Vector(v)) = (&lhs, &mut rhs) {
-        hist_scalar(v, l, op, &op_s, true, return_bool, &mut notes);
+        hist_scalar(v, l, op, op_s, true, return_bool, &mut notes);
     }
     let res = match (lhs, rhs) {
         (Val::Vector(l), Val::Vector(r))
             if l.iter().chain(&r).any(|s| s.hist.is_some())
-                && !matches!(op_s.as_str(), "and" | "or" | "unless") =>
+                && !matches!(op_s, "and" | "or" | "unless") =>
         {
             vector_binop(
                 ctx,
-                &op_s,
+                op_s,
                 op,
                 l,
                 r,
@@ -238,7 +288,7 @@ pub(crate) fn eval(ctx: &mut Ctx, b: &BinaryExpr, g: &Grid) -> Result<Val, Error
                 Some(&mut notes),
             )
         }
-        other => eval_floats(ctx, &op_s, op, other, b, return_bool, drop, g),
+        other => eval_floats(ctx, op_s, op, other, b, return_bool, drop, g),
     };
     ctx.notes(notes, at);
     res

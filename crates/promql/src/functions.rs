@@ -377,6 +377,23 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+/// Whether `e` is the marker argument of a rewritten trim operator: Some(true)
+/// for `</`, Some(false) for `>/` (see `rewrite`).
+fn trim_mark(e: &Expr) -> Option<bool> {
+    let Expr::NumberLiteral(n) = e else {
+        return None;
+    };
+    let bits = n.val.to_bits();
+    let is = |m: &str| m.parse::<f64>().is_ok_and(|x| x.to_bits() == bits);
+    if is(crate::rewrite::TRIM_UPPER_MARK) {
+        Some(true)
+    } else if is(crate::rewrite::TRIM_LOWER_MARK) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// Applies `f(value, step)` to every float slot; labels lose `__name__` once
 /// per series. Histogram samples are left out (as Prometheus's float functions do).
 fn map_vector(mut v: Vec<VSeries>, f: impl Fn(f64, usize) -> f64) -> Val {
@@ -1430,6 +1447,17 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                 vec![1.0; g.n]
             };
             map_vector(v, |x, i| round_to(x, to[i]))
+        }
+        "clamp" if trim_mark(a(2)).is_some() => {
+            let keep_below = trim_mark(a(2)) == Some(true);
+            let mut e = a(0);
+            while let Expr::Paren(p) = e {
+                e = &p.expr;
+            }
+            let Expr::Binary(b) = e else {
+                unreachable!("the rewritten trim operator wraps a binary operation")
+            };
+            crate::binary::eval_trim(ctx, b, g, keep_below)?
         }
         "clamp" => {
             let v = arg_vector(ctx, a(0), g)?;

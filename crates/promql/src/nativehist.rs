@@ -276,6 +276,147 @@ pub(crate) fn fraction(
     (upper_rank - lower_rank) / h.count
 }
 
+/// The trim operators: `h </ c` (`keep_below`) keeps the observations below
+/// `c`, `h >/ c` those above. A bucket the cut falls in keeps the share on
+/// the kept side (interpolated as [`fraction`] interpolates). When anything is
+/// cut, the sum is estimated anew from the kept buckets (each at its
+/// geometric mean, custom buckets and the zero bucket at their middle); when
+/// nothing is, the histogram is returned as it is.
+pub(crate) fn trim(h: &FloatHistogram, c: f64, keep_below: bool) -> FloatHistogram {
+    if c.is_nan() || (keep_below && c == f64::INFINITY) || (!keep_below && c == f64::NEG_INFINITY) {
+        return h.clone();
+    }
+    let custom = h.uses_custom_buckets();
+    // (kept count, its representative value) of a bucket [l, u] whose share
+    // is interpolated linearly or on a log scale
+    let cut = |l: f64, u: f64, n: f64, log: bool| -> (f64, f64) {
+        let full_below = u <= c;
+        let none_below = l >= c;
+        let (full, none) = if keep_below {
+            (full_below, none_below)
+        } else {
+            (none_below, full_below)
+        };
+        let rep = |a: f64, b: f64| -> f64 {
+            if log {
+                let g = (a * b).abs().sqrt();
+                if b <= 0.0 { -g } else { g }
+            } else {
+                (a + b) / 2.0
+            }
+        };
+        if full {
+            return (n, rep(l, u));
+        }
+        if none {
+            return (0.0, 0.0);
+        }
+        let below = if log {
+            if l > 0.0 {
+                (c.log2() - l.log2()) / (u.log2() - l.log2())
+            } else {
+                (l.abs().log2() - c.abs().log2()) / (l.abs().log2() - u.abs().log2())
+            }
+        } else {
+            (c - l) / (u - l)
+        };
+        if keep_below {
+            (n * below, rep(l, c))
+        } else {
+            (n * (1.0 - below), rep(c, u))
+        }
+    };
+    let mut out = h.clone();
+    let mut trimmed = false;
+    let mut count = 0.0;
+    let mut sum = 0.0;
+    let mut keep = |n: f64, kept: (f64, f64), trimmed: &mut bool| -> f64 {
+        if kept.0 != n {
+            *trimmed = true;
+        }
+        count += kept.0;
+        sum += kept.0 * kept.1;
+        kept.0
+    };
+    if custom {
+        let bounds = &h.custom_values;
+        let list: Vec<(i32, f64)> = h
+            .bucket_list(true)
+            .into_iter()
+            .map(|(idx, n)| {
+                let u = bounds.get(idx as usize).copied().unwrap_or(f64::INFINITY);
+                let l = if idx == 0 {
+                    f64::NEG_INFINITY
+                } else {
+                    bounds[idx as usize - 1]
+                };
+                let kept = match (l == f64::NEG_INFINITY, u == f64::INFINITY) {
+                    // one bucket for everything: no share can be told
+                    (true, true) => (0.0, 0.0),
+                    // the +Inf bucket: kept whole above a cut, never below one
+                    (false, true) if keep_below => (0.0, 0.0),
+                    (false, true) if c == f64::INFINITY => (0.0, 0.0),
+                    (false, true) => (n, l.max(c)),
+                    // the first bucket of positive bounds spans [0, u]
+                    (true, false) if u > 0.0 => {
+                        if !keep_below && c < 0.0 {
+                            (0.0, 0.0)
+                        } else {
+                            cut(0.0, u, n, false)
+                        }
+                    }
+                    // a first bucket down to -Inf: kept whole below a cut in it
+                    (true, false) if keep_below => (n, u.min(c)),
+                    (true, false) => {
+                        if u <= c {
+                            (0.0, 0.0)
+                        } else if c == f64::NEG_INFINITY {
+                            (n, u)
+                        } else {
+                            (0.0, 0.0)
+                        }
+                    }
+                    (false, false) => cut(l, u, n, false),
+                };
+                (idx, keep(n, kept, &mut trimmed))
+            })
+            .collect();
+        out.set_bucket_list(true, &list);
+    } else {
+        let zt = h.zero_threshold;
+        let schema = h.schema;
+        for positive in [false, true] {
+            let list: Vec<(i32, f64)> = h
+                .bucket_list(positive)
+                .into_iter()
+                .map(|(idx, n)| {
+                    let (lo, hi) = (
+                        day2_model::histogram::exponential_bound(idx - 1, schema).max(zt),
+                        day2_model::histogram::exponential_bound(idx, schema),
+                    );
+                    let (l, u) = if positive { (lo, hi) } else { (-hi, -lo) };
+                    (idx, keep(n, cut(l, u, n, true), &mut trimmed))
+                })
+                .collect();
+            out.set_bucket_list(positive, &list);
+        }
+        // the zero bucket leans to the side that has buckets
+        let (zl, zu) = match (h.negative_buckets.is_empty(), h.positive_buckets.is_empty()) {
+            (true, false) => (0.0, zt),
+            (false, true) => (-zt, 0.0),
+            _ => (-zt, zt),
+        };
+        out.zero_count = keep(h.zero_count, cut(zl, zu, h.zero_count, false), &mut trimmed);
+    }
+    if !trimmed {
+        return h.clone();
+    }
+    out.count = count;
+    out.sum = sum;
+    out.compact();
+    out
+}
+
 /// The variance of a histogram's observations, each bucket standing for its
 /// geometric mean (arithmetic for custom buckets, 0 in the zero bucket).
 pub(crate) fn variance(h: &FloatHistogram) -> f64 {
