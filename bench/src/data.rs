@@ -109,18 +109,12 @@ impl DataSet {
         DataSet { labels, kinds }
     }
 
-    /// Calls `f(t, values)` for every step of the series, oldest first (the
-    /// same values whatever the consumer).
-    pub fn generate(
-        &self,
-        steps: usize,
-        step_ms: i64,
-        end_ms: i64,
-        mut f: impl FnMut(i64, &[f64]),
-    ) {
-        let start = end_ms - (steps as i64 - 1) * step_ms;
+    /// Every series' values step by step from `start_ms` (the same values
+    /// whatever the consumer); it can go on after the historical steps (the
+    /// rules benchmark keeps the data live that way).
+    pub fn steps(&self, start_ms: i64, step_ms: i64) -> Steps {
         let mut rng = Rng(0x5eed_1234_abcd_0001);
-        let mut values: Vec<f64> = self
+        let values = self
             .kinds
             .iter()
             .map(|k| match k {
@@ -128,20 +122,18 @@ impl DataSet {
                 Kind::Gauge(level) => *level,
             })
             .collect();
-        for step in 0..steps {
-            let t = start + step as i64 * step_ms;
-            for (i, k) in self.kinds.iter().enumerate() {
-                values[i] = match k {
-                    // integer increments like real counters; some steps without change
-                    Kind::Counter(rate) => values[i] + (rng.unit() * rate * 2.0).floor(),
-                    Kind::Gauge(level) => (level * (0.9 + 0.2 * rng.unit())).round(),
-                };
-            }
-            f(t, &values);
+        Steps {
+            kinds: self.kinds.clone(),
+            rng,
+            values,
+            next_t: start_ms,
+            step_ms,
         }
     }
 
-    /// Encoded request bodies per shard, each shard in time order.
+    /// Encoded request bodies per shard, each shard in time order, for the
+    /// `steps` steps ending at `end_ms`; also the generator positioned at the
+    /// step after them.
     pub fn requests(
         &self,
         steps: usize,
@@ -149,23 +141,97 @@ impl DataSet {
         end_ms: i64,
         shards: usize,
         per_request: usize,
-    ) -> Vec<Vec<Vec<u8>>> {
+    ) -> (Vec<Vec<Vec<u8>>>, Steps) {
         let mut out = vec![Vec::new(); shards];
-        self.generate(steps, step_ms, end_ms, |t, values| {
-            for (shard, reqs) in out.iter_mut().enumerate() {
-                let idx: Vec<usize> = (shard..self.labels.len()).step_by(shards).collect();
-                for part in idx.chunks(per_request) {
-                    let series: Vec<TimeSeries> = part
-                        .iter()
-                        .map(|&i| TimeSeries {
-                            labels: self.labels[i].clone(),
-                            samples: vec![Sample::new(t, values[i])],
-                        })
-                        .collect();
-                    reqs.push(day2_ingest::remote_write::encode(&series));
-                }
+        let mut steps_gen = self.steps(end_ms - (steps as i64 - 1) * step_ms, step_ms);
+        for _ in 0..steps {
+            let (t, values) = steps_gen.next();
+            self.encode_step(t, values, per_request, &mut out);
+        }
+        (out, steps_gen)
+    }
+
+    /// Appends one step's requests to each shard of `out` (series `i` goes to
+    /// shard `i % out.len()`, at most `per_request` samples per request).
+    pub fn encode_step(
+        &self,
+        t: i64,
+        values: &[f64],
+        per_request: usize,
+        out: &mut [Vec<Vec<u8>>],
+    ) {
+        let shards = out.len();
+        for (shard, reqs) in out.iter_mut().enumerate() {
+            let idx: Vec<usize> = (shard..self.labels.len()).step_by(shards).collect();
+            for part in idx.chunks(per_request) {
+                let series: Vec<TimeSeries> = part
+                    .iter()
+                    .map(|&i| TimeSeries {
+                        histograms: Vec::new(),
+                        labels: self.labels[i].clone(),
+                        samples: vec![Sample::new(t, values[i])],
+                    })
+                    .collect();
+                reqs.push(day2_ingest::remote_write::encode(&series));
             }
-        });
-        out
+        }
+    }
+}
+
+/// The data set's values step by step (deterministic: the same seed every time).
+pub struct Steps {
+    kinds: Vec<Kind>,
+    rng: Rng,
+    values: Vec<f64>,
+    next_t: i64,
+    step_ms: i64,
+}
+
+impl Steps {
+    /// The timestamp of the step [`Steps::next`] produces next.
+    pub fn next_t(&self) -> i64 {
+        self.next_t
+    }
+
+    /// The next step: its timestamp and every series' value.
+    pub fn next(&mut self) -> (i64, &[f64]) {
+        for (v, k) in self.values.iter_mut().zip(&self.kinds) {
+            *v = match k {
+                // integer increments like real counters; some steps without change
+                Kind::Counter(rate) => *v + (self.rng.unit() * rate * 2.0).floor(),
+                Kind::Gauge(level) => (level * (0.9 + 0.2 * self.rng.unit())).round(),
+            };
+        }
+        let t = self.next_t;
+        self.next_t += self.step_ms;
+        (t, &self.values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataSet;
+
+    #[test]
+    fn steps_go_on_where_the_historical_data_ends() {
+        let ds = DataSet::new(120);
+        let mut all = ds.steps(1_000_000, 15_000);
+        let long: Vec<(i64, Vec<f64>)> = (0..7)
+            .map(|_| {
+                let (t, v) = all.next();
+                (t, v.to_vec())
+            })
+            .collect();
+        let (reqs, mut steps_gen) = ds.requests(5, 15_000, 1_000_000 + 4 * 15_000, 2, 50);
+        assert_eq!(reqs.len(), 2);
+        assert_eq!(
+            reqs[0].len(),
+            5 * 2,
+            "60 series per shard in requests of 50"
+        );
+        for want in &long[5..] {
+            let (t, v) = steps_gen.next();
+            assert_eq!((t, v), (want.0, want.1.as_slice()));
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod data;
+mod live;
 mod rules;
 mod target;
 
@@ -264,29 +265,9 @@ async fn run(
 ) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let steps = args.minutes * 60 / args.step_seconds;
-    let ds = data::DataSet::new(args.series);
+    let ds = Arc::new(data::DataSet::new(args.series));
     let total = (ds.labels.len() * steps) as u64;
-    let end = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
-    eprintln!(
-        "encoding {} series x {steps} steps = {total} samples in requests of {} ...",
-        ds.labels.len(),
-        args.batch
-    );
-    let shards = Arc::new(ds.requests(
-        steps,
-        args.step_seconds as i64 * 1000,
-        end,
-        args.concurrency,
-        args.batch.max(1),
-    ));
-    let bytes: usize = shards.iter().flatten().map(|r| r.len()).sum();
-    eprintln!(
-        "{} requests, {:.1} MiB compressed",
-        shards.iter().map(|s| s.len()).sum::<usize>(),
-        bytes as f64 / 1048576.0
-    );
+    let step_ms = args.step_seconds as i64 * 1000;
     let expected_mem = ds
         .labels
         .iter()
@@ -304,6 +285,25 @@ async fn run(
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
+        // each target gets the data set ending now, so that its rules see data
+        // as fresh as the other's (see bench/README.md, Rules)
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64;
+        eprintln!(
+            "{name}: encoding {} series x {steps} steps = {total} samples in requests of {} ...",
+            ds.labels.len(),
+            args.batch
+        );
+        let (shards, live_steps) =
+            ds.requests(steps, step_ms, end, args.concurrency, args.batch.max(1));
+        let shards = Arc::new(shards);
+        let bytes: usize = shards.iter().flatten().map(|r| r.len()).sum();
+        eprintln!(
+            "{} requests, {:.1} MiB compressed",
+            shards.iter().map(|s| s.len()).sum::<usize>(),
+            bytes as f64 / 1048576.0
+        );
         let mut srv = match target::Server::start(name, &args.day2_bin) {
             Ok(s) => s,
             Err(e) => {
@@ -368,9 +368,22 @@ async fn run(
         }
         if let Some((n, rounds)) = rule_load.filter(|_| name != "victoriametrics") {
             eprintln!("{name}: evaluating {n} alerting rules ...");
+            let writer = live::spawn(
+                client.clone(),
+                url.clone(),
+                ds.clone(),
+                live_steps,
+                args.concurrency,
+                args.batch.max(1),
+            );
+            let timing = rules::measure(&client, &srv, n, rounds).await;
+            let live_errors = writer.stop().await;
             rule_rows.push((
                 name.to_string(),
-                rules::measure(&client, &srv, n, rounds).await,
+                timing.and_then(|t| {
+                    anyhow::ensure!(live_errors == 0, "{live_errors} live writes failed");
+                    Ok(t)
+                }),
             ));
         }
         let row = Row {

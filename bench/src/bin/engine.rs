@@ -90,12 +90,15 @@ fn run(
     )?;
     let t0 = Instant::now();
     let mut err = None;
-    ds.generate(steps, step_ms, end, |t, values| {
+    let mut data = ds.steps(end - (steps as i64 - 1) * step_ms, step_ms);
+    for _ in 0..steps {
+        let (t, values) = data.next();
         let batch: Vec<TimeSeries> = ds
             .labels
             .iter()
             .zip(values)
             .map(|(l, v)| TimeSeries {
+                histograms: Vec::new(),
                 labels: l.clone(),
                 samples: vec![Sample::new(t, *v)],
             })
@@ -103,7 +106,7 @@ fn run(
         if let Err(e) = db.append(batch) {
             err = Some(e);
         }
-    });
+    }
     if let Some(e) = err {
         return Err(e.into());
     }

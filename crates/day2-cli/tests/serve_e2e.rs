@@ -516,3 +516,92 @@ fn inline_secrets_are_refused_by_check_config() {
     assert!(err.contains(":5: server.auth.tokens[0].token:"), "{err}");
     assert!(!err.contains("plain-text-secret-value"), "{err}");
 }
+
+#[tokio::test]
+async fn native_histograms_go_in_by_remote_write_and_come_out_of_the_query_api() {
+    use day2_model::{FloatHistogram, HistogramSample, TimeSeries};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Day2::start(tmp.path(), &base_config("")).await;
+    let t0 = (now_ms() - 120_000) / 1000 * 1000;
+    let hist = |k: f64| {
+        let mut h = FloatHistogram::empty(0);
+        h.count = 4.0 * k;
+        h.sum = 6.0 * k;
+        h.set_bucket_list(true, &[(0, k), (1, 2.0 * k), (2, k)]);
+        h
+    };
+    let series = TimeSeries {
+        labels: day2_model::Labels::from_pairs([("__name__", "rpc_seconds"), ("job", "api")]),
+        samples: vec![],
+        histograms: (0..5)
+            .map(|i| HistogramSample::new(t0 + i * 15_000, hist(i as f64 + 1.0)))
+            .collect(),
+    };
+    let (status, body) = d.remote_write(&[series]).await;
+    assert_eq!(status, 204, "{body}");
+
+    // an instant vector of a histogram: Prometheus's "histogram" shape
+    let at = (t0 + 60_000) / 1000;
+    let v = d
+        .get_json(&format!("/api/v1/query?query=rpc_seconds&time={at}"))
+        .await;
+    let s = &v["data"]["result"][0];
+    assert_eq!(s["metric"]["job"], "api", "{v}");
+    assert_eq!(s["histogram"][1]["count"], "20", "{v}");
+    assert_eq!(s["histogram"][1]["sum"], "30", "{v}");
+    assert_eq!(
+        s["histogram"][1]["buckets"],
+        serde_json::json!([
+            [0, "0.5", "1", "5"],
+            [0, "1", "2", "10"],
+            [0, "2", "4", "5"]
+        ])
+    );
+    assert!(s.get("value").is_none(), "{v}");
+
+    // functions over histograms give floats
+    let v = d
+        .get_json(&format!(
+            "/api/v1/query?query=histogram_count(rate(rpc_seconds[1m]))&time={at}"
+        ))
+        .await;
+    let rate: f64 = v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 4 more observations every 15 s
+    assert!((rate - 4.0 / 15.0).abs() < 1e-9, "{v}");
+    let v = d
+        .get_json(&format!(
+            "/api/v1/query?query=histogram_quantile(0.5,rpc_seconds)&time={at}"
+        ))
+        .await;
+    let q: f64 = v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((q - 2f64.sqrt()).abs() < 1e-9, "{v}");
+
+    // a range query: "histograms" instead of "values"
+    let v = d
+        .get_json(&format!(
+            "/api/v1/query_range?query=rpc_seconds&start={}&end={at}&step=15",
+            t0 / 1000
+        ))
+        .await;
+    let s = &v["data"]["result"][0];
+    assert_eq!(s["histograms"].as_array().unwrap().len(), 5, "{v}");
+    assert!(s.get("values").is_none(), "{v}");
+
+    // a histogram where a float already is: refused, the rest kept
+    let clash = TimeSeries {
+        labels: day2_model::Labels::from_pairs([("__name__", "rpc_seconds"), ("job", "api")]),
+        samples: vec![day2_model::Sample::new(t0, 1.0)],
+        histograms: vec![],
+    };
+    let (status, body) = d.remote_write(&[clash]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("conflict"), "{body}");
+}

@@ -1,5 +1,9 @@
 //! Samples and the staleness marker.
 
+use std::sync::Arc;
+
+use crate::histogram::FloatHistogram;
+
 /// Bit pattern Prometheus uses to mark a series stale (a signalling NaN that
 /// arithmetic never produces, so it cannot collide with a real NaN value).
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -28,6 +32,20 @@ impl Sample {
     /// recognise duplicate writes of NaN or stale markers).
     pub fn bitwise_eq(&self, other: &Sample) -> bool {
         self.t == other.t && self.v.to_bits() == other.v.to_bits()
+    }
+}
+
+/// One native-histogram sample: milliseconds since the Unix epoch and a
+/// histogram (shared: readers hand the same histogram to every step that sees it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    pub t: i64,
+    pub h: Arc<FloatHistogram>,
+}
+
+impl HistogramSample {
+    pub fn new(t: i64, h: FloatHistogram) -> Self {
+        HistogramSample { t, h: Arc::new(h) }
     }
 }
 

@@ -4,13 +4,36 @@
 //! [`Queryable`]. The embedded TSDB implements both; a remote
 //! Prometheus-compatible backend can implement them too.
 
-use crate::{Labels, Matcher, Sample};
+use crate::{HistogramSample, Labels, Matcher, Sample};
 
-/// One series and its samples, in time order, as written by a producer.
-#[derive(Debug, Clone, PartialEq)]
+/// One series and its samples, in time order, as written by a producer. A
+/// series may hold float and native-histogram samples (one kind per
+/// timestamp, as in Prometheus); each list is in time order.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TimeSeries {
     pub labels: Labels,
     pub samples: Vec<Sample>,
+    pub histograms: Vec<HistogramSample>,
+}
+
+impl TimeSeries {
+    /// A series of float samples.
+    pub fn new(labels: Labels, samples: Vec<Sample>) -> Self {
+        TimeSeries {
+            labels,
+            samples,
+            histograms: Vec::new(),
+        }
+    }
+
+    /// Float and histogram samples together.
+    pub fn len(&self) -> usize {
+        self.samples.len() + self.histograms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.histograms.is_empty()
+    }
 }
 
 /// One series and its samples as read back.

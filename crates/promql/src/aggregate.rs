@@ -9,8 +9,13 @@ use day2_model::gofloat::format_f;
 use day2_model::{Label, Labels, LabelsBuilder, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
+use std::sync::Arc;
+
+use day2_model::FloatHistogram;
+
 use crate::Error;
 use crate::eval::{ABSENT, Ctx, Grid, InstantSel, VSeries, Val, has};
+use crate::nativehist::{self, Notes};
 use promql_parser::parser::{Expr, VectorSelector};
 
 /// How label sets are reduced to a grouping (or matching) key.
@@ -149,6 +154,17 @@ impl KahanSum {
         }
         self.sum = t;
     }
+    /// Starts from a sum and its compensation.
+    pub(crate) fn set(&mut self, sum: f64, c: f64) {
+        self.sum = sum;
+        self.c = c;
+    }
+
+    /// The running sum and its compensation.
+    pub(crate) fn parts(&self) -> (f64, f64) {
+        (self.sum, self.c)
+    }
+
     #[inline]
     pub(crate) fn value(&self) -> f64 {
         if self.sum.is_infinite() {
@@ -321,6 +337,89 @@ fn direct_selector(e: &Expr) -> Option<&VectorSelector> {
     }
 }
 
+/// The histograms of one (group, step) cell: how many, and for `sum` and
+/// `avg` their sum or mean (None when they could not be combined).
+struct HistCell {
+    n: u32,
+    value: Option<crate::eval::H>,
+}
+
+/// Aggregates the histogram slots of `input` per (group, step). `sum` and
+/// `avg` combine them (with Prometheus's annotations), `count` and `group`
+/// count them; the other operators ignore them with an info annotation.
+#[allow(clippy::too_many_arguments)]
+fn aggregate_histograms(
+    ctx: &mut Ctx,
+    op: &str,
+    kind: Simple,
+    input: &[VSeries],
+    gids: &[u32],
+    ngroups: usize,
+    n: usize,
+    node: usize,
+    expr_at: crate::eval::At,
+) -> Vec<Option<HistCell>> {
+    let mut members: Vec<Vec<(usize, &FloatHistogram)>> = vec![Vec::new(); ngroups * n];
+    let mut ignored = false;
+    for (s, &gid) in input.iter().zip(gids) {
+        let Some(hist) = &s.hist else { continue };
+        for (i, h) in hist.iter().enumerate() {
+            if let Some(h) = h {
+                members[gid as usize * n + i].push((0, h));
+                ignored = true;
+            }
+        }
+    }
+    let combine = matches!(kind, Simple::Sum | Simple::Avg);
+    let counts = matches!(kind, Simple::Count | Simple::Group);
+    if !combine && !counts {
+        if ignored {
+            ctx.info(
+                format!("ignored histogram in {op} aggregation"),
+                (node, None),
+            );
+        }
+        return Vec::new();
+    }
+    let mut notes = Notes::default();
+    let mut out = Vec::with_capacity(ngroups * n);
+    // the metric names of the members, for the mixed-schema warning
+    let names: Vec<&str> = input
+        .iter()
+        .map(|s| s.labels.get(METRIC_NAME).unwrap_or(""))
+        .collect();
+    let mut first_name = vec![""; ngroups];
+    for (i, &gid) in gids.iter().enumerate() {
+        if input[i].hist.is_some() && first_name[gid as usize].is_empty() {
+            first_name[gid as usize] = names[i];
+        }
+    }
+    for (cell, m) in members.iter().enumerate() {
+        if m.is_empty() {
+            out.push(None);
+            continue;
+        }
+        let value = if combine {
+            let metric = first_name[cell / n];
+            nativehist::sum_or_mean(
+                m.iter().map(|x| x.1),
+                kind == Simple::Avg,
+                metric,
+                &mut notes,
+            )
+            .map(Arc::new)
+        } else {
+            None
+        };
+        out.push(Some(HistCell {
+            n: m.len() as u32,
+            value,
+        }));
+    }
+    ctx.notes(notes, expr_at);
+    out
+}
+
 /// Adds every present slot of every series into its (group, step) cell.
 #[inline]
 fn accumulate(
@@ -362,7 +461,14 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             | "limitk"
     );
     let input = match direct_selector(&a.expr) {
-        Some(vs) if streams => Input::Sel(ctx.take_instant(vs, g)),
+        Some(vs) if streams => {
+            let sel = ctx.take_instant(vs, g);
+            if sel.has_histograms() {
+                Input::Vec(sel.into_vseries(g.n))
+            } else {
+                Input::Sel(sel)
+            }
+        }
         _ => match ctx.eval(&a.expr, g)? {
             Val::Vector(v) => Input::Vec(v),
             other => {
@@ -401,9 +507,18 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
         "stdvar" => Some(Simple::Stdvar),
         _ => None,
     };
+    // the argument's place, for annotations about the aggregated values
+    let expr_at = (node, Some(usize::from(a.param.is_some())));
+    let has_hist = matches!(&input, Input::Vec(v) if v.iter().any(|s| s.hist.is_some()));
     if let Some(kind) = simple {
         ctx.check_cells(ngroups.saturating_mul(n))?;
         let mut cells = vec![Cell::default(); ngroups * n];
+        let hcells = match &input {
+            Input::Vec(v) if has_hist => {
+                aggregate_histograms(ctx, &op, kind, v, &gids, ngroups, n, node, expr_at)
+            }
+            _ => Vec::new(),
+        };
         match kind {
             Simple::Sum => accumulate(&mut cells, &input, &gids, n, |c, v| c.sum.add(v)),
             Simple::Avg => accumulate(&mut cells, &input, &gids, n, |c, v| {
@@ -452,11 +567,31 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             }),
         }
         let mut out = Vec::with_capacity(ngroups);
+        let mut mixed = false;
         for (gid, labels) in group_labels.into_iter().enumerate() {
             let row = &cells[gid * n..(gid + 1) * n];
+            let mut hist: Option<Vec<Option<crate::eval::H>>> = None;
             let vals: Vec<f64> = row
                 .iter()
-                .map(|c| {
+                .enumerate()
+                .map(|(i, c)| {
+                    if let Some(hc) = hcells.get(gid * n + i).and_then(|h| h.as_ref()) {
+                        match kind {
+                            Simple::Count => return (c.n + hc.n) as f64,
+                            Simple::Group => return 1.0,
+                            Simple::Sum | Simple::Avg => {
+                                if c.n > 0 {
+                                    mixed = true;
+                                    return ABSENT;
+                                }
+                                if let Some(h) = &hc.value {
+                                    hist.get_or_insert_with(|| vec![None; n])[i] = Some(h.clone());
+                                }
+                                return ABSENT;
+                            }
+                            _ => {}
+                        }
+                    }
                     if c.n == 0 {
                         return ABSENT;
                     }
@@ -478,10 +613,17 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                 })
                 .collect();
             out.push(VSeries {
+                hist,
                 labels,
                 vals,
                 dropped: group_dropped[gid],
             });
+        }
+        if mixed {
+            ctx.warn(
+                "encountered a mix of histograms and floats for aggregation".into(),
+                expr_at,
+            );
         }
         return Ok(Val::Vector(out));
     }
@@ -502,7 +644,40 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
         members[gid as usize].push(i);
     }
     match op.as_str() {
+        "limitk" if has_hist => {
+            let ks = scalar_param(ctx, a, g, &op)?;
+            if ks.iter().any(|k| k.is_nan()) {
+                return Err(Error::Execution("Parameter value is NaN".into()));
+            }
+            // the first k present series of each group, in input order
+            let mut taken = vec![0usize; ngroups * n];
+            let mut out = Vec::new();
+            for (s, &gid) in vec_input.iter().zip(&gids) {
+                let mut kept = s.clone();
+                for (i, k) in ks.iter().enumerate() {
+                    if !s.present(i) {
+                        continue;
+                    }
+                    let t = &mut taken[gid as usize * n + i];
+                    if (*t as f64) < k.floor() {
+                        *t += 1;
+                    } else {
+                        kept.clear(i);
+                    }
+                }
+                if kept.any() {
+                    out.push(kept);
+                }
+            }
+            Ok(Val::Vector(out))
+        }
         "topk" | "bottomk" | "limitk" => {
+            if has_hist {
+                ctx.info(
+                    format!("ignored histogram in {op} aggregation"),
+                    (node, None),
+                );
+            }
             let ks = scalar_param(ctx, a, g, &op)?;
             let mut kk = Vec::with_capacity(n);
             for k in ks {
@@ -560,6 +735,7 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                 if let Some(vals) = keep[si].take() {
                     let (labels, dropped) = input.labels(si);
                     out.push(VSeries {
+                        hist: None,
                         labels: labels.clone(),
                         vals,
                         dropped,
@@ -592,21 +768,15 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             let mut out = Vec::new();
             for s in vec_input {
                 let offset = crate::hash::labels_hash(&s.labels) as f64 / u64::MAX as f64;
-                let mut vals = s.vals.clone();
-                let mut any = false;
-                for (x, &r) in vals.iter_mut().zip(&ratios) {
+                let mut kept = s.clone();
+                for (i, &r) in ratios.iter().enumerate() {
                     let keep = (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r);
                     if !keep {
-                        *x = ABSENT;
+                        kept.clear(i);
                     }
-                    any |= has(*x);
                 }
-                if any {
-                    out.push(VSeries {
-                        labels: s.labels.clone(),
-                        vals,
-                        dropped: s.dropped,
-                    });
+                if kept.any() {
+                    out.push(kept);
                 }
             }
             Ok(Val::Vector(out))
@@ -623,28 +793,41 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             if !day2_model::labels::is_valid_label_name(&label) {
                 return Err(Error::Execution(format!("invalid label name {label:?}")));
             }
+            // keyed by the output labels: the value label may replace a
+            // grouping label, merging groups (as in Prometheus)
             let mut index: HashMap<(u32, String), usize> = HashMap::new();
+            let mut by_labels: HashMap<Labels, usize> = HashMap::new();
             let mut out: Vec<VSeries> = Vec::new();
             for i in 0..n {
                 for (gid, m) in members.iter().enumerate() {
                     for &si in m {
-                        let v = vec_input[si].vals[i];
-                        if !has(v) {
-                            continue;
-                        }
-                        let k = (gid as u32, format_f(v));
+                        let s = &vec_input[si];
+                        let k = match s.h(i) {
+                            Some(h) => (gid as u32, nativehist::go_string(h)),
+                            None if has(s.vals[i]) => (gid as u32, format_f(s.vals[i])),
+                            None => continue,
+                        };
                         let oi = match index.get(&k) {
                             Some(&oi) => oi,
                             None => {
                                 let mut b = group_labels[gid].to_builder();
                                 b.set(label.clone(), k.1.clone());
-                                out.push(VSeries {
-                                    labels: b.build(),
-                                    vals: vec![ABSENT; n],
-                                    dropped: group_dropped[gid],
-                                });
-                                index.insert(k, out.len() - 1);
-                                out.len() - 1
+                                let labels = b.build();
+                                let oi = match by_labels.get(&labels) {
+                                    Some(&oi) => oi,
+                                    None => {
+                                        by_labels.insert(labels.clone(), out.len());
+                                        out.push(VSeries {
+                                            hist: None,
+                                            labels,
+                                            vals: vec![ABSENT; n],
+                                            dropped: group_dropped[gid],
+                                        });
+                                        out.len() - 1
+                                    }
+                                };
+                                index.insert(k, oi);
+                                oi
                             }
                         };
                         let c = &mut out[oi].vals[i];
@@ -655,6 +838,12 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
             Ok(Val::Vector(out))
         }
         "quantile" => {
+            if has_hist {
+                ctx.info(
+                    "ignored histogram in quantile aggregation".into(),
+                    (node, None),
+                );
+            }
             let q = scalar_param(ctx, a, g, &op)?;
             if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
                 ctx.warn(
@@ -682,6 +871,7 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                     }
                 }
                 out.push(VSeries {
+                    hist: None,
                     labels,
                     vals,
                     dropped: group_dropped[gid],

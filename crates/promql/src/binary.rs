@@ -7,19 +7,136 @@
 //! step slots.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use day2_model::Labels;
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use crate::Error;
 use crate::aggregate::{KeyMode, Keyer};
-use crate::eval::{ABSENT, Ctx, Grid, NAME_LABELS, VSeries, Val, has};
+use crate::eval::{ABSENT, Ctx, Grid, H, NAME_LABELS, VSeries, Val, has};
+use crate::nativehist::Notes;
+
+/// One operand of an element-wise operation.
+#[derive(Clone, Copy)]
+enum Side<'a> {
+    F(f64),
+    H(&'a H),
+}
+
+impl Side<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Side::F(_) => "float",
+            Side::H(_) => "histogram",
+        }
+    }
+}
+
+/// The result of an element-wise operation with a histogram operand.
+enum Res {
+    F(f64),
+    H(H),
+}
+
+/// An element-wise operation where at least one operand is a histogram, as
+/// Prometheus defines it: `h * f`, `f * h`, `h / f`, `h + h`, `h - h`,
+/// `h == h`, `h != h`; anything else drops the element with an info
+/// annotation. None: no result at this element.
+fn hist_elem(
+    op: Op,
+    op_s: &str,
+    l: Side,
+    r: Side,
+    return_bool: bool,
+    notes: &mut Notes,
+) -> Option<Res> {
+    let incompatible = |notes: &mut Notes| {
+        notes.info(format!(
+            "incompatible sample types encountered for binary operator {op_s:?}: {} {op_s} {}",
+            l.kind(),
+            r.kind()
+        ));
+    };
+    let scaled = |h: &H, f: f64, div: bool| {
+        let mut x = (**h).clone();
+        if div {
+            x.div(f);
+        } else {
+            x.mul(f);
+        }
+        x.compact();
+        Res::H(Arc::new(x))
+    };
+    let res = match (l, r) {
+        (Side::H(h), Side::F(f)) if matches!(op, Op::TrimBelow | Op::TrimAbove) => {
+            Res::H(Arc::new(crate::nativehist::trim(h, f, op == Op::TrimBelow)))
+        }
+        (Side::F(f), Side::H(h)) if op == Op::Mul => scaled(h, f, false),
+        (Side::H(h), Side::F(f)) if op == Op::Mul => scaled(h, f, false),
+        (Side::H(h), Side::F(f)) if op == Op::Div => scaled(h, f, true),
+        (Side::H(a), Side::H(b)) if matches!(op, Op::Add | Op::Sub) => {
+            let mut x = (**a).clone();
+            let (sub, name) = if op == Op::Sub {
+                (true, "subtraction")
+            } else {
+                (false, "addition")
+            };
+            let r = if sub { x.sub(b) } else { x.add(b) };
+            match r {
+                Ok(c) => {
+                    if c.counter_reset_collision {
+                        notes.collision(name);
+                    }
+                    if c.custom_bounds_reconciled {
+                        notes.reconciled(name);
+                    }
+                }
+                Err(_) => {
+                    notes.warn(format!(
+                        "incompatible bucket layout encountered for binary operator {op_s}"
+                    ));
+                    return None;
+                }
+            }
+            if sub {
+                x.hint = day2_model::CounterResetHint::Gauge;
+            }
+            x.compact();
+            Res::H(Arc::new(x))
+        }
+        (Side::H(a), Side::H(b)) if matches!(op, Op::Eq | Op::Ne) => {
+            let keep = a.equals(b) == (op == Op::Eq);
+            if return_bool {
+                return Some(Res::F(if keep { 1.0 } else { 0.0 }));
+            }
+            if !keep {
+                return None;
+            }
+            Res::H((*a).clone())
+        }
+        _ => {
+            incompatible(notes);
+            return None;
+        }
+    };
+    Some(res)
+}
+
+/// A slot of a vector series as an operand.
+fn side(s: &VSeries, i: usize) -> Option<Side<'_>> {
+    match s.h(i) {
+        Some(h) => Some(Side::H(h)),
+        None if has(s.vals[i]) => Some(Side::F(s.vals[i])),
+        None => None,
+    }
+}
 
 fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Op {
     Add,
     Sub,
@@ -34,6 +151,10 @@ enum Op {
     Lt,
     Ge,
     Le,
+    /// `</`: keeps the observations of a histogram below a cut
+    TrimBelow,
+    /// `>/`: keeps the observations of a histogram above a cut
+    TrimAbove,
     Other,
 }
 
@@ -73,6 +194,8 @@ impl Op {
             Op::Pow => return (l.powf(r), true),
             Op::Atan2 => return (l.atan2(r), true),
             Op::Other => return (f64::NAN, true),
+            // floats have no observations to trim (they never get here)
+            Op::TrimBelow | Op::TrimAbove => return (l, false),
             Op::Eq => l == r,
             Op::Ne => l != r,
             Op::Gt => l > r,
@@ -96,7 +219,129 @@ pub(crate) fn eval(ctx: &mut Ctx, b: &BinaryExpr, g: &Grid) -> Result<Val, Error
     let op = Op::parse(&op_s);
     let cmp = is_comparison(&op_s);
     let drop = !cmp || return_bool;
-    match (lhs, rhs) {
+    eval_values(ctx, b, g, op, &op_s, lhs, rhs, return_bool, drop)
+}
+
+/// The trim operators `</` (`keep_below`) and `>/`, rewritten as the binary
+/// operation `b` (see `rewrite`): histogram samples on the left are cut at
+/// the float on the right (vector matching as for arithmetic; the metric
+/// name stays, as for comparisons); float samples on the left drop out.
+pub(crate) fn eval_trim(
+    ctx: &mut Ctx,
+    b: &BinaryExpr,
+    g: &Grid,
+    keep_below: bool,
+) -> Result<Val, Error> {
+    let mut lhs = ctx.eval(&b.lhs, g)?;
+    let rhs = ctx.eval(&b.rhs, g)?;
+    if let Val::Vector(v) = &mut lhs {
+        v.retain(|s| s.hist.is_some());
+        for s in v.iter_mut() {
+            s.vals.fill(ABSENT);
+        }
+    }
+    let (op, op_s) = if keep_below {
+        (Op::TrimBelow, "</")
+    } else {
+        (Op::TrimAbove, ">/")
+    };
+    eval_values(ctx, b, g, op, op_s, lhs, rhs, false, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval_values(
+    ctx: &mut Ctx,
+    b: &BinaryExpr,
+    g: &Grid,
+    op: Op,
+    op_s: &str,
+    lhs: Val,
+    rhs: Val,
+    return_bool: bool,
+    drop: bool,
+) -> Result<Val, Error> {
+    let at = ctx.binary_at(b);
+    let mut notes = Notes::default();
+    let (mut lhs, mut rhs) = (lhs, rhs);
+    // histogram slots of a vector-scalar operation first; the floats follow
+    if let (Val::Vector(v), Val::Scalar(r)) = (&mut lhs, &rhs) {
+        hist_scalar(v, r, op, op_s, false, return_bool, &mut notes);
+    }
+    if let (Val::Scalar(l), Val::Vector(v)) = (&lhs, &mut rhs) {
+        hist_scalar(v, l, op, op_s, true, return_bool, &mut notes);
+    }
+    let res = match (lhs, rhs) {
+        (Val::Vector(l), Val::Vector(r))
+            if l.iter().chain(&r).any(|s| s.hist.is_some())
+                && !matches!(op_s, "and" | "or" | "unless") =>
+        {
+            vector_binop(
+                ctx,
+                op_s,
+                op,
+                l,
+                r,
+                b.modifier.as_ref(),
+                return_bool,
+                drop,
+                g,
+                Some(&mut notes),
+            )
+        }
+        other => eval_floats(ctx, op_s, op, other, b, return_bool, drop, g),
+    };
+    ctx.notes(notes, at);
+    res
+}
+
+/// Applies histogram operations of a vector-scalar operation in place: each
+/// histogram slot becomes its result (or is removed).
+fn hist_scalar(
+    v: &mut [VSeries],
+    s: &[f64],
+    op: Op,
+    op_s: &str,
+    scalar_left: bool,
+    return_bool: bool,
+    notes: &mut Notes,
+) {
+    for series in v.iter_mut() {
+        let Some(hist) = series.hist.take() else {
+            continue;
+        };
+        let mut out: Vec<Option<H>> = vec![None; hist.len()];
+        for (i, h) in hist.iter().enumerate() {
+            let Some(h) = h else { continue };
+            let (l, r) = if scalar_left {
+                (Side::F(s[i]), Side::H(h))
+            } else {
+                (Side::H(h), Side::F(s[i]))
+            };
+            match hist_elem(op, op_s, l, r, return_bool, notes) {
+                Some(Res::H(x)) => out[i] = Some(x),
+                Some(Res::F(f)) => series.vals[i] = f,
+                None => {}
+            }
+        }
+        if out.iter().any(Option::is_some) {
+            series.hist = Some(out);
+        }
+    }
+}
+
+/// The float-only operations (and set operations).
+#[allow(clippy::too_many_arguments)]
+fn eval_floats(
+    ctx: &mut Ctx,
+    op_s: &str,
+    op: Op,
+    vals: (Val, Val),
+    b: &BinaryExpr,
+    return_bool: bool,
+    drop: bool,
+    g: &Grid,
+) -> Result<Val, Error> {
+    match vals {
         (Val::Scalar(mut l), Val::Scalar(r)) => {
             for (x, y) in l.iter_mut().zip(&r) {
                 *x = op.apply(*x, *y, true).0;
@@ -124,7 +369,7 @@ pub(crate) fn eval(ctx: &mut Ctx, b: &BinaryExpr, g: &Grid) -> Result<Val, Error
         }
         (Val::Vector(l), Val::Vector(r)) => vector_binop(
             ctx,
-            &op_s,
+            op_s,
             op,
             l,
             r,
@@ -132,6 +377,7 @@ pub(crate) fn eval(ctx: &mut Ctx, b: &BinaryExpr, g: &Grid) -> Result<Val, Error
             return_bool,
             drop,
             g,
+            None,
         ),
         (l, r) => Err(Error::Execution(format!(
             "binary operator {op_s} between {} and {}",
@@ -150,7 +396,7 @@ fn vector_scalar(
 ) -> Vec<VSeries> {
     let mut out = Vec::with_capacity(v.len());
     for mut series in v {
-        let mut any = false;
+        let mut any = series.hist.is_some();
         for (x, &y) in series.vals.iter_mut().zip(s) {
             if !has(*x) {
                 continue;
@@ -184,6 +430,7 @@ fn vector_binop(
     return_bool: bool,
     drop: bool,
     g: &Grid,
+    mut notes: Option<&mut Notes>,
 ) -> Result<Val, Error> {
     let n = g.n;
     let matching = m.and_then(|m| m.matching.clone());
@@ -205,8 +452,14 @@ fn vector_binop(
             let mut p = vec![false; nsig * n];
             for (s, &sig) in side.iter().zip(sigs) {
                 let row = &mut p[sig as usize * n..(sig as usize + 1) * n];
-                for (x, v) in row.iter_mut().zip(&s.vals) {
-                    *x |= has(*v);
+                if s.hist.is_some() {
+                    for (i, x) in row.iter_mut().enumerate() {
+                        *x |= s.present(i);
+                    }
+                } else {
+                    for (x, v) in row.iter_mut().zip(&s.vals) {
+                        *x |= has(*v);
+                    }
                 }
             }
             p
@@ -217,12 +470,12 @@ fn vector_binop(
             for (mut s, &sig) in side.into_iter().zip(sigs) {
                 let row = &p[sig as usize * n..(sig as usize + 1) * n];
                 let mut any = false;
-                for (x, &present) in s.vals.iter_mut().zip(row) {
-                    if has(*x) {
+                for (i, &present) in row.iter().enumerate() {
+                    if s.present(i) {
                         if present == keep_if {
                             any = true;
                         } else {
-                            *x = ABSENT;
+                            s.clear(i);
                         }
                     }
                 }
@@ -273,13 +526,13 @@ fn vector_binop(
     // at most one "one" series per signature and step
     for list in by_sig.iter().filter(|l| l.len() > 1) {
         for i in 0..n {
-            if list.iter().filter(|&&oi| has(one[oi].vals[i])).count() > 1 {
+            if list.iter().filter(|&&oi| one[oi].present(i)).count() > 1 {
                 let sig = go_labels(&mode.labels(&sig_labels[one_sig[list[0]] as usize]));
                 let side = if swapped { "left" } else { "right" };
                 // the first two duplicates, in label order
                 let mut dups: Vec<Labels> = list
                     .iter()
-                    .filter(|&&oi| has(one[oi].vals[i]))
+                    .filter(|&&oi| one[oi].present(i))
                     .map(|&oi| {
                         let mut s = one[oi].clone();
                         s.materialise();
@@ -311,32 +564,32 @@ fn vector_binop(
     let mut out: Vec<VSeries> = Vec::new();
     let mut out_index: HashMap<Labels, usize> = HashMap::new();
     // adds a result series, merging with one of the same labels
-    let mut emit = |out: &mut Vec<VSeries>,
-                    labels: Labels,
-                    vals: Vec<f64>,
-                    merge: bool|
-     -> Result<(), Error> {
+    let mut emit = |out: &mut Vec<VSeries>, new: VSeries, merge: bool| -> Result<(), Error> {
         if !merge {
-            out.push(VSeries::new(labels, vals));
+            out.push(new);
             return Ok(());
         }
-        match out_index.get(&labels) {
+        match out_index.get(&new.labels) {
             Some(&k) => {
-                let into = &mut out[k].vals;
-                for (a, b) in into.iter_mut().zip(&vals) {
-                    if has(*b) {
-                        if has(*a) {
-                            return Err(Error::Execution(
-                                "multiple matches for labels: grouping labels must ensure unique matches".into(),
-                            ));
-                        }
-                        *a = *b;
+                let into = &mut out[k];
+                for i in 0..new.vals.len() {
+                    if !new.present(i) {
+                        continue;
+                    }
+                    if into.present(i) {
+                        return Err(Error::Execution(
+                            "multiple matches for labels: grouping labels must ensure unique matches".into(),
+                        ));
+                    }
+                    match new.h(i) {
+                        Some(h) => into.set_h(i, h.clone()),
+                        None => into.vals[i] = new.vals[i],
                     }
                 }
             }
             None => {
-                out_index.insert(labels.clone(), out.len());
-                out.push(VSeries::new(labels, vals));
+                out_index.insert(new.labels.clone(), out.len());
+                out.push(new);
             }
         }
         Ok(())
@@ -373,26 +626,53 @@ fn vector_binop(
             }
             if let Some(vals) = vals {
                 let labels = result_labels(s, None, drop, one_to_one, &matching, &include);
-                emit(&mut out, labels, vals, true)?;
+                emit(&mut out, VSeries::new(labels, vals), true)?;
             }
         }
+        // one_to_one: a (signature, step) slot matched a second time is an error
+        let claim = |slot: &mut bool, s: &VSeries| -> Result<(), Error> {
+            if *slot {
+                let sig = mode.labels(&s.labels);
+                return Err(Error::Execution(format!(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right), found duplicate series for the match group {sig}"
+                )));
+            }
+            *slot = true;
+            Ok(())
+        };
         for &oi in cands {
             let o = &one[oi];
             let mut vals: Option<Vec<f64>> = None;
+            let mut hist: Option<Vec<Option<H>>> = None;
+            let with_h = s.hist.is_some() || o.hist.is_some();
             for i in 0..n {
                 let (mv, ov) = (s.vals[i], o.vals[i]);
+                if with_h && (s.h(i).is_some() || o.h(i).is_some()) {
+                    let (Some(ms), Some(os)) = (side(s, i), side(o, i)) else {
+                        continue;
+                    };
+                    if one_to_one {
+                        claim(&mut matched[sig as usize * n + i], s)?;
+                    }
+                    let (l, r) = if swapped { (os, ms) } else { (ms, os) };
+                    let notes = notes
+                        .as_deref_mut()
+                        .expect("histogram operands come with notes");
+                    match hist_elem(op, op_s, l, r, return_bool, notes) {
+                        Some(Res::H(h)) => {
+                            vals.get_or_insert_with(|| vec![ABSENT; n]);
+                            hist.get_or_insert_with(|| vec![None; n])[i] = Some(h);
+                        }
+                        Some(Res::F(f)) => vals.get_or_insert_with(|| vec![ABSENT; n])[i] = f,
+                        None => {}
+                    }
+                    continue;
+                }
                 if !has(mv) || !has(ov) {
                     continue;
                 }
                 if one_to_one {
-                    let slot = &mut matched[sig as usize * n + i];
-                    if *slot {
-                        let sig = mode.labels(&s.labels);
-                        return Err(Error::Execution(format!(
-                            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right), found duplicate series for the match group {sig}"
-                        )));
-                    }
-                    *slot = true;
+                    claim(&mut matched[sig as usize * n + i], s)?;
                 }
                 let (v, keep) = apply(mv, ov);
                 if keep {
@@ -401,7 +681,9 @@ fn vector_binop(
             }
             let Some(vals) = vals else { continue };
             let labels = result_labels(s, Some(o), drop, one_to_one, &matching, &include);
-            emit(&mut out, labels, vals, merge)?;
+            let mut new = VSeries::new(labels, vals);
+            new.hist = hist;
+            emit(&mut out, new, merge)?;
         }
     }
     if let Some(f) = fill_many {
@@ -424,7 +706,7 @@ fn vector_binop(
                         b.set(name.clone(), v);
                     }
                 }
-                emit(&mut out, b.build(), vals, true)?;
+                emit(&mut out, VSeries::new(b.build(), vals), true)?;
             }
         }
     }

@@ -8,9 +8,13 @@
 //! a moving window (two cursors per series), never re-slicing or copying.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use day2_model::{Labels, METRIC_NAME, MatchOp, Matcher, Queryable, Sample, Series, is_stale_nan};
+use day2_model::{
+    FloatHistogram, HistogramSample, Labels, METRIC_NAME, MatchOp, Matcher, Queryable, Sample,
+    Series, is_stale_nan,
+};
 use promql_parser::parser::{AtModifier, Call, Expr, Offset, VectorSelector};
 
 use crate::value::{QueryResult, RangeSeries, Value, VecSample};
@@ -55,12 +59,22 @@ impl Grid {
     }
 }
 
+/// A native-histogram value (shared: a selector hands the same stored
+/// histogram to every step that sees it).
+pub(crate) type H = Arc<FloatHistogram>;
+
+/// Histogram slots of a series over the grid, `None` where it has none.
+pub(crate) type HSlots = Vec<Option<H>>;
+
 /// One series of an instant vector over the grid.
 #[derive(Debug, Clone)]
 pub(crate) struct VSeries {
     pub labels: Labels,
-    /// One slot per step; [`ABSENT`] where the series has no value.
+    /// One slot per step; [`ABSENT`] where the series has no float value.
     pub vals: Vec<f64>,
+    /// Histogram values, for series that have any: a step holds a float or
+    /// a histogram, never both (its float slot is then [`ABSENT`]).
+    pub hist: Option<HSlots>,
     /// `__name__` is to be dropped from `labels` at the end of the evaluation
     /// (Prometheus's delayed name removal: until then label functions and
     /// `by (__name__)` still see the name).
@@ -72,8 +86,45 @@ impl VSeries {
         VSeries {
             labels,
             vals,
+            hist: None,
             dropped: false,
         }
+    }
+
+    /// The histogram at step `i`, if any.
+    #[inline]
+    pub(crate) fn h(&self, i: usize) -> Option<&H> {
+        self.hist.as_ref().and_then(|h| h[i].as_ref())
+    }
+
+    /// Whether step `i` holds a float or a histogram.
+    #[inline]
+    pub(crate) fn present(&self, i: usize) -> bool {
+        has(self.vals[i]) || self.h(i).is_some()
+    }
+
+    /// Puts a histogram at step `i` (replacing a float there).
+    pub(crate) fn set_h(&mut self, i: usize, h: H) {
+        let n = self.vals.len();
+        self.hist.get_or_insert_with(|| vec![None; n])[i] = Some(h);
+        self.vals[i] = ABSENT;
+    }
+
+    /// Removes the value at step `i`.
+    pub(crate) fn clear(&mut self, i: usize) {
+        self.vals[i] = ABSENT;
+        if let Some(h) = self.hist.as_mut() {
+            h[i] = None;
+        }
+    }
+
+    /// Whether any step holds a float or a histogram.
+    pub(crate) fn any(&self) -> bool {
+        self.vals.iter().any(|v| has(*v))
+            || self
+                .hist
+                .as_ref()
+                .is_some_and(|h| h.iter().any(Option::is_some))
     }
 
     /// The value of label `name` (the name too when it is still to be dropped).
@@ -158,6 +209,38 @@ impl Matrix {
     }
 }
 
+impl Matrix {
+    /// Like [`Matrix::for_windows`] over a series' float and histogram
+    /// samples together: `f(step, floats, histograms, ref_t)` for every step
+    /// where either window is not empty.
+    pub(crate) fn for_windows_both(
+        &self,
+        s: &Series,
+        mut f: impl FnMut(usize, &[Sample], &[HistogramSample], i64),
+    ) {
+        let (fs, hs) = (&s.samples, &s.histograms);
+        let (mut lo, mut hi, mut hlo, mut hhi) = (0usize, 0usize, 0usize, 0usize);
+        for (i, &rt) in self.ref_t.iter().enumerate() {
+            let from = rt - self.range;
+            while hi < fs.len() && fs[hi].t <= rt {
+                hi += 1;
+            }
+            while lo < hi && fs[lo].t <= from {
+                lo += 1;
+            }
+            while hhi < hs.len() && hs[hhi].t <= rt {
+                hhi += 1;
+            }
+            while hlo < hhi && hs[hlo].t <= from {
+                hlo += 1;
+            }
+            if lo < hi || hlo < hhi {
+                f(i, &fs[lo..hi], &hs[hlo..hhi], rt);
+            }
+        }
+    }
+}
+
 /// An intermediate value over the grid.
 #[derive(Debug, Clone)]
 pub(crate) enum Val {
@@ -190,6 +273,11 @@ pub(crate) struct Ctx {
     pub infos: Vec<String>,
     pub warnings: Vec<String>,
     at: Positions,
+    /// The root expression's address (a binary operation at the root starts
+    /// where the query does).
+    root: usize,
+    /// Selectors that are direct arguments of calls and aggregations: their place.
+    sel_at: HashMap<usize, At>,
 }
 
 /// Where the calls and aggregations of the query are, for the `(line:col)`
@@ -313,6 +401,41 @@ pub(crate) struct InstantSel {
 }
 
 impl InstantSel {
+    /// Whether any selected series has histogram samples.
+    pub(crate) fn has_histograms(&self) -> bool {
+        self.series.iter().any(|s| !s.histograms.is_empty())
+    }
+
+    /// Like [`InstantSel::fill`], also giving the histogram slots when the
+    /// series has histogram samples (`smoothed` selectors interpolate floats only).
+    pub(crate) fn fill_both(
+        &self,
+        i: usize,
+        timestamps: bool,
+        vals: &mut [f64],
+    ) -> (bool, Option<HSlots>) {
+        let s = &self.series[i];
+        if s.histograms.is_empty() {
+            return (self.fill(i, timestamps, vals), None);
+        }
+        mixed_slots(s, &self.ref_t, self.lookback, timestamps, vals)
+    }
+
+    /// Every selected series as a vector over the grid.
+    pub(crate) fn into_vseries(self, n: usize) -> Vec<VSeries> {
+        let mut out = Vec::with_capacity(self.series.len());
+        for i in 0..self.series.len() {
+            let mut vals = vec![ABSENT; n];
+            let (any, hist) = self.fill_both(i, false, &mut vals);
+            if any {
+                let mut v = VSeries::new(self.series[i].labels.clone(), vals);
+                v.hist = hist;
+                out.push(v);
+            }
+        }
+        out
+    }
+
     /// Fills `vals` with series `i`'s value at every reference time (see
     /// [`instant_slots`]; `smoothed` interpolates between the samples around
     /// it); false when no slot was filled.
@@ -362,18 +485,139 @@ pub(crate) fn instant_slots(
         if idx == 0 {
             continue;
         }
-        let p = samples[idx - 1];
-        if p.t <= rt - lookback || is_stale_nan(p.v) {
-            continue;
+        if let Some(v) = float_slot(samples[idx - 1], rt, lookback, timestamps) {
+            vals[i] = v;
+            any = true;
         }
-        vals[i] = if timestamps {
-            p.t as f64 / 1000.0
-        } else {
-            canon(p.v)
-        };
-        any = true;
     }
     any
+}
+
+/// What an instant selector at `rt` shows of the float sample `p` before it:
+/// its value (or time, with `timestamps`), nothing when out of the lookback
+/// or a staleness marker.
+#[inline]
+fn float_slot(p: Sample, rt: i64, lookback: i64, timestamps: bool) -> Option<f64> {
+    if p.t <= rt - lookback || is_stale_nan(p.v) {
+        return None;
+    }
+    Some(if timestamps {
+        p.t as f64 / 1000.0
+    } else {
+        canon(p.v)
+    })
+}
+
+/// Float and histogram slots of a series holding both kinds: at each
+/// reference time the newest sample of either kind within the lookback (none
+/// if it is a staleness marker); with `timestamps` its time in seconds.
+pub(crate) fn mixed_slots(
+    s: &Series,
+    ref_t: &[i64],
+    lookback: i64,
+    timestamps: bool,
+    vals: &mut [f64],
+) -> (bool, Option<HSlots>) {
+    let (fs, hs) = (&s.samples, &s.histograms);
+    let mut hist: HSlots = vec![None; ref_t.len()];
+    let (mut fi, mut hi) = (0usize, 0usize);
+    let mut any = false;
+    let mut any_h = false;
+    for (i, &rt) in ref_t.iter().enumerate() {
+        while fi < fs.len() && fs[fi].t <= rt {
+            fi += 1;
+        }
+        while hi < hs.len() && hs[hi].t <= rt {
+            hi += 1;
+        }
+        let f = (fi > 0).then(|| fs[fi - 1]);
+        let h = (hi > 0).then(|| &hs[hi - 1]);
+        match (f, h) {
+            (Some(p), h) if h.is_none_or(|h| h.t < p.t) => {
+                match float_slot(p, rt, lookback, timestamps) {
+                    Some(v) => vals[i] = v,
+                    None => continue,
+                }
+            }
+            (_, Some(h)) => {
+                if h.t <= rt - lookback || h.h.is_stale() {
+                    continue;
+                }
+                if timestamps {
+                    vals[i] = h.t as f64 / 1000.0;
+                } else {
+                    hist[i] = Some(h.h.clone());
+                    any_h = true;
+                }
+            }
+            _ => continue,
+        }
+        any = true;
+    }
+    (any, any_h.then_some(hist))
+}
+
+/// The selectors whose histograms only feed `histogram_count`,
+/// `histogram_sum` or `histogram_avg`: Prometheus reads those through its
+/// statistics-only iterator, which resolves "unknown" counter reset hints by
+/// comparing each histogram with the one before it. Binary operations,
+/// subqueries, `histogram_quantile` and `histogram_fraction` end that reading.
+fn stats_selectors(e: &Expr, stats: bool, out: &mut std::collections::HashSet<usize>) {
+    match e {
+        Expr::VectorSelector(vs) if stats => {
+            out.insert(key(vs));
+        }
+        Expr::MatrixSelector(ms) if stats => {
+            out.insert(key(&ms.vs));
+        }
+        Expr::Call(c) => {
+            let inner = match c.func.name {
+                "histogram_count" | "histogram_sum" | "histogram_avg" => true,
+                "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => false,
+                _ => stats,
+            };
+            for a in &c.args.args {
+                stats_selectors(a, inner, out);
+            }
+        }
+        Expr::Aggregate(a) => {
+            stats_selectors(&a.expr, stats, out);
+            if let Some(p) = &a.param {
+                stats_selectors(p, stats, out);
+            }
+        }
+        Expr::Binary(b) => {
+            stats_selectors(&b.lhs, false, out);
+            stats_selectors(&b.rhs, false, out);
+        }
+        Expr::Subquery(sq) => stats_selectors(&sq.expr, false, out),
+        Expr::Unary(u) => stats_selectors(&u.expr, stats, out),
+        Expr::Paren(p) => stats_selectors(&p.expr, stats, out),
+        _ => {}
+    }
+}
+
+/// Resolves "unknown" counter reset hints as the statistics-only iterator
+/// does: "reset" or "not reset" against the previous histogram read.
+fn stats_hints(s: &mut Series) {
+    use day2_model::CounterResetHint::{NotReset, Reset, Unknown};
+    let mut prev: Option<H> = None;
+    for p in s.histograms.iter_mut() {
+        if p.h.is_stale() {
+            continue;
+        }
+        if p.h.hint == Unknown
+            && let Some(before) = &prev
+        {
+            let hint = if p.h.detect_reset(before) {
+                Reset
+            } else {
+                NotReset
+            };
+            Arc::make_mut(&mut p.h).hint = hint;
+        }
+        prev = Some(p.h.clone());
+    }
 }
 
 /// What a selector's data is loaded for.
@@ -421,6 +665,59 @@ impl Ctx {
         let msg = format!("PromQL info: {msg}{}", self.position(at));
         if !self.infos.contains(&msg) {
             self.infos.push(msg);
+        }
+    }
+
+    /// The place of a binary operation, for its annotations: where its
+    /// leftmost call or aggregation starts, or the query's start for the root.
+    pub(crate) fn binary_at(&mut self, b: &promql_parser::parser::BinaryExpr) -> At {
+        let key = b as *const promql_parser::parser::BinaryExpr as usize;
+        if !self.at.calls.contains_key(&key) {
+            let mut e: &Expr = &b.lhs;
+            let start = loop {
+                match e {
+                    Expr::Binary(x) => e = &x.lhs,
+                    Expr::Paren(_) => break None,
+                    Expr::Call(c) => {
+                        break self
+                            .at
+                            .calls
+                            .get(&(c as *const Call as usize))
+                            .map(|p| p.at);
+                    }
+                    Expr::Aggregate(a) => {
+                        break self
+                            .at
+                            .calls
+                            .get(&(a as *const promql_parser::parser::AggregateExpr as usize))
+                            .map(|p| p.at);
+                    }
+                    _ => break None,
+                }
+            };
+            let start = start.or_else(|| {
+                (self.root == key).then(|| self.at.query.len() - self.at.query.trim_start().len())
+            });
+            if let Some(at) = start {
+                self.at.calls.insert(
+                    key,
+                    crate::rewrite::CallPos {
+                        at,
+                        args: Vec::new(),
+                    },
+                );
+            }
+        }
+        (key, None)
+    }
+
+    /// Adds the annotations gathered in `n` at `at`.
+    pub(crate) fn notes(&mut self, n: crate::nativehist::Notes, at: At) {
+        for w in n.warn {
+            self.warn(w, at);
+        }
+        for i in n.info {
+            self.info(i, at);
         }
     }
 
@@ -550,6 +847,8 @@ impl Ctx {
     fn preload(&mut self, db: &dyn Queryable, e: &Expr) -> Result<(), Error> {
         let mut w = HashMap::new();
         self.windows(e, self.start, self.end, &mut w)?;
+        let mut stats = std::collections::HashSet::new();
+        stats_selectors(e, false, &mut stats);
         let mut loaded = 0usize;
         for (k, want) in w {
             let mut all: Vec<Series> = Vec::new();
@@ -563,14 +862,15 @@ impl Ctx {
                     if want.groups.len() > 1 && !seen.insert(s.labels.clone()) {
                         continue;
                     }
-                    loaded += s.samples.len();
+                    loaded += s.len();
                     if want.range {
                         // range functions read samples directly: no markers, canonical values
                         s.samples.retain_mut(|p| {
                             p.v = canon(p.v);
                             !is_stale_nan(p.v)
                         });
-                        if s.samples.is_empty() {
+                        s.histograms.retain(|h| !h.h.is_stale());
+                        if s.is_empty() {
                             continue;
                         }
                     }
@@ -579,6 +879,9 @@ impl Ctx {
                 if loaded > self.max_samples {
                     return Err(Error::TooManySamples);
                 }
+            }
+            if stats.contains(&k) {
+                all.iter_mut().for_each(stats_hints);
             }
             self.data.insert(k, all);
             self.check_deadline()?;
@@ -609,13 +912,48 @@ impl Ctx {
     ) -> Vec<VSeries> {
         let sel = self.take_instant(vs, g);
         let mut out = Vec::with_capacity(sel.series.len());
+        let mut notes = crate::nativehist::Notes::default();
         for i in 0..sel.series.len() {
             let mut vals = vec![ABSENT; g.n];
-            if sel.fill(i, timestamps, &mut vals) {
-                out.push(VSeries::new(sel.series[i].labels.clone(), vals));
+            let s = &sel.series[i];
+            let (any, hist) =
+                if sel.mode == Some(RangeMode::Smoothed) && !timestamps && !s.histograms.is_empty()
+                {
+                    smoothed_slots(s, &sel.ref_t, sel.lookback, &mut vals, &mut notes)
+                } else {
+                    sel.fill_both(i, timestamps, &mut vals)
+                };
+            if any {
+                let mut v = VSeries::new(sel.series[i].labels.clone(), vals);
+                v.hist = hist;
+                out.push(v);
             }
         }
+        if !notes.warn.is_empty() || !notes.info.is_empty() {
+            let at = self.selector_at(vs);
+            self.notes(notes, at);
+        }
         out
+    }
+
+    /// The place of a selector for its annotations: as an argument of a call
+    /// or aggregation, or the whole query.
+    fn selector_at(&mut self, vs: &VectorSelector) -> At {
+        let k = key(vs);
+        if let Some(at) = self.sel_at.get(&k) {
+            return *at;
+        }
+        if self.root == k {
+            let at = self.at.query.len() - self.at.query.trim_start().len();
+            self.at.calls.insert(
+                k,
+                crate::rewrite::CallPos {
+                    at,
+                    args: Vec::new(),
+                },
+            );
+        }
+        (k, None)
     }
 
     /// A selector's series and reference times, for callers that compute the
@@ -667,18 +1005,47 @@ impl Ctx {
                             .enumerate()
                             .filter(|(_, v)| has(**v))
                             .map(|(i, v)| Sample::new(inner.t(i), *v));
+                        let hpts: Vec<HistogramSample> = match &s.hist {
+                            Some(h) => {
+                                let mut prev: Option<&H> = None;
+                                h.iter()
+                                    .enumerate()
+                                    .filter_map(|(i, h)| {
+                                        let h = h.as_ref()?;
+                                        // a stored sample seen again at the next
+                                        // step is not another counter reset
+                                        let repeat = prev.is_some_and(|p| Arc::ptr_eq(p, h));
+                                        prev = Some(h);
+                                        let h = if repeat
+                                            && h.hint == day2_model::CounterResetHint::Reset
+                                        {
+                                            let mut x = (**h).clone();
+                                            x.hint = day2_model::CounterResetHint::NotReset;
+                                            Arc::new(x)
+                                        } else {
+                                            h.clone()
+                                        };
+                                        Some(HistogramSample { t: inner.t(i), h })
+                                    })
+                                    .collect()
+                            }
+                            None => Vec::new(),
+                        };
                         match index.get(&s.labels) {
                             Some(&i) => {
-                                let e: &mut Vec<Sample> = &mut series[i].samples;
-                                e.extend(pts);
-                                e.sort_by_key(|p| p.t);
+                                let e = &mut series[i];
+                                e.samples.extend(pts);
+                                e.samples.sort_by_key(|p| p.t);
+                                e.histograms.extend(hpts);
+                                e.histograms.sort_by_key(|p| p.t);
                                 held += e.len();
                             }
                             None => {
                                 let samples: Vec<Sample> = pts.collect();
-                                held += samples.len();
+                                held += samples.len() + hpts.len();
                                 index.insert(s.labels.clone(), series.len());
                                 series.push(Series {
+                                    histograms: hpts,
                                     labels: s.labels,
                                     samples,
                                 });
@@ -690,6 +1057,7 @@ impl Ctx {
                     }
                 }
                 Val::Scalar(v) => series.push(Series {
+                    histograms: Vec::new(),
                     labels: Labels::empty(),
                     samples: v
                         .iter()
@@ -728,6 +1096,11 @@ impl Ctx {
                         for x in s.vals.iter_mut().filter(|x| has(**x)) {
                             *x = -*x;
                         }
+                        for h in s.hist.iter_mut().flatten().flatten() {
+                            let mut n = (**h).clone();
+                            n.mul(-1.0);
+                            *h = Arc::new(n);
+                        }
                     }
                     Val::Vector(v)
                 }
@@ -758,6 +1131,151 @@ impl Ctx {
     }
 }
 
+/// The address of the root expression, through parentheses.
+fn root_key(e: &Expr) -> usize {
+    match e {
+        Expr::Paren(p) => root_key(&p.expr),
+        Expr::Binary(b) => b as *const promql_parser::parser::BinaryExpr as usize,
+        Expr::VectorSelector(vs) => key(vs),
+        other => other as *const Expr as usize,
+    }
+}
+
+/// Selectors that are (through parentheses) arguments of calls and
+/// aggregations, with the argument's place.
+fn selector_args(e: &Expr, out: &mut HashMap<usize, At>) {
+    fn strip(mut a: &Expr) -> &Expr {
+        while let Expr::Paren(p) = a {
+            a = &p.expr;
+        }
+        a
+    }
+    match e {
+        Expr::Call(c) => {
+            for (i, a) in c.args.args.iter().enumerate() {
+                if let Expr::VectorSelector(vs) = strip(a) {
+                    out.insert(key(vs), (c as *const Call as usize, Some(i)));
+                }
+                selector_args(a, out);
+            }
+        }
+        Expr::Aggregate(a) => {
+            if let Expr::VectorSelector(vs) = strip(&a.expr) {
+                out.insert(
+                    key(vs),
+                    (
+                        a as *const promql_parser::parser::AggregateExpr as usize,
+                        Some(usize::from(a.param.is_some())),
+                    ),
+                );
+            }
+            selector_args(&a.expr, out);
+            if let Some(p) = &a.param {
+                selector_args(p, out);
+            }
+        }
+        Expr::Binary(b) => {
+            selector_args(&b.lhs, out);
+            selector_args(&b.rhs, out);
+        }
+        Expr::Subquery(sq) => selector_args(&sq.expr, out),
+        Expr::Unary(u) => selector_args(&u.expr, out),
+        Expr::Paren(p) => selector_args(&p.expr, out),
+        _ => {}
+    }
+}
+
+/// Slots of a `smoothed` instant selector over a series with histograms:
+/// between the last sample at or before each step (within the lookback) and
+/// the first after it, interpolated (a counter reset between two histograms
+/// restarts from zero); no value where the two are of different kinds.
+fn smoothed_slots(
+    s: &Series,
+    ref_t: &[i64],
+    lookback: i64,
+    vals: &mut [f64],
+    notes: &mut crate::nativehist::Notes,
+) -> (bool, Option<HSlots>) {
+    let metric = s.labels.get(METRIC_NAME).unwrap_or("");
+    let (fs, hs) = (&s.samples, &s.histograms);
+    let mut hist: HSlots = vec![None; ref_t.len()];
+    let mut any = false;
+    for (i, &rt) in ref_t.iter().enumerate() {
+        let fp = fs.partition_point(|p| p.t <= rt);
+        let hp = hs.partition_point(|p| p.t <= rt);
+        let f_prev = (fp > 0).then(|| fs[fp - 1]).filter(|p| p.t > rt - lookback);
+        let h_prev = (hp > 0)
+            .then(|| &hs[hp - 1])
+            .filter(|p| p.t > rt - lookback);
+        let f_next = fs.get(fp).filter(|p| p.t <= rt + lookback).copied();
+        let h_next = hs.get(hp).filter(|p| p.t <= rt + lookback);
+        // the newer sample before, the older one after
+        let prev_is_h = match (f_prev, h_prev) {
+            (Some(f), Some(h)) => h.t > f.t,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (None, None) => continue,
+        };
+        let next_is_h = match (f_next, h_next) {
+            (Some(f), Some(h)) => Some(h.t < f.t),
+            (None, Some(_)) => Some(true),
+            (Some(_), None) => Some(false),
+            (None, None) => None,
+        };
+        if prev_is_h {
+            let a = h_prev.unwrap();
+            if a.h.is_stale() {
+                continue;
+            }
+            let v = match next_is_h {
+                Some(true) if a.t < rt => {
+                    let b = h_next.unwrap();
+                    let counter = a.h.hint != day2_model::CounterResetHint::Gauge;
+                    if a.h.uses_custom_buckets() != b.h.uses_custom_buckets() {
+                        notes.mixed_schemas(metric);
+                        continue;
+                    }
+                    let frac = (rt - a.t) as f64 / (b.t - a.t) as f64;
+                    let mut r = (*b.h).clone();
+                    if counter && b.h.detect_reset(&a.h) {
+                        r.mul(frac);
+                    } else {
+                        let _ = r.sub(&a.h);
+                        r.mul(frac);
+                        let _ = r.add(&a.h);
+                    }
+                    Arc::new(r)
+                }
+                Some(false) if a.t < rt => {
+                    notes.mixed_floats(metric);
+                    continue;
+                }
+                _ => a.h.clone(),
+            };
+            hist[i] = Some(v);
+        } else {
+            let a = f_prev.unwrap();
+            if is_stale_nan(a.v) {
+                continue;
+            }
+            vals[i] = match next_is_h {
+                Some(false) if a.t < rt => {
+                    let b = f_next.unwrap();
+                    a.v + (b.v - a.v) * (rt - a.t) as f64 / (b.t - a.t) as f64
+                }
+                Some(true) if a.t < rt => {
+                    notes.mixed_floats(metric);
+                    continue;
+                }
+                _ => canon(a.v),
+            };
+        }
+        any = true;
+    }
+    let any_h = hist.iter().any(Option::is_some);
+    (any, any_h.then_some(hist))
+}
+
 fn duplicate_labelset() -> Error {
     Error::Execution("vector cannot contain metrics with the same labelset".into())
 }
@@ -784,7 +1302,10 @@ pub(crate) fn run(
         max_samples: opts.max_samples,
         infos: Vec::new(),
         warnings: Vec::new(),
+        root: root_key(expr),
+        sel_at: HashMap::new(),
     };
+    selector_args(expr, &mut ctx.sel_at);
     ctx.preload(db, expr)?;
     let g = if instant {
         Grid {
@@ -812,10 +1333,12 @@ pub(crate) fn run(
                 materialise(&mut v);
                 let out: Vec<VecSample> = v
                     .into_iter()
-                    .filter(|s| has(s.vals[0]))
+                    .filter(|s| s.present(0))
                     .map(|s| VecSample {
+                        h: s.h(0).cloned(),
                         labels: s.labels,
-                        v: s.vals[0],
+                        // a histogram sample has no float value (0, as in Prometheus)
+                        v: if has(s.vals[0]) { s.vals[0] } else { 0.0 },
                     })
                     .collect();
                 let mut seen = std::collections::HashSet::with_capacity(out.len());
@@ -828,13 +1351,16 @@ pub(crate) fn run(
                 let mut out = Vec::new();
                 for s in &m.series {
                     let mut points = Vec::new();
-                    m.for_windows(&s.samples, |_, w, _| {
+                    let mut histograms = Vec::new();
+                    m.for_windows_both(s, |_, w, hw, _| {
                         points = w.iter().map(|p| (p.t, p.v)).collect();
+                        histograms = hw.iter().map(|p| (p.t, p.h.clone())).collect();
                     });
-                    if !points.is_empty() {
+                    if !points.is_empty() || !histograms.is_empty() {
                         out.push(RangeSeries {
                             labels: s.labels.clone(),
                             points,
+                            histograms,
                         });
                     }
                 }
@@ -854,6 +1380,7 @@ pub(crate) fn run(
                     .enumerate()
                     .map(|(i, v)| (g.t(i), v))
                     .collect(),
+                histograms: Vec::new(),
             }],
             Val::Vector(v) => assemble(v, &g, ctx.max_samples)?,
             other => {
@@ -885,13 +1412,17 @@ fn assemble(mut v: Vec<VSeries>, g: &Grid, max_samples: usize) -> Result<Vec<Ran
     for s in v {
         match index.get(&s.labels) {
             Some(&i) => {
-                let into = &mut merged[i].vals;
-                for (a, b) in into.iter_mut().zip(&s.vals) {
-                    if has(*b) {
-                        if has(*a) {
-                            return Err(duplicate_labelset());
-                        }
-                        *a = *b;
+                let into = &mut merged[i];
+                for k in 0..g.n {
+                    if !s.present(k) {
+                        continue;
+                    }
+                    if into.present(k) {
+                        return Err(duplicate_labelset());
+                    }
+                    match s.h(k) {
+                        Some(h) => into.set_h(k, h.clone()),
+                        None => into.vals[k] = s.vals[k],
                     }
                 }
             }
@@ -910,14 +1441,23 @@ fn assemble(mut v: Vec<VSeries>, g: &Grid, max_samples: usize) -> Result<Vec<Ran
             .filter(|(_, v)| has(**v))
             .map(|(i, v)| (g.t(i), *v))
             .collect();
-        held += points.len();
+        let histograms: Vec<(i64, H)> = match &s.hist {
+            Some(h) => h
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.as_ref().map(|h| (g.t(i), h.clone())))
+                .collect(),
+            None => Vec::new(),
+        };
+        held += points.len() + histograms.len();
         if held > max_samples {
             return Err(Error::TooManySamples);
         }
-        if !points.is_empty() {
+        if !points.is_empty() || !histograms.is_empty() {
             out.push(RangeSeries {
                 labels: s.labels,
                 points,
+                histograms,
             });
         }
     }

@@ -8,11 +8,16 @@ use day2_model::gofloat::format_f;
 use day2_model::{Labels, LabelsBuilder, METRIC_NAME, Sample, Series};
 use promql_parser::parser::{Call, Expr};
 
+use std::sync::Arc;
+
+use day2_model::{FloatHistogram, HistogramSample};
+
 use crate::Error;
 use crate::aggregate::{KahanSum, quantile};
 use crate::eval::{
-    ABSENT, Ctx, Grid, Matrix, RangeMode, VSeries, Val, has, materialise, range_mode,
+    ABSENT, Ctx, Grid, HSlots, Matrix, RangeMode, VSeries, Val, has, materialise, range_mode,
 };
+use crate::nativehist::{self, Notes};
 
 fn arg_vector(ctx: &mut Ctx, e: &Expr, g: &Grid) -> Result<Vec<VSeries>, Error> {
     match ctx.eval(e, g)? {
@@ -372,7 +377,25 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-/// Applies `f(value, step)` to every present slot; labels lose `__name__` once per series.
+/// Whether `e` is the marker argument of a rewritten trim operator: Some(true)
+/// for `</`, Some(false) for `>/` (see `rewrite`).
+fn trim_mark(e: &Expr) -> Option<bool> {
+    let Expr::NumberLiteral(n) = e else {
+        return None;
+    };
+    let bits = n.val.to_bits();
+    let is = |m: &str| m.parse::<f64>().is_ok_and(|x| x.to_bits() == bits);
+    if is(crate::rewrite::TRIM_UPPER_MARK) {
+        Some(true)
+    } else if is(crate::rewrite::TRIM_LOWER_MARK) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Applies `f(value, step)` to every float slot; labels lose `__name__` once
+/// per series. Histogram samples are left out (as Prometheus's float functions do).
 fn map_vector(mut v: Vec<VSeries>, f: impl Fn(f64, usize) -> f64) -> Val {
     for s in v.iter_mut() {
         s.dropped = true;
@@ -382,7 +405,137 @@ fn map_vector(mut v: Vec<VSeries>, f: impl Fn(f64, usize) -> f64) -> Val {
             }
         }
     }
+    drop_histograms(&mut v);
     Val::Vector(v)
+}
+
+/// Removes histogram samples, and the series left without samples.
+fn drop_histograms(v: &mut Vec<VSeries>) {
+    if v.iter().all(|s| s.hist.is_none()) {
+        return;
+    }
+    for s in v.iter_mut() {
+        s.hist = None;
+    }
+    v.retain(|s| s.vals.iter().any(|x| has(*x)));
+}
+
+/// A float function of every histogram slot (`histogram_count`, ...); float
+/// samples are left out, labels lose `__name__`.
+fn map_histograms(v: Vec<VSeries>, mut f: impl FnMut(&FloatHistogram, usize) -> f64) -> Val {
+    let mut out = Vec::with_capacity(v.len());
+    for s in v {
+        let Some(hist) = &s.hist else { continue };
+        let mut vals = vec![ABSENT; hist.len()];
+        let mut any = false;
+        for (i, h) in hist.iter().enumerate() {
+            if let Some(h) = h {
+                vals[i] = f(h, i);
+                any = true;
+            }
+        }
+        if any {
+            out.push(VSeries {
+                labels: s.labels,
+                vals,
+                hist: None,
+                dropped: true,
+            });
+        }
+    }
+    Val::Vector(out)
+}
+
+/// One result series per input series for which `fill` (given the series,
+/// its float slots and its histogram slots, all empty) filled a slot.
+fn per_series_both(
+    m: &Matrix,
+    keep_name: bool,
+    mut fill: impl FnMut(&Series, &mut [f64], &mut HSlots) -> bool,
+) -> Val {
+    let n = m.ref_t.len();
+    let mut out = Vec::with_capacity(m.series.len());
+    for s in &m.series {
+        let mut vals = vec![ABSENT; n];
+        let mut hist: HSlots = if s.histograms.is_empty() {
+            Vec::new()
+        } else {
+            vec![None; n]
+        };
+        if fill(s, &mut vals, &mut hist) {
+            let any_h = hist.iter().any(Option::is_some);
+            out.push(VSeries {
+                labels: s.labels.clone(),
+                vals,
+                hist: any_h.then_some(hist),
+                dropped: !keep_name,
+            });
+        }
+    }
+    Val::Vector(out)
+}
+
+/// Adds "ignored histograms in a range containing both floats and
+/// histograms" when a window of a float-only range function holds both kinds.
+fn note_ignored_histograms(ctx: &mut Ctx, m: &Matrix, at: crate::eval::At) {
+    for s in m.series.iter().filter(|s| !s.histograms.is_empty()) {
+        let mut both = false;
+        m.for_windows_both(s, |_, f, h, _| both |= !f.is_empty() && !h.is_empty());
+        if both {
+            ctx.info(
+                format!(
+                    "ignored histograms in a range containing both floats and histograms for metric name {:?}",
+                    s.labels.get(METRIC_NAME).unwrap_or("")
+                ),
+                at,
+            );
+        }
+    }
+}
+
+/// A range argument, with the "ignored histograms" info of float-only range functions.
+fn matrix_noting_histograms(ctx: &mut Ctx, c: &Call, e: &Expr, g: &Grid) -> Result<Matrix, Error> {
+    let m = arg_matrix(ctx, e, g)?;
+    note_ignored_histograms(ctx, &m, (c as *const Call as usize, Some(0)));
+    Ok(m)
+}
+
+/// A range function over floats and histograms together: `f(step, floats,
+/// histograms, ref_t, notes)` gives a float, a histogram, or nothing.
+fn over_time_both(
+    ctx: &mut Ctx,
+    m: Matrix,
+    keep_name: bool,
+    at: crate::eval::At,
+    mut f: impl FnMut(usize, &[Sample], &[HistogramSample], i64, &str, &mut Notes) -> Option<Out>,
+) -> Val {
+    let mut notes = Notes::default();
+    let v = per_series_both(&m, keep_name, |s, vals, hist| {
+        let metric = s.labels.get(METRIC_NAME).unwrap_or("");
+        let mut any = false;
+        m.for_windows_both(s, |i, w, hw, rt| {
+            match f(i, w, hw, rt, metric, &mut notes) {
+                Some(Out::F(v)) => {
+                    vals[i] = v;
+                    any = true;
+                }
+                Some(Out::H(h)) => {
+                    hist[i] = Some(h);
+                    any = true;
+                }
+                None => {}
+            }
+        });
+        any
+    });
+    ctx.notes(notes, at);
+    v
+}
+
+/// One result of a range function.
+enum Out {
+    F(f64),
+    H(crate::eval::H),
 }
 
 /// Applies a range function to every series' window at every step.
@@ -416,6 +569,7 @@ fn per_series(
         let mut vals = vec![ABSENT; n];
         if fill(s, &mut vals) {
             out.push(VSeries {
+                hist: None,
                 labels: s.labels.clone(),
                 vals,
                 dropped: !keep_name,
@@ -559,6 +713,442 @@ fn check_range_modes(name: &str, args: &[Box<Expr>]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Extrapolates the increase of a histogram window to the window's ends as
+/// Prometheus extrapolates floats (the count standing for the value when
+/// finding the counter's zero point); per second for `rate`.
+#[allow(clippy::too_many_arguments)]
+fn extrapolate_histogram(
+    h: &mut FloatHistogram,
+    first: &HistogramSample,
+    last_t: i64,
+    n: usize,
+    range_start: i64,
+    range_end: i64,
+    counter: bool,
+    is_rate: bool,
+) {
+    let mut to_start = (first.t - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last_t) as f64 / 1000.0;
+    let sampled = (last_t - first.t) as f64 / 1000.0;
+    let avg = sampled / (n - 1) as f64;
+    let threshold = avg * 1.1;
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if counter && h.count > 0.0 && first.h.count >= 0.0 {
+        let to_zero = sampled * (first.h.count / h.count);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg / 2.0;
+    }
+    let mut factor = if sampled != 0.0 {
+        (sampled + to_start + to_end) / sampled
+    } else {
+        1.0
+    };
+    if is_rate {
+        factor /= (range_end - range_start) as f64 / 1000.0;
+    }
+    h.mul(factor);
+}
+
+/// `rate`/`increase`/`delta` over a range holding native histograms: a
+/// window of histograms gives a histogram, a window of floats a float, a
+/// window of both nothing (with a warning).
+fn histogram_rate_over(ctx: &mut Ctx, c: &Call, m: Matrix, name: &str) -> Val {
+    let (counter, is_rate) = (name != "delta", name == "rate");
+    let at = (c as *const Call as usize, Some(0));
+    if name != "delta" {
+        for s in m.series.iter().filter(|s| !s.samples.is_empty()) {
+            let metric = s.labels.get(METRIC_NAME).unwrap_or("");
+            if !["_total", "_sum", "_count", "_bucket"]
+                .iter()
+                .any(|x| metric.ends_with(x))
+            {
+                ctx.info(
+                    format!(
+                        "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+                    ),
+                    at,
+                );
+            }
+        }
+    }
+    let range = m.range;
+    if let Some(mode) = m.mode {
+        let mut notes = Notes::default();
+        let secs = range as f64 / 1000.0;
+        let v = per_series_both(&m, false, |s, vals, hist| {
+            let metric = s.labels.get(METRIC_NAME).unwrap_or("");
+            let mut any = false;
+            if s.histograms.is_empty() {
+                mode_windows(&m, &s.samples, counter, |i, pts| {
+                    let v = if counter {
+                        counter_increase(pts)
+                    } else {
+                        pts[pts.len() - 1] - pts[0]
+                    };
+                    vals[i] = if is_rate { v / secs } else { v };
+                    any = true;
+                });
+                return any;
+            }
+            for (i, &rt) in m.ref_t.iter().enumerate() {
+                let (fw, hw) = mode_slices(&m, s, rt, mode);
+                if !fw.is_empty() && !hw.is_empty() {
+                    notes.mixed_floats(metric);
+                    continue;
+                }
+                if hw.is_empty() {
+                    continue;
+                }
+                if let Some(h) = extended_histogram_rate(
+                    hw,
+                    rt - range,
+                    rt,
+                    mode == RangeMode::Smoothed,
+                    counter,
+                    is_rate,
+                    metric,
+                    &mut notes,
+                ) {
+                    hist[i] = Some(Arc::new(h));
+                    any = true;
+                }
+            }
+            any
+        });
+        ctx.notes(notes, at);
+        return v;
+    }
+    over_time_both(ctx, m, false, at, |_, w, hw, rt, metric, notes| {
+        if !w.is_empty() && !hw.is_empty() {
+            notes.mixed_floats(metric);
+            return None;
+        }
+        if hw.is_empty() {
+            return extrapolated(w, rt - range, rt, counter, is_rate, true).map(Out::F);
+        }
+        if hw.len() < 2 {
+            return None;
+        }
+        let mut h = nativehist::window_increase(hw, counter, metric, notes)?;
+        extrapolate_histogram(
+            &mut h,
+            &hw[0],
+            hw[hw.len() - 1].t,
+            hw.len(),
+            rt - range,
+            rt,
+            counter,
+            is_rate,
+        );
+        Some(Out::H(Arc::new(h)))
+    })
+}
+
+/// A series' float and histogram samples an `anchored`/`smoothed` window at
+/// `rt` sees: those in the window, the last one at or before its start
+/// within the lookback (of either kind: the newer one), and for `smoothed`
+/// the first one after its end within the lookback.
+fn mode_slices<'a>(
+    m: &Matrix,
+    s: &'a Series,
+    rt: i64,
+    mode: RangeMode,
+) -> (&'a [Sample], &'a [HistogramSample]) {
+    let start = rt - m.range;
+    let (fs, hs) = (&s.samples, &s.histograms);
+    let (mut flo, mut fhi) = (
+        fs.partition_point(|p| p.t <= start),
+        fs.partition_point(|p| p.t <= rt),
+    );
+    let (mut hlo, mut hhi) = (
+        hs.partition_point(|p| p.t <= start),
+        hs.partition_point(|p| p.t <= rt),
+    );
+    if flo == fhi && hlo == hhi && mode == RangeMode::Anchored {
+        return (&[], &[]);
+    }
+    let f_anchor = (flo > 0 && fs[flo - 1].t > start - m.lookback).then(|| fs[flo - 1].t);
+    let h_anchor = (hlo > 0 && hs[hlo - 1].t > start - m.lookback).then(|| hs[hlo - 1].t);
+    match (f_anchor, h_anchor) {
+        (Some(f), Some(h)) if f > h => flo -= 1,
+        (Some(_), None) => flo -= 1,
+        (_, Some(_)) => hlo -= 1,
+        _ => {}
+    }
+    if mode == RangeMode::Smoothed {
+        let f_next = fs.get(fhi).filter(|p| p.t <= rt + m.lookback).map(|p| p.t);
+        let h_next = hs.get(hhi).filter(|p| p.t <= rt + m.lookback).map(|p| p.t);
+        match (f_next, h_next) {
+            (Some(f), Some(h)) if f < h => fhi += 1,
+            (Some(_), None) => fhi += 1,
+            (_, Some(_)) => hhi += 1,
+            _ => {}
+        }
+    }
+    (&fs[flo..fhi], &hs[hlo..hhi])
+}
+
+/// The histogram at `t` between two samples, linearly (a counter reset
+/// between them restarts from zero).
+fn interpolate_histogram(
+    a: &HistogramSample,
+    b: &HistogramSample,
+    t: i64,
+    counter: bool,
+    metric: &str,
+    notes: &mut Notes,
+) -> Option<FloatHistogram> {
+    if t == a.t {
+        return Some((*a.h).clone());
+    }
+    if t == b.t {
+        return Some((*b.h).clone());
+    }
+    let frac = (t - a.t) as f64 / (b.t - a.t) as f64;
+    let mut r = (*b.h).clone();
+    if counter && b.h.detect_reset(&a.h) {
+        r.mul(frac);
+        return Some(r);
+    }
+    if !nativehist::add_into(&mut r, &a.h, true, "subtraction", metric, notes) {
+        return None;
+    }
+    r.mul(frac);
+    if !nativehist::add_into(&mut r, &a.h, false, "addition", metric, notes) {
+        return None;
+    }
+    Some(r)
+}
+
+/// `rate`/`increase`/`delta` of histograms over an `anchored` or `smoothed`
+/// window (`h`: the samples [`mode_slices`] gives): no extrapolation; the
+/// ends are the boundary samples or, smoothed, interpolated at the window's
+/// ends; counter resets inside are corrected for.
+#[allow(clippy::too_many_arguments)]
+fn extended_histogram_rate(
+    h: &[HistogramSample],
+    range_start: i64,
+    range_end: i64,
+    smoothed: bool,
+    counter: bool,
+    is_rate: bool,
+    metric: &str,
+    notes: &mut Notes,
+) -> Option<FloatHistogram> {
+    let mut last = h.len() - 1;
+    let first = h.partition_point(|p| p.t <= range_start).saturating_sub(1);
+    if smoothed {
+        last = h[..last].partition_point(|p| p.t < range_end);
+    }
+    if h[last].t <= range_start || (smoothed && h[first].t > range_end) {
+        return None;
+    }
+    let custom = h[first].h.uses_custom_buckets();
+    for p in &h[first..=last] {
+        if p.h.uses_custom_buckets() != custom {
+            notes.mixed_schemas(metric);
+            return None;
+        }
+        if counter && p.h.hint == day2_model::CounterResetHint::Gauge {
+            notes.not_counter(metric);
+        }
+    }
+    let left = if smoothed && h[first].t < range_start {
+        interpolate_histogram(
+            &h[first],
+            &h[first + 1],
+            range_start,
+            counter,
+            metric,
+            notes,
+        )?
+    } else {
+        (*h[first].h).clone()
+    };
+    let right = if smoothed && last > 0 && h[last].t > range_end {
+        interpolate_histogram(&h[last - 1], &h[last], range_end, counter, metric, notes)?
+    } else {
+        (*h[last].h).clone()
+    };
+    use day2_model::CounterResetHint::Gauge;
+    if !counter && (left.hint != Gauge || right.hint != Gauge) {
+        notes.not_gauge(metric);
+    }
+    let mut result = right.clone();
+    if !nativehist::add_into(&mut result, &left, true, "subtraction", metric, notes) {
+        return None;
+    }
+    if counter {
+        // resets between the boundaries (the boundary samples themselves are
+        // the ends; a reset the left interpolation spanned is accounted for)
+        let mut from = first + 1;
+        let mut prev: &FloatHistogram = &left;
+        if smoothed && h[first].t < range_start && h[first + 1].h.detect_reset(&h[first].h) {
+            prev = &h[first + 1].h;
+            from += 1;
+        }
+        let mut correction: Option<FloatHistogram> = None;
+        if from <= last {
+            let mut add = |x: &FloatHistogram, notes: &mut Notes| -> bool {
+                match correction.as_mut() {
+                    None => {
+                        correction = Some(x.clone());
+                        true
+                    }
+                    Some(c) => nativehist::add_into(c, x, false, "addition", metric, notes),
+                }
+            };
+            for p in &h[from..last] {
+                if p.h.detect_reset(prev) && !add(prev, notes) {
+                    return None;
+                }
+                prev = &p.h;
+            }
+            if right.detect_reset(prev) && !add(prev, notes) {
+                return None;
+            }
+        }
+        if let Some(c) = correction
+            && !nativehist::add_into(&mut result, &c, false, "addition", metric, notes)
+        {
+            return None;
+        }
+    }
+    if is_rate {
+        result.div((range_end - range_start) as f64 / 1000.0);
+    }
+    result.hint = Gauge;
+    result.compact();
+    Some(result)
+}
+
+/// `irate`/`idelta` over the last two samples of either kind.
+fn instant_delta_both(
+    w: &[Sample],
+    hw: &[HistogramSample],
+    is_rate: bool,
+    metric: &str,
+    notes: &mut Notes,
+) -> Option<Out> {
+    if w.len() + hw.len() < 2 {
+        return None;
+    }
+    // the last two samples, oldest first
+    enum S<'a> {
+        F(Sample),
+        H(&'a HistogramSample),
+    }
+    let t = |x: &S| match x {
+        S::F(p) => p.t,
+        S::H(h) => h.t,
+    };
+    let mut last: Vec<S> = w[w.len().saturating_sub(2)..]
+        .iter()
+        .map(|p| S::F(*p))
+        .chain(hw[hw.len().saturating_sub(2)..].iter().map(S::H))
+        .collect();
+    last.sort_by_key(|x| t(x));
+    let (prev, cur) = (&last[last.len() - 2], &last[last.len() - 1]);
+    let dt = t(cur) - t(prev);
+    if dt == 0 {
+        return None;
+    }
+    match (prev, cur) {
+        (S::F(_), S::F(_)) => instant_delta(&w[w.len() - 2..], is_rate).map(Out::F),
+        (S::H(p), S::H(c)) => {
+            let mut h = (*c.h).clone();
+            if is_rate
+                && (c.h.hint == day2_model::CounterResetHint::Gauge
+                    || p.h.hint == day2_model::CounterResetHint::Gauge)
+            {
+                notes.not_counter(metric);
+            }
+            if !is_rate
+                && (c.h.hint != day2_model::CounterResetHint::Gauge
+                    || p.h.hint != day2_model::CounterResetHint::Gauge)
+            {
+                notes.not_gauge(metric);
+            }
+            if (!is_rate || !c.h.detect_reset(&p.h))
+                && !nativehist::add_into(&mut h, &p.h, true, "subtraction", metric, notes)
+            {
+                return None;
+            }
+            h.hint = day2_model::CounterResetHint::Gauge;
+            h.compact();
+            if is_rate {
+                h.div(dt as f64 / 1000.0);
+            }
+            Some(Out::H(Arc::new(h)))
+        }
+        _ => {
+            notes.mixed_floats(metric);
+            None
+        }
+    }
+}
+
+/// `changes` and `resets` over ranges holding histograms: samples of both
+/// kinds in time order; a change of kind is a change and a reset.
+fn changes_or_resets_both(m: Matrix, resets: bool) -> Val {
+    per_series_both(&m, false, |s, vals, _| {
+        let mut any = false;
+        let mut step = |i: usize, w: &[Sample], hw: &[HistogramSample]| {
+            let (mut fi, mut hi) = (0, 0);
+            let mut prev: Option<Result<f64, &FloatHistogram>> = None;
+            let mut n = 0usize;
+            while fi < w.len() || hi < hw.len() {
+                let cur = if hi >= hw.len() || (fi < w.len() && w[fi].t < hw[hi].t) {
+                    fi += 1;
+                    Ok(w[fi - 1].v)
+                } else {
+                    hi += 1;
+                    Err(&*hw[hi - 1].h)
+                };
+                if let Some(p) = &prev {
+                    n += match (p, &cur) {
+                        (Ok(a), Ok(b)) => {
+                            if resets {
+                                usize::from(b < a)
+                            } else {
+                                usize::from(a != b && !(a.is_nan() && b.is_nan()))
+                            }
+                        }
+                        (Err(a), Err(b)) => {
+                            if resets {
+                                usize::from(b.detect_reset(a))
+                            } else {
+                                usize::from(!b.equals(a))
+                            }
+                        }
+                        _ => 1,
+                    };
+                }
+                prev = Some(cur);
+            }
+            vals[i] = n as f64;
+            any = true;
+        };
+        if m.mode == Some(RangeMode::Anchored) {
+            for (i, &rt) in m.ref_t.iter().enumerate() {
+                let (w, hw) = mode_slices(&m, s, rt, RangeMode::Anchored);
+                if !w.is_empty() || !hw.is_empty() {
+                    step(i, w, hw);
+                }
+            }
+        } else {
+            m.for_windows_both(s, |i, w, hw, _| step(i, w, hw));
+        }
+        any
+    })
+}
+
 /// `rate`/`increase`/`delta` over every window; counter resets are located
 /// once per series, so windows without a reset skip the reset scan.
 fn rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
@@ -594,6 +1184,27 @@ fn rate_over(m: Matrix, counter: bool, is_rate: bool) -> Val {
         });
         any
     })
+}
+
+/// `avg_over_time` of floats: the Kahan sum divided, or an incremental mean
+/// when the sum overflows.
+fn avg_of(p: &[Sample]) -> f64 {
+    let s = sum_of(p);
+    if !s.is_finite() && values(p).all(f64::is_finite) {
+        let mut mean = 0.0;
+        for (i, v) in values(p).enumerate() {
+            mean += (v - mean) / (i + 1) as f64;
+        }
+        mean
+    } else {
+        s / p.len() as f64
+    }
+}
+
+fn sum_of(p: &[Sample]) -> f64 {
+    let mut k = KahanSum::default();
+    values(p).for_each(|v| k.add(v));
+    k.value()
 }
 
 fn values(p: &[Sample]) -> impl Iterator<Item = f64> + '_ {
@@ -684,15 +1295,57 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         "end" => Val::Scalar(vec![ctx.end as f64 / 1000.0; g.n]),
         "step" => Val::Scalar(vec![ctx.step as f64 / 1000.0; g.n]),
         "range" => Val::Scalar(vec![(ctx.end - ctx.start) as f64 / 1000.0; g.n]),
-        "ts_of_min_over_time"
-        | "ts_of_max_over_time"
+        "count_over_time"
+        | "last_over_time"
+        | "first_over_time"
+        | "present_over_time"
         | "ts_of_first_over_time"
         | "ts_of_last_over_time" => {
             let m = arg_matrix(ctx, a(0), g)?;
+            let keep = matches!(name, "last_over_time" | "first_over_time");
+            over_time_both(
+                ctx,
+                m,
+                keep,
+                (c as *const Call as usize, Some(0)),
+                |_, w, hw, _, _, _| {
+                    let (fl, hl) = (w.last(), hw.last());
+                    let (ff, hf) = (w.first(), hw.first());
+                    Some(match name {
+                        "count_over_time" => Out::F((w.len() + hw.len()) as f64),
+                        "present_over_time" => Out::F(1.0),
+                        "last_over_time" => match (fl, hl) {
+                            (Some(f), Some(h)) if h.t < f.t => Out::F(f.v),
+                            (Some(f), None) => Out::F(f.v),
+                            (_, Some(h)) => Out::H(h.h.clone()),
+                            _ => return None,
+                        },
+                        "first_over_time" => match (ff, hf) {
+                            (Some(f), Some(h)) if f.t < h.t => Out::F(f.v),
+                            (Some(f), None) => Out::F(f.v),
+                            (_, Some(h)) => Out::H(h.h.clone()),
+                            _ => return None,
+                        },
+                        "ts_of_first_over_time" => Out::F(
+                            ff.map_or(i64::MAX, |x| x.t)
+                                .min(hf.map_or(i64::MAX, |x| x.t))
+                                as f64
+                                / 1000.0,
+                        ),
+                        _ => Out::F(
+                            fl.map_or(i64::MIN, |x| x.t)
+                                .max(hl.map_or(i64::MIN, |x| x.t))
+                                as f64
+                                / 1000.0,
+                        ),
+                    })
+                },
+            )
+        }
+        "ts_of_min_over_time" | "ts_of_max_over_time" => {
+            let m = matrix_noting_histograms(ctx, c, a(0), g)?;
             over_time(m, false, |p, _, _| {
                 let pick = match name {
-                    "ts_of_first_over_time" => p.first(),
-                    "ts_of_last_over_time" => p.last(),
                     // the last occurrence of the extreme value wins, NaN only if all are NaN
                     "ts_of_min_over_time" => p.iter().fold(None, |m: Option<&Sample>, x| match m {
                         Some(b) if !(x.v <= b.v || b.v.is_nan()) => Some(b),
@@ -795,6 +1448,17 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             };
             map_vector(v, |x, i| round_to(x, to[i]))
         }
+        "clamp" if trim_mark(a(2)).is_some() => {
+            let keep_below = trim_mark(a(2)) == Some(true);
+            let mut e = a(0);
+            while let Expr::Paren(p) = e {
+                e = &p.expr;
+            }
+            let Expr::Binary(b) = e else {
+                unreachable!("the rewritten trim operator wraps a binary operation")
+            };
+            crate::binary::eval_trim(ctx, b, g, keep_below)?
+        }
         "clamp" => {
             let v = arg_vector(ctx, a(0), g)?;
             let (lo, hi) = (arg_scalar(ctx, a(1), g)?, arg_scalar(ctx, a(2), g)?);
@@ -835,10 +1499,10 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             })
         }
         "timestamp" => {
-            let inner = match a(0) {
-                Expr::Paren(p) => &*p.expr,
-                e => e,
-            };
+            let mut inner = a(0);
+            while let Expr::Paren(p) = inner {
+                inner = &p.expr;
+            }
             match inner {
                 Expr::VectorSelector(vs) => {
                     let mut v = ctx.select_instant(vs, g, true);
@@ -847,7 +1511,19 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                     }
                     Val::Vector(v)
                 }
-                e => map_vector(arg_vector(ctx, e, g)?, |_, i| secs(i)),
+                e => {
+                    let mut v = arg_vector(ctx, e, g)?;
+                    for s in v.iter_mut() {
+                        if let Some(h) = s.hist.take() {
+                            for (i, h) in h.iter().enumerate() {
+                                if h.is_some() {
+                                    s.vals[i] = 0.0;
+                                }
+                            }
+                        }
+                    }
+                    map_vector(v, |_, i| secs(i))
+                }
             }
         }
         "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
@@ -860,6 +1536,9 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         }
         "rate" | "increase" | "delta" => {
             let m = arg_matrix(ctx, a(0), g)?;
+            if m.series.iter().any(|s| !s.histograms.is_empty()) {
+                return Ok(histogram_rate_over(ctx, c, m, name));
+            }
             if name != "delta" {
                 // Prometheus's hint that the input may not be a counter
                 for s in &m.series {
@@ -879,11 +1558,25 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             }
             rate_over(m, name != "delta", name == "rate")
         }
-        "irate" | "idelta" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            instant_delta(p, name == "irate")
-        }),
+        "irate" | "idelta" => {
+            let m = arg_matrix(ctx, a(0), g)?;
+            if m.series.iter().all(|s| s.histograms.is_empty()) {
+                return Ok(over_time(m, false, |p, _, _| {
+                    instant_delta(p, name == "irate")
+                }));
+            }
+            let is_rate = name == "irate";
+            over_time_both(
+                ctx,
+                m,
+                false,
+                (c as *const Call as usize, Some(0)),
+                |_, w, hw, _, metric, notes| instant_delta_both(w, hw, is_rate, metric, notes),
+            )
+        }
         "deriv" => {
             let m = arg_matrix(ctx, a(0), g)?;
+            note_ignored_histograms(ctx, &m, (c as *const Call as usize, Some(0)));
             over_time(m, false, |p, _, _| {
                 (p.len() >= 2).then(|| linear_regression(p, p[0].t).0)
             })
@@ -891,6 +1584,7 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         "predict_linear" => {
             // the intercept is at the evaluation time, whatever @ or offset say
             let m = arg_matrix(ctx, a(0), g)?;
+            note_ignored_histograms(ctx, &m, (c as *const Call as usize, Some(0)));
             let d = arg_scalar(ctx, a(1), g)?;
             over_time(m, false, |p, i, _| {
                 (p.len() >= 2).then(|| {
@@ -901,6 +1595,7 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         }
         "holt_winters" | "double_exponential_smoothing" => {
             let m = arg_matrix(ctx, a(0), g)?;
+            note_ignored_histograms(ctx, &m, (c as *const Call as usize, Some(0)));
             let (sf, tf) = (arg_scalar(ctx, a(1), g)?, arg_scalar(ctx, a(2), g)?);
             for (&sf, &tf) in sf.iter().zip(&tf) {
                 if sf <= 0.0 || sf >= 1.0 {
@@ -918,65 +1613,85 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             }
             over_time(m, false, |p, i, _| holt_winters(p, sf[i], tf[i]))
         }
-        "changes" => count_pairs(arg_matrix(ctx, a(0), g)?, |p| {
-            p.windows(2)
-                .filter(|w| w[0] != w[1] && !(w[0].is_nan() && w[1].is_nan()))
-                .count()
-        }),
-        "resets" => count_pairs(arg_matrix(ctx, a(0), g)?, |p| {
-            p.windows(2).filter(|w| w[1] < w[0]).count()
-        }),
-        "avg_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            let mut k = KahanSum::default();
-            values(p).for_each(|v| k.add(v));
-            let s = k.value();
-            if !s.is_finite() && values(p).all(f64::is_finite) {
-                let mut mean = 0.0;
-                for (i, v) in values(p).enumerate() {
-                    mean += (v - mean) / (i + 1) as f64;
-                }
-                Some(mean)
+        "changes" | "resets" => {
+            let m = arg_matrix(ctx, a(0), g)?;
+            if m.series.iter().any(|s| !s.histograms.is_empty()) {
+                return Ok(changes_or_resets_both(m, name == "resets"));
+            }
+            if name == "resets" {
+                count_pairs(m, |p| p.windows(2).filter(|w| w[1] < w[0]).count())
             } else {
-                Some(s / p.len() as f64)
+                count_pairs(m, |p| {
+                    p.windows(2)
+                        .filter(|w| w[0] != w[1] && !(w[0].is_nan() && w[1].is_nan()))
+                        .count()
+                })
             }
-        }),
-        "sum_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            let mut k = KahanSum::default();
-            values(p).for_each(|v| k.add(v));
-            Some(k.value())
-        }),
-        "count_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            Some(p.len() as f64)
-        }),
-        "min_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            Some(values(p).fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m }))
-        }),
-        "max_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            Some(values(p).fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m }))
-        }),
-        "last_over_time" => over_time(arg_matrix(ctx, a(0), g)?, true, |p, _, _| {
-            p.last().map(|x| x.v)
-        }),
-        "first_over_time" => over_time(arg_matrix(ctx, a(0), g)?, true, |p, _, _| {
-            p.first().map(|x| x.v)
-        }),
-        "present_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |_, _, _| Some(1.0)),
-        "stdvar_over_time" => {
-            over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| Some(stdvar(p)))
         }
-        "stddev_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            Some(stdvar(p).sqrt())
-        }),
-        "mad_over_time" => over_time(arg_matrix(ctx, a(0), g)?, false, |p, _, _| {
-            // a NaN sample makes the result NaN
-            if values(p).any(f64::is_nan) {
-                return Some(f64::NAN);
+        "avg_over_time" | "sum_over_time" => {
+            let m = arg_matrix(ctx, a(0), g)?;
+            let avg = name == "avg_over_time";
+            if m.series.iter().all(|s| s.histograms.is_empty()) {
+                return Ok(over_time(m, false, |p, _, _| {
+                    Some(if avg { avg_of(p) } else { sum_of(p) })
+                }));
             }
-            let mut v: Vec<f64> = values(p).collect();
-            let med = quantile(0.5, &mut v);
-            let mut dev: Vec<f64> = values(p).map(|x| (x - med).abs()).collect();
-            Some(quantile(0.5, &mut dev))
-        }),
+            over_time_both(
+                ctx,
+                m,
+                false,
+                (c as *const Call as usize, Some(0)),
+                |_, w, hw, _, metric, notes| {
+                    if !w.is_empty() && !hw.is_empty() {
+                        notes.mixed_floats(metric);
+                        return None;
+                    }
+                    if hw.is_empty() {
+                        return Some(Out::F(if avg { avg_of(w) } else { sum_of(w) }));
+                    }
+                    let h = nativehist::sum_or_mean(hw.iter().map(|p| &*p.h), avg, metric, notes)?;
+                    Some(Out::H(Arc::new(h)))
+                },
+            )
+        }
+        "min_over_time" => over_time(
+            matrix_noting_histograms(ctx, c, a(0), g)?,
+            false,
+            |p, _, _| {
+                Some(values(p).fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m }))
+            },
+        ),
+        "max_over_time" => over_time(
+            matrix_noting_histograms(ctx, c, a(0), g)?,
+            false,
+            |p, _, _| {
+                Some(values(p).fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m }))
+            },
+        ),
+        "stdvar_over_time" => over_time(
+            matrix_noting_histograms(ctx, c, a(0), g)?,
+            false,
+            |p, _, _| Some(stdvar(p)),
+        ),
+        "stddev_over_time" => over_time(
+            matrix_noting_histograms(ctx, c, a(0), g)?,
+            false,
+            |p, _, _| Some(stdvar(p).sqrt()),
+        ),
+        "mad_over_time" => over_time(
+            matrix_noting_histograms(ctx, c, a(0), g)?,
+            false,
+            |p, _, _| {
+                // a NaN sample makes the result NaN
+                if values(p).any(f64::is_nan) {
+                    return Some(f64::NAN);
+                }
+                let mut v: Vec<f64> = values(p).collect();
+                let med = quantile(0.5, &mut v);
+                let mut dev: Vec<f64> = values(p).map(|x| (x - med).abs()).collect();
+                Some(quantile(0.5, &mut dev))
+            },
+        ),
         "quantile_over_time" => {
             let q = arg_scalar(ctx, a(0), g)?;
             if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
@@ -988,7 +1703,9 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                     (c as *const Call as usize, Some(0)),
                 );
             }
-            over_time(arg_matrix(ctx, a(1), g)?, false, |p, i, _| {
+            let m = arg_matrix(ctx, a(1), g)?;
+            note_ignored_histograms(ctx, &m, (c as *const Call as usize, Some(0)));
+            over_time(m, false, |p, i, _| {
                 let mut v: Vec<f64> = values(p).collect();
                 Some(quantile(q[i], &mut v))
             })
@@ -997,7 +1714,7 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             let m = arg_matrix(ctx, a(0), g)?;
             let mut present = vec![false; g.n];
             for s in &m.series {
-                m.for_windows(&s.samples, |i, _, _| present[i] = true);
+                m.for_windows_both(s, |i, _, _, _| present[i] = true);
             }
             absent_result(a(0), g, &present)
         }
@@ -1005,8 +1722,8 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             let v = arg_vector(ctx, a(0), g)?;
             let mut present = vec![false; g.n];
             for s in &v {
-                for (p, x) in present.iter_mut().zip(&s.vals) {
-                    *p |= has(*x);
+                for (i, p) in present.iter_mut().enumerate() {
+                    *p |= s.present(i);
                 }
             }
             absent_result(a(0), g, &present)
@@ -1020,7 +1737,8 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             Val::Vector(arg_vector(ctx, a(0), g)?)
         }
         "sort" | "sort_desc" => {
-            let v = arg_vector(ctx, a(0), g)?;
+            let mut v = arg_vector(ctx, a(0), g)?;
+            drop_histograms(&mut v);
             let desc = name == "sort_desc";
             Val::Vector(sort_instant(v, g, |x, y| {
                 nan_last(x.vals[0], y.vals[0], desc)
@@ -1113,6 +1831,17 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             Val::Vector(v)
         }
         "info" => crate::info::eval(ctx, c, g)?,
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => {
+            let v = arg_vector(ctx, a(0), g)?;
+            map_histograms(v, |h, _| match name {
+                "histogram_count" => h.count,
+                "histogram_sum" => h.sum,
+                "histogram_avg" => h.sum / h.count,
+                "histogram_stddev" => nativehist::variance(h).sqrt(),
+                _ => nativehist::variance(h),
+            })
+        }
         "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => {
             classic_histogram_call(ctx, c, g)?
         }
@@ -1189,6 +1918,10 @@ fn classic_histogram_call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Erro
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     for (si, s) in v.iter().enumerate() {
+        // native histograms are taken one by one below
+        if !s.vals.iter().any(|x| has(*x)) {
+            continue;
+        }
         let le = s.labels.get("le");
         let Some(bound) = le.and_then(parse_le) else {
             ctx.warn(
@@ -1219,14 +1952,72 @@ fn classic_histogram_call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Erro
     } else {
         1
     };
+    // a native histogram and classic buckets of the same series at one step:
+    // neither is used (`conflict` holds (group, step) pairs)
+    let mut conflict: std::collections::HashSet<(usize, usize)> = Default::default();
     let mut out = Vec::with_capacity(groups.len() * outputs);
-    let mut buf: Vec<(f64, f64)> = Vec::new();
-    let mut fixed_any: Option<String> = None;
-    for (labels, members) in &groups {
+    let mut notes = Notes::default();
+    for s in v.iter().filter(|s| s.hist.is_some()) {
+        let gi = index.get(&s.labels).copied();
         for k in 0..outputs {
             let mut vals = vec![ABSENT; g.n];
             let mut any = false;
             for (i, slot) in vals.iter_mut().enumerate() {
+                let Some(h) = s.h(i) else { continue };
+                if let Some(gi) = gi
+                    && groups[gi].1.iter().any(|&(_, si)| has(v[si].vals[i]))
+                {
+                    conflict.insert((gi, i));
+                    ctx.warn(
+                        format!(
+                            "vector contains a mix of classic and native histograms for metric name {:?}",
+                            s.labels.get(METRIC_NAME).unwrap_or("")
+                        ),
+                        (node, Some(vector_arg)),
+                    );
+                    continue;
+                }
+                let metric = s.labels.get(METRIC_NAME).unwrap_or("");
+                *slot = match name {
+                    "histogram_fraction" => {
+                        nativehist::fraction(scalars[0][i], scalars[1][i], h, metric, &mut notes)
+                    }
+                    "histogram_quantile" => {
+                        nativehist::quantile(scalars[0][i], h, metric, &mut notes)
+                    }
+                    _ => nativehist::quantile(scalars[k][i], h, metric, &mut notes),
+                };
+                any = true;
+            }
+            if any {
+                let labels = match &qlabel {
+                    Some(l) => {
+                        let mut b = s.labels.to_builder();
+                        b.set(l.clone(), quantile_label(scalars[k][0]));
+                        b.build()
+                    }
+                    None => s.labels.clone(),
+                };
+                out.push(VSeries {
+                    labels,
+                    vals,
+                    hist: None,
+                    dropped: true,
+                });
+            }
+        }
+    }
+    ctx.notes(notes, (node, Some(vector_arg)));
+    let mut buf: Vec<(f64, f64)> = Vec::new();
+    let mut fixed_any: Option<String> = None;
+    for (gi, (labels, members)) in groups.iter().enumerate() {
+        for k in 0..outputs {
+            let mut vals = vec![ABSENT; g.n];
+            let mut any = false;
+            for (i, slot) in vals.iter_mut().enumerate() {
+                if conflict.contains(&(gi, i)) {
+                    continue;
+                }
                 buf.clear();
                 for &(bound, si) in members {
                     let x = v[si].vals[i];
@@ -1260,6 +2051,7 @@ fn classic_histogram_call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Erro
                 None => labels.clone(),
             };
             out.push(VSeries {
+                hist: None,
                 labels,
                 vals,
                 dropped: true,

@@ -137,6 +137,12 @@ pub(crate) fn eval(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
         }
     }
     let loaded = ctx.take_info(c);
+    if let Some(s) = loaded.iter().find(|s| !s.histograms.is_empty()) {
+        return Err(Error::Execution(format!(
+            "info series {} has native histogram samples: info series must hold floats",
+            s.labels
+        )));
+    }
     let info: Vec<_> = if wanted.is_empty() {
         Vec::new()
     } else {
@@ -249,6 +255,7 @@ pub(crate) fn eval(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                 None => {
                     index.insert(labels.clone(), out.len());
                     out.push(VSeries {
+                        hist: None,
                         labels,
                         vals: vec![ABSENT; g.n],
                         dropped: s.dropped,

@@ -13,6 +13,7 @@ mod functions;
 mod hash;
 mod info;
 pub mod memstore;
+mod nativehist;
 mod rewrite;
 mod value;
 

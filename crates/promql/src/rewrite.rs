@@ -9,7 +9,10 @@
 //!   marker matcher [`EXT_LABEL`] the evaluator reads and strips;
 //! - the label selector of `info()`, which may consist of matchers that all
 //!   match the empty string (`{data=~".*"}`): it gets the marker matcher
-//!   [`INFO_LABEL`] so the parser accepts it.
+//!   [`INFO_LABEL`] so the parser accepts it;
+//! - the histogram trim operators `v </ s` and `v >/ s` (Prometheus 3,
+//!   experimental): they become `clamp(v atan2 s, MARK, MARK)` with a marker number
+//!   ([`TRIM_UPPER_MARK`], [`TRIM_LOWER_MARK`]) the evaluator recognises.
 //!
 //! A query without any of these is returned unchanged.
 
@@ -19,6 +22,11 @@ use crate::Error;
 pub(crate) const EXT_LABEL: &str = "__day2_range_mode__";
 /// Marker label of `info()`'s label selector.
 pub(crate) const INFO_LABEL: &str = "__day2_info_selector__";
+
+/// Marker third argument of `clamp` standing for `</` (keep observations below).
+pub(crate) const TRIM_UPPER_MARK: &str = "-1.2345e-300";
+/// Marker third argument of `clamp` standing for `>/` (keep observations above).
+pub(crate) const TRIM_LOWER_MARK: &str = "-2.3456e-300";
 
 /// What `step()` and `range()` stand for in duration expressions, in ms.
 #[derive(Debug, Clone, Copy, Default)]
@@ -236,11 +244,100 @@ impl Rewriter<'_> {
                 }
                 (Kind::Ident, "anchored" | "smoothed") => self.range_mode(i)?,
                 (Kind::Ident, "info") if self.is(i + 1, "(") => self.info_selector(i + 1),
+                (Kind::Punct, "<" | ">")
+                    if self.is(i + 1, "/") && self.toks[i].end == self.toks[i + 1].start =>
+                {
+                    self.trim(i);
+                    i += 1;
+                }
                 _ => {}
             }
             i += 1;
         }
         Ok(())
+    }
+
+    /// `lhs </ rhs` or `lhs >/ rhs` with the operator at token `k`: the
+    /// operands reach over everything that binds tighter (they bind as
+    /// comparisons do), and the whole becomes
+    /// `clamp((lhs) atan2 MODIFIERS (rhs), MARK, MARK)`: a binary operation
+    /// (so vector matching works) the evaluator recognises by its wrapper.
+    fn trim(&mut self, k: usize) {
+        let looser = |r: &Self, j: usize| -> bool {
+            r.toks[j].kind == Kind::Punct && r.text(j) == ","
+                || (r.toks[j].kind == Kind::Ident
+                    && ["or", "and", "unless", "by", "without"]
+                        .iter()
+                        .any(|w| r.text_is_ci(j, w)))
+        };
+        let mut start = k;
+        let mut depth = 0i32;
+        while start > 0 {
+            let j = start - 1;
+            match self.text(j) {
+                ")" | "]" | "}" => depth += 1,
+                "(" | "[" | "{" => {
+                    if depth == 0 {
+                        break;
+                    }
+                    depth -= 1;
+                }
+                _ if depth == 0 && looser(self, j) => break,
+                _ => {}
+            }
+            start = j;
+        }
+        let mut end = k + 2;
+        depth = 0;
+        while end < self.toks.len() {
+            match self.text(end) {
+                "(" | "[" | "{" => depth += 1,
+                ")" | "]" | "}" => {
+                    if depth == 0 {
+                        break;
+                    }
+                    depth -= 1;
+                }
+                "==" | "!=" | "<=" | ">=" | "<" | ">" if depth == 0 => break,
+                _ if depth == 0 && looser(self, end) => break,
+                _ => {}
+            }
+            end += 1;
+        }
+        // vector matching modifiers stay between the operator and `rhs`
+        let mut rhs = k + 2;
+        let group = |r: &Self, j: usize| -> usize {
+            // the index after `( ... )` at `j`, or `j` when there is none
+            if !r.is(j, "(") {
+                return j;
+            }
+            let mut j = j;
+            while j < r.toks.len() && !r.is(j, ")") {
+                j += 1;
+            }
+            j + 1
+        };
+        if self.text_is_ci(rhs, "on") || self.text_is_ci(rhs, "ignoring") {
+            rhs = group(self, rhs + 1);
+            if self.text_is_ci(rhs, "group_left") || self.text_is_ci(rhs, "group_right") {
+                rhs = group(self, rhs + 1);
+            }
+        }
+        if start == k || end <= rhs {
+            return; // the parser reports the missing operand
+        }
+        let mark = if self.text(k) == "<" {
+            TRIM_UPPER_MARK
+        } else {
+            TRIM_LOWER_MARK
+        };
+        let (s, e) = (self.toks[start].start, self.toks[end - 1].end);
+        let r = self.toks[rhs].start;
+        self.edits.push((s, s, "clamp((".into()));
+        self.edits
+            .push((self.toks[k].start, self.toks[k + 1].end, ") atan2 ".into()));
+        self.edits.push((r, r, "(".into()));
+        self.edits.push((e, e, format!("), {mark}, {mark})")));
     }
 
     /// `[range]` or `[range:step]` between token indexes `from` and `to`.
@@ -811,5 +908,23 @@ mod tests {
             rw(r#"info(x, {data=~".*"})"#),
             format!(r#"info(x, {{data=~".*",{INFO_LABEL}="1"}})"#)
         );
+    }
+
+    #[test]
+    fn trim_operators_become_marked_binary_operations() {
+        let (u, l) = (TRIM_UPPER_MARK, TRIM_LOWER_MARK);
+        assert_eq!(rw("h </ 15"), format!("clamp((h ) atan2  (15), {u}, {u})"));
+        assert_eq!(
+            rw("sum(h) >/ on (label) group_left f * 2 > 1"),
+            format!("clamp((sum(h) ) atan2  on (label) group_left (f * 2), {l}, {l}) > 1")
+        );
+        assert_eq!(
+            rw("a or rate(h[5m]) >/15"),
+            format!("a or clamp((rate(h[5m]) ) atan2 (15), {l}, {l})")
+        );
+        // each rewritten form parses
+        for q in ["h </ 15", "h >/ on(label) f", "x >/ -Inf and y"] {
+            promql_parser::parser::parse(&rw(q)).unwrap();
+        }
     }
 }

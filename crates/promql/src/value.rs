@@ -1,20 +1,25 @@
 //! Query values and their JSON shapes in Prometheus's HTTP API.
 
-use day2_model::Labels;
-use day2_model::gofloat::{format_e, format_f};
+use std::sync::Arc;
 
-/// One element of an instant vector.
+use day2_model::gofloat::{format_e, format_f};
+use day2_model::{FloatHistogram, Labels};
+
+/// One element of an instant vector: a float, or a native histogram (`h`,
+/// with `v` then meaningless).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VecSample {
     pub labels: Labels,
     pub v: f64,
+    pub h: Option<Arc<FloatHistogram>>,
 }
 
-/// One series of a range vector (matrix).
+/// One series of a range vector (matrix): float points and histogram points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RangeSeries {
     pub labels: Labels,
     pub points: Vec<(i64, f64)>,
+    pub histograms: Vec<(i64, Arc<FloatHistogram>)>,
 }
 
 /// A query result value.
@@ -92,8 +97,19 @@ impl QueryResult {
                     }
                     out.extend_from_slice(br#"{"metric":"#);
                     write_labels(out, &s.labels);
-                    out.extend_from_slice(br#","value":"#);
-                    write_point(out, *t, s.v);
+                    match &s.h {
+                        Some(h) => {
+                            out.extend_from_slice(br#","histogram":["#);
+                            write_sample_time(out, *t);
+                            out.push(b',');
+                            write_histogram(out, h);
+                            out.push(b']');
+                        }
+                        None => {
+                            out.extend_from_slice(br#","value":"#);
+                            write_point(out, *t, s.v);
+                        }
+                    }
                     out.push(b'}');
                 }
                 out.push(b']');
@@ -127,7 +143,7 @@ fn labels_size(l: &Labels) -> usize {
 
 fn row_size(s: &RangeSeries) -> usize {
     // `[1700000000.123,"0.123456789"]` is about 32 bytes
-    32 + labels_size(&s.labels) + s.points.len() * 32
+    32 + labels_size(&s.labels) + s.points.len() * 32 + s.histograms.len() * 256
 }
 
 /// Matrix rows, comma-separated; large results are rendered on several threads
@@ -136,14 +152,32 @@ fn write_matrix(out: &mut Vec<u8>, series: &[RangeSeries]) {
     let row = |out: &mut Vec<u8>, s: &RangeSeries| {
         out.extend_from_slice(br#"{"metric":"#);
         write_labels(out, &s.labels);
-        out.extend_from_slice(br#","values":["#);
-        for (i, (t, v)) in s.points.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
+        // as Prometheus: no "values" without floats, "histograms" only with histograms
+        if !s.points.is_empty() || s.histograms.is_empty() {
+            out.extend_from_slice(br#","values":["#);
+            for (i, (t, v)) in s.points.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_point(out, *t, *v);
             }
-            write_point(out, *t, *v);
+            out.push(b']');
         }
-        out.extend_from_slice(b"]}");
+        if !s.histograms.is_empty() {
+            out.extend_from_slice(br#","histograms":["#);
+            for (i, (t, h)) in s.histograms.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
+                write_sample_time(out, *t);
+                out.push(b',');
+                write_histogram(out, h);
+                out.push(b']');
+            }
+            out.push(b']');
+        }
+        out.push(b'}');
     };
     let rows = |out: &mut Vec<u8>, part: &[RangeSeries], first: bool| {
         for (i, s) in part.iter().enumerate() {
@@ -153,7 +187,10 @@ fn write_matrix(out: &mut Vec<u8>, series: &[RangeSeries]) {
             row(out, s);
         }
     };
-    let points: usize = series.iter().map(|s| s.points.len()).sum();
+    let points: usize = series
+        .iter()
+        .map(|s| s.points.len() + s.histograms.len() * 8)
+        .sum();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     if threads < 2 || points < 50_000 {
         rows(out, series, true);
@@ -187,6 +224,43 @@ fn write_point(out: &mut Vec<u8>, t: i64, v: f64) {
     out.push(b',');
     write_value(out, v);
     out.push(b']');
+}
+
+/// A histogram as Prometheus writes it: `{"count":"..","sum":"..","buckets":
+/// [[boundaries,"lower","upper","count"],..]}`, empty buckets left out;
+/// boundaries 0: upper bound inclusive, 1: lower inclusive, 2: neither, 3: both.
+fn write_histogram(out: &mut Vec<u8>, h: &FloatHistogram) {
+    out.extend_from_slice(br#"{"count":"#);
+    write_value(out, h.count);
+    out.extend_from_slice(br#","sum":"#);
+    write_value(out, h.sum);
+    let mut first = true;
+    for b in h.all_buckets() {
+        if b.count == 0.0 {
+            continue;
+        }
+        out.extend_from_slice(if first { br#","buckets":["# } else { b"," });
+        first = false;
+        let boundaries = match (b.lower_inclusive, b.upper_inclusive) {
+            (true, true) => b'3',
+            (true, false) => b'1',
+            (false, true) => b'0',
+            (false, false) => b'2',
+        };
+        out.push(b'[');
+        out.push(boundaries);
+        out.push(b',');
+        write_value(out, b.lower);
+        out.push(b',');
+        write_value(out, b.upper);
+        out.push(b',');
+        write_value(out, b.count);
+        out.push(b']');
+    }
+    if !first {
+        out.push(b']');
+    }
+    out.push(b'}');
 }
 
 /// Decimal digits of `n`.
@@ -491,6 +565,7 @@ mod tests {
                     .iter()
                     .zip(values.iter().cycle().skip(i))
                     .map(|(l, v)| VecSample {
+                        h: None,
                         labels: l.clone(),
                         v: *v,
                     })
@@ -502,6 +577,7 @@ mod tests {
                 labels
                     .iter()
                     .map(|l| RangeSeries {
+                        histograms: vec![],
                         labels: l.clone(),
                         points: values
                             .iter()
@@ -552,8 +628,16 @@ mod tests {
             reply_str(&r),
             r#"{"status":"success","data":{"resultType":"string","result":[1.5,"foo"]}}"#
         );
-        let v =
-            |t: i64, v: f64, l: Labels| result(Value::Vector(t, vec![VecSample { labels: l, v }]));
+        let v = |t: i64, v: f64, l: Labels| {
+            result(Value::Vector(
+                t,
+                vec![VecSample {
+                    labels: l,
+                    v,
+                    h: None,
+                }],
+            ))
+        };
         let e = Labels::empty;
         for (t, x, want) in [
             (1_500, 1.0, r#"[1.500,"1"]"#),
@@ -588,6 +672,7 @@ mod tests {
         );
         let l = Labels::from_pairs([("a", "\n\r\u{8}\u{c}\u{1f}\u{2029}\u{a0}\u{80}x")]);
         let r = result(Value::Matrix(vec![RangeSeries {
+            histograms: vec![],
             labels: l,
             points: vec![(1_000, 1.0)],
         }]));
@@ -599,6 +684,7 @@ mod tests {
                 + r#""},"values":[[1,"1"]]}]}}"#
         );
         let r = result(Value::Matrix(vec![RangeSeries {
+            histograms: vec![],
             labels: Labels::empty(),
             points: vec![(-1_500, 1.0), (-750, 1.0), (0, 1.0)],
         }]));
@@ -612,6 +698,7 @@ mod tests {
     fn large_matrices_render_in_order() {
         let series: Vec<RangeSeries> = (0..100)
             .map(|i| RangeSeries {
+                histograms: vec![],
                 labels: Labels::from_pairs([("i", i.to_string())]),
                 points: (0..600)
                     .map(|k| (k * 1000, (i * 1000 + k) as f64))
@@ -656,5 +743,60 @@ mod tests {
             check(i as f64 * 0.1);
             check((x >> 11) as f64 * 1e3);
         }
+    }
+
+    #[test]
+    fn histograms_render_as_prometheus_renders_them() {
+        let mut h = FloatHistogram::empty(0);
+        h.count = 4.0;
+        h.sum = 5.5;
+        h.zero_threshold = 0.001;
+        h.zero_count = 1.0;
+        h.set_bucket_list(true, &[(0, 1.0), (1, 0.0), (2, 2.0)]);
+        h.set_bucket_list(false, &[(1, 1.0)]);
+        let h = Arc::new(h);
+        let l = Labels::from_pairs([("__name__", "h")]);
+        let v = result(Value::Vector(
+            1_500,
+            vec![VecSample {
+                labels: l.clone(),
+                v: 0.0,
+                h: Some(h.clone()),
+            }],
+        ));
+        let buckets =
+            r#"[[1,"-2","-1","1"],[3,"-0.001","0.001","1"],[0,"0.5","1","1"],[0,"2","4","2"]]"#;
+        assert_eq!(
+            reply_str(&v),
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"__name__":"h"}},"histogram":[1.500,{{"count":"4","sum":"5.5","buckets":{buckets}}}]}}]}}}}"#
+            )
+        );
+        // a series with both: "values" then "histograms"; without floats no "values"
+        let mut empty = FloatHistogram::empty(0);
+        empty.count = 0.0;
+        let m = result(Value::Matrix(vec![
+            RangeSeries {
+                labels: l.clone(),
+                points: vec![(1_000, 1.0)],
+                histograms: vec![(2_000, Arc::new(empty))],
+            },
+            RangeSeries {
+                labels: Labels::from_pairs([("__name__", "i")]),
+                points: vec![],
+                histograms: vec![(3_000, h)],
+            },
+        ]));
+        let got = reply_str(&m);
+        assert!(
+            got.contains(r#"{"metric":{"__name__":"h"},"values":[[1,"1"]],"histograms":[[2,{"count":"0","sum":"0"}]]}"#),
+            "{got}"
+        );
+        assert!(
+            got.contains(&format!(
+                r#"{{"metric":{{"__name__":"i"}},"histograms":[[3,{{"count":"4","sum":"5.5","buckets":{buckets}}}]]}}"#
+            )),
+            "{got}"
+        );
     }
 }

@@ -2,13 +2,15 @@
 //! our engine over the in-memory store, prints a per-file table, the failures by
 //! reason, and asserts floors on the passing statements so regressions fail.
 //!
+//! Native histograms (`{{...}}` literals in `load` and in expected results,
+//! and the custom-bucket histograms `load_with_nhcb` derives from classic
+//! buckets, as Prometheus's runner converts them) are loaded and compared as
+//! Prometheus's runner compares them: both sides compacted, schema, zero
+//! threshold and custom bounds exact, counts within the float tolerance.
+//!
 //! Every `eval` statement lands in exactly one bucket:
-//! - needs native histograms: its expected output holds a histogram literal, or
-//!   one of its selectors matches a series that has native-histogram samples
-//!   (`{{...}}` in a `load`, or the custom-bucket histograms `load_with_nhcb`
-//!   derives from classic buckets). These are not run: the store holds floats only.
 //! - needs start timestamps: a selector matches a series loaded with `@st`
-//!   start timestamps, which the store does not keep. Not run either.
+//!   start timestamps, which the store does not keep. Not run.
 //! - pass / fail: run and compared. Instant statements are also run as a range
 //!   query around their time and compared at the middle step, as Prometheus's
 //!   own runner does.
@@ -20,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use day2_model::{Labels, Matcher, STALE_NAN};
+use day2_model::{CounterResetHint, FloatHistogram, Labels, Matcher, STALE_NAN, Span};
 use day2_promql::memstore::MemStore;
 use day2_promql::{Engine, EngineOptions, QueryResult, Value};
 
@@ -36,8 +38,8 @@ const NEWER: &[&str] = &[
 ];
 
 /// Passing statements at the last count; the run fails below them.
-const FLOOR_CORE: usize = 907;
-const FLOOR_NEWER: usize = 365;
+const FLOOR_CORE: usize = 1772;
+const FLOOR_NEWER: usize = 415;
 
 fn parse_time(s: &str) -> i64 {
     if let Ok(n) = s.parse::<i64>() {
@@ -101,52 +103,147 @@ fn split_desc(line: &str) -> (&str, &str) {
     }
 }
 
-/// Expands the value notation: `1+2x3`, `_`, `_x3`, `stale`, `5x2`; histogram
-/// literals give None and set `hist`.
-fn expand(vals: &str, hist: &mut bool) -> Result<Vec<Option<f64>>, String> {
-    let mut out = Vec::new();
-    // histogram literals contain spaces inside {{ }}: cut them out first
-    let mut cleaned = String::new();
-    let mut depth = 0;
-    let mut chars = vals.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '{' && chars.peek() == Some(&'{') {
-            depth += 1;
-            chars.next();
-            cleaned.push('H');
-            *hist = true;
-            continue;
-        }
-        if depth > 0 {
-            if c == '}' && chars.peek() == Some(&'}') {
-                depth -= 1;
-                chars.next();
+/// One value of the notation: a float or a native histogram.
+#[derive(Debug, Clone)]
+enum Val {
+    F(f64),
+    H(FloatHistogram),
+}
+
+/// Parses a number of the notation (`Inf`, `-Inf`, `NaN`, `stale` included).
+fn num(s: &str) -> Result<f64, String> {
+    Ok(match s {
+        "Inf" | "+Inf" | "inf" | "+inf" => f64::INFINITY,
+        "-Inf" | "-inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        "stale" => STALE_NAN,
+        _ => s
+            .parse()
+            .map_err(|_| format!("unsupported value notation {s:?}"))?,
+    })
+}
+
+/// Parses the inside of a histogram literal: `schema:0 sum:5 count:4
+/// buckets:[1 2 1] offset:1 n_buckets:[..] n_offset:.. z_bucket:..
+/// z_bucket_w:.. counter_reset_hint:gauge custom_values:[..]`.
+fn histogram_literal(body: &str) -> Result<FloatHistogram, String> {
+    let mut h = FloatHistogram::default();
+    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    let (mut offset, mut n_offset) = (0i32, 0i32);
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("bad histogram field in {body:?}"))?;
+        let after = after.trim_start();
+        let (value, next) = if let Some(list) = after.strip_prefix('[') {
+            let end = list
+                .find(']')
+                .ok_or_else(|| format!("unclosed list in {body:?}"))?;
+            (&list[..end], &list[end + 1..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        let list =
+            |v: &str| -> Result<Vec<f64>, String> { v.split_whitespace().map(num).collect() };
+        match key.trim() {
+            "schema" => h.schema = value.parse().map_err(|_| format!("bad schema {value:?}"))?,
+            "sum" => h.sum = num(value)?,
+            "count" => h.count = num(value)?,
+            "z_bucket" => h.zero_count = num(value)?,
+            "z_bucket_w" => h.zero_threshold = num(value)?,
+            "buckets" => pos = list(value)?,
+            "n_buckets" => neg = list(value)?,
+            "offset" => offset = value.parse().map_err(|_| format!("bad offset {value:?}"))?,
+            "n_offset" => n_offset = value.parse().map_err(|_| format!("bad offset {value:?}"))?,
+            "custom_values" => h.custom_values = list(value)?,
+            "counter_reset_hint" => {
+                h.hint = match value {
+                    "gauge" => CounterResetHint::Gauge,
+                    "reset" => CounterResetHint::Reset,
+                    "not_reset" => CounterResetHint::NotReset,
+                    "unknown" => CounterResetHint::Unknown,
+                    other => return Err(format!("bad counter_reset_hint {other:?}")),
+                }
             }
-            continue;
+            other => return Err(format!("unknown histogram field {other:?}")),
         }
-        cleaned.push(c);
+        rest = next.trim_start();
     }
-    let num = |s: &str| -> Result<f64, String> {
-        Ok(match s {
-            "Inf" | "+Inf" | "inf" => f64::INFINITY,
-            "-Inf" | "-inf" => f64::NEG_INFINITY,
-            "NaN" => f64::NAN,
-            "stale" => STALE_NAN,
-            _ => s
-                .parse()
-                .map_err(|_| format!("unsupported value notation {s:?}"))?,
-        })
+    let spans = |n: usize, off: i32| -> Vec<Span> {
+        if n == 0 {
+            vec![]
+        } else {
+            vec![Span {
+                offset: off,
+                length: n as u32,
+            }]
+        }
     };
-    for tok in cleaned.split_whitespace() {
-        if tok.starts_with('H') {
-            let n = tok
-                .split_once('x')
-                .and_then(|(_, n)| n.parse::<usize>().ok())
-                .map(|n| n + 1)
-                .unwrap_or(1);
-            out.extend(std::iter::repeat_n(None, n));
+    h.positive_spans = spans(pos.len(), offset);
+    h.positive_buckets = pos;
+    h.negative_spans = spans(neg.len(), n_offset);
+    h.negative_buckets = neg;
+    Ok(h)
+}
+
+/// Expands the value notation: `1+2x3`, `_`, `_x3`, `stale`, `5x2`, and
+/// histograms `{{..}}`, `{{..}}x3`, `{{..}}+{{..}}x3`, `{{..}}-{{..}}x3`.
+fn expand(vals: &str) -> Result<Vec<Option<Val>>, String> {
+    let mut out = Vec::new();
+    let mut rest = vals.trim();
+    let hist_at = |s: &str| -> Result<(FloatHistogram, usize), String> {
+        let end = s
+            .find("}}")
+            .ok_or_else(|| format!("unclosed histogram in {s:?}"))?;
+        Ok((histogram_literal(&s[2..end])?, end + 2))
+    };
+    let times = |s: &str| -> (Option<usize>, usize) {
+        match s.strip_prefix('x') {
+            Some(r) => {
+                let n = r.bytes().take_while(u8::is_ascii_digit).count();
+                (r[..n].parse().ok(), n + 1)
+            }
+            None => (None, 0),
+        }
+    };
+    while !rest.is_empty() {
+        if rest.starts_with("{{") {
+            let (base, used) = hist_at(rest)?;
+            rest = &rest[used..];
+            if let Some(op) = rest.chars().next().filter(|c| *c == '+' || *c == '-')
+                && rest[1..].starts_with("{{")
+            {
+                let (inc, used) = hist_at(&rest[1..])?;
+                rest = &rest[1 + used..];
+                let (n, used) = times(rest);
+                rest = &rest[used..];
+                let n = n.ok_or("a histogram series needs xN")?;
+                let mut cur = base;
+                out.push(Some(Val::H(cur.clone())));
+                for _ in 0..n {
+                    let r = if op == '+' {
+                        cur.add(&inc)
+                    } else {
+                        cur.sub(&inc)
+                    };
+                    r.map_err(|e| e.to_string())?;
+                    out.push(Some(Val::H(cur.clone())));
+                }
+            } else {
+                let (n, used) = times(rest);
+                rest = &rest[used..];
+                for _ in 0..=n.unwrap_or(0) {
+                    out.push(Some(Val::H(base.clone())));
+                }
+            }
+            rest = rest.trim_start();
             continue;
         }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let tok = &rest[..end];
+        rest = rest[end..].trim_start();
         if tok == "_" {
             out.push(None);
             continue;
@@ -156,10 +253,6 @@ fn expand(vals: &str, hist: &mut bool) -> Result<Vec<Option<f64>>, String> {
                 None,
                 n.parse().map_err(|_| format!("bad repeat {tok:?}"))?,
             ));
-            continue;
-        }
-        if tok == "stale" {
-            out.push(Some(STALE_NAN));
             continue;
         }
         if let Some((head, times)) = tok.rsplit_once('x')
@@ -174,13 +267,52 @@ fn expand(vals: &str, hist: &mut bool) -> Result<Vec<Option<f64>>, String> {
                 _ => (num(head)?, 0.0),
             };
             for k in 0..=times {
-                out.push(Some(start + step * k as f64));
+                out.push(Some(Val::F(start + step * k as f64)));
             }
             continue;
         }
-        out.push(Some(num(tok)?));
+        out.push(Some(Val::F(num(tok)?)));
     }
     Ok(out)
+}
+
+/// Prometheus's runner comparison of histograms: both compacted; schema, zero
+/// threshold, custom bounds and bucket layout exact; counts within tolerance.
+fn histograms_match(want: &FloatHistogram, got: &FloatHistogram) -> bool {
+    let (mut a, mut b) = (want.clone(), got.clone());
+    a.compact();
+    b.compact();
+    let close = |x: &[(i32, f64)], y: &[(i32, f64)]| {
+        x.len() == y.len()
+            && x.iter()
+                .zip(y)
+                .all(|(p, q)| p.0 == q.0 && almost_equal(p.1, q.1))
+    };
+    a.schema == b.schema
+        && almost_equal(a.count, b.count)
+        && almost_equal(a.sum, b.sum)
+        && (!a.uses_custom_buckets() || a.custom_values == b.custom_values)
+        && a.zero_threshold == b.zero_threshold
+        && almost_equal(a.zero_count, b.zero_count)
+        && close(&a.bucket_list(true), &b.bucket_list(true))
+        && close(&a.bucket_list(false), &b.bucket_list(false))
+}
+
+fn show(v: &Val) -> String {
+    match v {
+        Val::F(f) => f.to_string(),
+        Val::H(h) => format!(
+            "{{{{schema:{} count:{} sum:{} z:{}@{} pos:{:?} neg:{:?} custom:{:?}}}}}",
+            h.schema,
+            h.count,
+            h.sum,
+            h.zero_count,
+            h.zero_threshold,
+            h.bucket_list(true),
+            h.bucket_list(false),
+            h.custom_values
+        ),
+    }
 }
 
 fn almost_equal(a: f64, b: f64) -> bool {
@@ -239,7 +371,7 @@ impl Pattern {
 /// One expected series (labels None: a scalar) with its values.
 struct Want {
     labels: Option<Labels>,
-    values: Vec<Option<f64>>,
+    values: Vec<Option<Val>>,
 }
 
 enum Kind {
@@ -264,8 +396,6 @@ struct Eval {
     range_vector: Option<(i64, i64)>,
     string: Option<String>,
     want: Vec<Want>,
-    /// An expected value is a native histogram.
-    hist_expected: bool,
     /// A line the runner could not read (reported as a failure).
     unreadable: Option<String>,
 }
@@ -316,7 +446,6 @@ fn parse_eval(line: usize, header: &str, body: &[String]) -> Eval {
         range_vector: None,
         string: None,
         want: Vec::new(),
-        hist_expected: false,
         unreadable: None,
     };
     let rest = rest.trim();
@@ -370,24 +499,22 @@ fn parse_eval(line: usize, header: &str, body: &[String]) -> Eval {
             ev.fail = Some(Pattern::Regex(regex::Regex::new(r.trim()).unwrap()));
             continue;
         }
-        let mut hist = false;
         let scalar = l.parse::<f64>().is_ok() || l.parse::<i64>().is_ok();
         let parsed = if scalar {
-            expand(l, &mut hist).map(|v| Want {
+            expand(l).map(|v| Want {
                 labels: None,
                 values: v,
             })
         } else {
             let (desc, vals) = split_desc(l);
             match parse_series_desc(desc) {
-                Some(labels) => expand(vals, &mut hist).map(|v| Want {
+                Some(labels) => expand(vals).map(|v| Want {
                     labels: Some(labels),
                     values: v,
                 }),
                 None => Err(format!("cannot parse expected series {desc:?}")),
             }
         };
-        ev.hist_expected |= hist;
         match parsed {
             Ok(w) => ev.want.push(w),
             Err(e) => ev.unreadable = Some(e),
@@ -396,14 +523,9 @@ fn parse_eval(line: usize, header: &str, body: &[String]) -> Eval {
     ev
 }
 
-/// What the loaded data holds besides plain float samples.
+/// Series loaded with start timestamps (`@st`), which the store does not keep.
 #[derive(Default)]
 struct Loaded {
-    /// Series with native-histogram samples given as `{{...}}`.
-    native: Vec<Labels>,
-    /// Custom-bucket histograms derived by `load_with_nhcb`.
-    nhcb: Vec<Labels>,
-    /// Series loaded with start timestamps (`@st`).
     st: Vec<Labels>,
 }
 
@@ -413,24 +535,101 @@ impl Loaded {
     }
 }
 
-/// The label set of the custom-bucket histogram a classic series belongs to.
-fn nhcb_base(l: &Labels) -> Option<Labels> {
-    let name = l.metric_name()?;
-    let base = if let Some(b) = name.strip_suffix("_bucket") {
-        l.get("le")?;
-        b
-    } else {
-        name.strip_suffix("_count")
-            .or_else(|| name.strip_suffix("_sum"))?
-    };
-    let mut b = l.to_builder();
-    b.del("le");
-    b.set("__name__", base);
-    Some(b.build())
+/// The custom-bucket histograms `load_with_nhcb` derives from classic series
+/// (`_bucket` with `le`, `_count`, `_sum`), as Prometheus's runner derives
+/// them: per timestamp, the cumulative buckets become custom bounds and
+/// bucket counts, the count is `_count` (else the highest bucket), the sum
+/// `_sum`; a missing `+Inf` bucket is added with the count.
+fn nhcb(classic: &[(Labels, Vec<Option<Val>>)], step: i64) -> Vec<(Labels, i64, FloatHistogram)> {
+    #[derive(Default)]
+    struct Temp {
+        buckets: Vec<(f64, f64)>,
+        count: Option<f64>,
+        sum: f64,
+    }
+    let mut by_base: BTreeMap<Labels, BTreeMap<i64, Temp>> = BTreeMap::new();
+    for (l, vals) in classic {
+        let Some(name) = l.metric_name() else {
+            continue;
+        };
+        enum Part {
+            Bucket(f64),
+            Count,
+            Sum,
+        }
+        let (base, part) = if let Some(b) = name.strip_suffix("_bucket") {
+            let le = l.get("le").and_then(|v| {
+                v.trim().parse::<f64>().ok().or(match v.trim() {
+                    "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+                    "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+                    _ => None,
+                })
+            });
+            match le {
+                Some(le) if !le.is_nan() => (b, Part::Bucket(le)),
+                _ => continue,
+            }
+        } else if let Some(b) = name.strip_suffix("_count") {
+            (b, Part::Count)
+        } else if let Some(b) = name.strip_suffix("_sum") {
+            (b, Part::Sum)
+        } else {
+            continue;
+        };
+        let mut b = l.to_builder();
+        b.del("le");
+        b.set("__name__", base);
+        let per_t = by_base.entry(b.build()).or_default();
+        for (k, v) in vals.iter().enumerate() {
+            let Some(Val::F(f)) = v else { continue };
+            let tmp = per_t.entry(k as i64 * step).or_default();
+            match part {
+                Part::Bucket(le) => {
+                    if !tmp.buckets.iter().any(|b| b.0 == le) {
+                        tmp.buckets.push((le, *f));
+                    }
+                }
+                Part::Count => tmp.count = Some(*f),
+                Part::Sum => tmp.sum = *f,
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (labels, per_t) in by_base {
+        for (t, mut tmp) in per_t {
+            tmp.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let count = tmp.count.or(tmp.buckets.last().map(|b| b.1)).unwrap_or(0.0);
+            if tmp.buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+                tmp.buckets.push((f64::INFINITY, count));
+            }
+            let mut h = FloatHistogram::empty(day2_model::histogram::CUSTOM_BUCKETS_SCHEMA);
+            h.count = count;
+            h.sum = tmp.sum;
+            h.custom_values = tmp.buckets[..tmp.buckets.len() - 1]
+                .iter()
+                .map(|b| b.0)
+                .collect();
+            let mut prev = 0.0;
+            let list: Vec<(i32, f64)> = tmp
+                .buckets
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let c = b.1 - prev;
+                    prev = b.1;
+                    (i as i32, c)
+                })
+                .collect();
+            h.set_bucket_list(true, &list);
+            h.compact();
+            out.push((labels.clone(), t, h));
+        }
+    }
+    out
 }
 
 fn load(db: &mut MemStore, loaded: &mut Loaded, header: &str, body: &[String]) {
-    let nhcb = header.starts_with("load_with_nhcb");
+    let with_nhcb = header.starts_with("load_with_nhcb");
     let interval = header.split_whitespace().nth(1).unwrap();
     let step = parse_time(interval);
     let mut default_st = false;
@@ -458,38 +657,29 @@ fn load(db: &mut MemStore, loaded: &mut Loaded, header: &str, body: &[String]) {
         let Some(labels) = parse_series_desc(desc) else {
             panic!("runner cannot read series {desc:?}");
         };
-        let mut hist = false;
-        let values = expand(vals, &mut hist)
-            .unwrap_or_else(|e| panic!("runner cannot read values of {desc}: {e}"));
-        if hist {
-            loaded.native.push(labels.clone());
-        }
+        let values =
+            expand(vals).unwrap_or_else(|e| panic!("runner cannot read values of {desc}: {e}"));
         if default_st {
             loaded.st.push(labels.clone());
         }
-        for (k, v) in values.into_iter().enumerate() {
-            if let Some(v) = v {
-                db.add(labels.clone(), k as i64 * step, v);
+        for (k, v) in values.iter().enumerate() {
+            match v {
+                Some(Val::F(f)) => db.add(labels.clone(), k as i64 * step, *f),
+                Some(Val::H(h)) => db.add_histogram(labels.clone(), k as i64 * step, h.clone()),
+                None => {}
             }
         }
-        classic.push(labels);
+        classic.push((labels, values));
     }
-    if nhcb {
-        for l in &classic {
-            if let Some(b) = nhcb_base(l)
-                && !loaded.nhcb.contains(&b)
-            {
-                loaded.nhcb.push(b);
-            }
+    if with_nhcb {
+        for (labels, t, h) in nhcb(&classic, step) {
+            db.add_histogram(labels, t, h);
         }
     }
 }
 
-/// Why a statement is not run, if it needs data the float store cannot hold.
+/// Why a statement is not run, if it needs data the store cannot hold.
 fn needs(ev: &Eval, loaded: &Loaded) -> Option<&'static str> {
-    if ev.hist_expected {
-        return Some("needs native histograms (histogram in the expected result)");
-    }
     let hit = |set: &[Labels]| -> bool {
         match day2_promql::query_selectors(&ev.query) {
             Ok(selectors) => selectors.iter().any(|groups| {
@@ -503,14 +693,6 @@ fn needs(ev: &Eval, loaded: &Loaded) -> Option<&'static str> {
                 .any(|n| mentions(&ev.query, n)),
         }
     };
-    if hit(&loaded.native) {
-        return Some("needs native histograms (selects native-histogram series)");
-    }
-    if hit(&loaded.nhcb) {
-        return Some(
-            "needs native histograms (selects custom-bucket histograms of load_with_nhcb)",
-        );
-    }
     if hit(&loaded.st) {
         return Some("needs start timestamps (selects series loaded with @st)");
     }
@@ -528,8 +710,27 @@ fn labels_list<'a>(it: impl Iterator<Item = &'a Labels>) -> String {
     it.map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// A result value: a float or a histogram.
+type GotVal = (f64, Option<std::sync::Arc<FloatHistogram>>);
+
+fn value_matches(want: Option<&Val>, got: &GotVal) -> bool {
+    match (want, &got.1) {
+        (Some(Val::H(w)), Some(h)) => histograms_match(w, h),
+        (Some(Val::H(_)), None) | (Some(Val::F(_)) | None, Some(_)) => false,
+        (Some(Val::F(w)), None) => almost_equal(got.0, *w),
+        (None, None) => got.0.is_nan(),
+    }
+}
+
+fn show_got(g: &GotVal) -> String {
+    match &g.1 {
+        Some(h) => show(&Val::H((**h).clone())),
+        None => g.0.to_string(),
+    }
+}
+
 /// Compares an instant vector with the expectations.
-fn compare_vector(ev: &Eval, got: &[(Labels, f64)], ordered: bool) -> Result<(), String> {
+fn compare_vector(ev: &Eval, got: &[(Labels, GotVal)], ordered: bool) -> Result<(), String> {
     if ev.want.iter().any(|w| w.labels.is_none()) {
         return Err(format!(
             "expected a scalar, got a vector of {} samples",
@@ -542,7 +743,7 @@ fn compare_vector(ev: &Eval, got: &[(Labels, f64)], ordered: bool) -> Result<(),
             got.len(),
             ev.want.len(),
             got.iter()
-                .map(|(l, v)| format!("{l}={v}"))
+                .map(|(l, v)| format!("{l}={}", show_got(v)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -561,9 +762,13 @@ fn compare_vector(ev: &Eval, got: &[(Labels, f64)], ordered: bool) -> Result<(),
                 labels_list(got.iter().map(|g| &g.0))
             )
         })?;
-        let want = w.values.first().copied().flatten().unwrap_or(f64::NAN);
-        if !almost_equal(g.1, want) {
-            return Err(format!("{wl}: got {} want {want}", g.1));
+        let want = w.values.first().and_then(|v| v.as_ref());
+        if !value_matches(want, &g.1) {
+            return Err(format!(
+                "{wl}: got {} want {}",
+                show_got(&g.1),
+                want.map_or("nothing".into(), show)
+            ));
         }
     }
     Ok(())
@@ -588,24 +793,56 @@ fn compare_matrix(
     }
     for w in &ev.want {
         let wl = w.labels.clone().unwrap_or_default();
-        let want: Vec<(i64, f64)> = w
+        let at = |i: usize| start + i as i64 * step;
+        let want_f: Vec<(i64, f64)> = w
             .values
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| v.map(|v| (start + i as i64 * step, v)))
+            .filter_map(|(i, v)| match v {
+                Some(Val::F(f)) => Some((at(i), *f)),
+                _ => None,
+            })
+            .collect();
+        let want_h: Vec<(i64, &FloatHistogram)> = w
+            .values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| match v {
+                Some(Val::H(h)) => Some((at(i), h)),
+                _ => None,
+            })
             .collect();
         let g = got
             .iter()
             .find(|g| g.labels == wl)
             .ok_or_else(|| format!("missing series {wl}"))?;
-        if g.points.len() != want.len()
+        if g.points.len() != want_f.len()
             || !g
                 .points
                 .iter()
-                .zip(&want)
+                .zip(&want_f)
                 .all(|(a, b)| a.0 == b.0 && almost_equal(a.1, b.1))
         {
-            return Err(format!("{wl}: got {:?} want {:?}", g.points, want));
+            return Err(format!("{wl}: got {:?} want {:?}", g.points, want_f));
+        }
+        if g.histograms.len() != want_h.len()
+            || !g
+                .histograms
+                .iter()
+                .zip(&want_h)
+                .all(|(a, b)| a.0 == b.0 && histograms_match(b.1, &a.1))
+        {
+            return Err(format!(
+                "{wl}: got histograms {:?} want {:?}",
+                g.histograms
+                    .iter()
+                    .map(|(t, h)| (t, show(&Val::H((**h).clone()))))
+                    .collect::<Vec<_>>(),
+                want_h
+                    .iter()
+                    .map(|(t, h)| (t, show(&Val::H((*h).clone()))))
+                    .collect::<Vec<_>>()
+            ));
         }
     }
     Ok(())
@@ -615,10 +852,12 @@ fn compare(ev: &Eval, value: &Value) -> Result<(), String> {
     match value {
         Value::Scalar(_, v) => {
             let w = match ev.want.as_slice() {
-                [w] if w.labels.is_none() => w.values.first().copied().flatten(),
+                [w] if w.labels.is_none() => w.values.first().cloned().flatten(),
                 _ => return Err(format!("got scalar {v}, expected a vector")),
             };
-            let w = w.ok_or("expected no value")?;
+            let Some(Val::F(w)) = w else {
+                return Err("expected no value or a histogram".into());
+            };
             if almost_equal(*v, w) {
                 Ok(())
             } else {
@@ -626,7 +865,10 @@ fn compare(ev: &Eval, value: &Value) -> Result<(), String> {
             }
         }
         Value::Vector(_, got) => {
-            let got: Vec<(Labels, f64)> = got.iter().map(|s| (s.labels.clone(), s.v)).collect();
+            let got: Vec<(Labels, GotVal)> = got
+                .iter()
+                .map(|s| (s.labels.clone(), (s.v, s.h.clone())))
+                .collect();
             compare_vector(ev, &got, ev.ordered)
         }
         Value::Matrix(got) => {
@@ -711,17 +953,26 @@ fn run_eval(engine: &Engine, db: &MemStore, ev: &Eval) -> Outcome {
                 let Value::Matrix(m) = &r.value else {
                     return Outcome::Fail("range mode: no matrix".into());
                 };
-                let at: Vec<(Labels, f64)> = m
+                let at: Vec<(Labels, GotVal)> = m
                     .iter()
                     .filter_map(|s| {
                         s.points
                             .iter()
                             .find(|p| p.0 == t)
-                            .map(|p| (s.labels.clone(), p.1))
+                            .map(|p| (s.labels.clone(), (p.1, None)))
+                            .or_else(|| {
+                                s.histograms
+                                    .iter()
+                                    .find(|p| p.0 == t)
+                                    .map(|p| (s.labels.clone(), (0.0, Some(p.1.clone()))))
+                            })
                     })
                     .collect();
                 let res = if matches!(result.value, Value::Scalar(..)) {
-                    compare(ev, &Value::Scalar(t, at.first().map_or(f64::NAN, |x| x.1)))
+                    compare(
+                        ev,
+                        &Value::Scalar(t, at.first().map_or(f64::NAN, |x| x.1.0)),
+                    )
                 } else {
                     compare_vector(ev, &at, false)
                 };

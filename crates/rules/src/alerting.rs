@@ -220,12 +220,14 @@ impl AlertingRule {
             b.set(METRIC_NAME, "ALERTS");
             b.set("alertstate", a.state.as_str());
             out.push(TimeSeries {
+                histograms: Vec::new(),
                 labels: b.build(),
                 samples: vec![day2_model::Sample::new(ts, 1.0)],
             });
             let mut b = a.labels.to_builder();
             b.set(METRIC_NAME, "ALERTS_FOR_STATE");
             out.push(TimeSeries {
+                histograms: Vec::new(),
                 labels: b.build(),
                 samples: vec![day2_model::Sample::new(ts, (a.active_at / 1000) as f64)],
             });
@@ -334,6 +336,7 @@ mod tests {
 
     fn sample(inst: &str, v: f64) -> VecSample {
         VecSample {
+            h: None,
             labels: Labels::from_pairs([("__name__", "x"), ("instance", inst)]),
             v,
         }
@@ -460,10 +463,12 @@ mod tests {
         let env = Env::empty();
         let mut r = rule(0, 0);
         let s1 = VecSample {
+            h: None,
             labels: Labels::from_pairs([("__name__", "x"), ("instance", "a")]),
             v: 1.0,
         };
         let s2 = VecSample {
+            h: None,
             labels: Labels::from_pairs([("__name__", "y"), ("instance", "a")]),
             v: 1.0,
         };

@@ -254,6 +254,7 @@ impl Group {
                 let mut batch = series;
                 for gone in entry.prev_series.difference(&now) {
                     batch.push(TimeSeries {
+                        histograms: Vec::new(),
                         labels: gone.clone(),
                         samples: vec![Sample::new(at, STALE_NAN)],
                     });
@@ -335,6 +336,7 @@ fn eval_rule(
     let vector = match result.value {
         Value::Vector(_, v) => v,
         Value::Scalar(_, v) => vec![VecSample {
+            h: None,
             labels: Labels::empty(),
             v,
         }],
@@ -368,9 +370,14 @@ fn eval_rule(
                             .into(),
                     );
                 }
-                out.push(TimeSeries {
-                    labels,
-                    samples: vec![Sample::new(at, s.v)],
+                // a native-histogram result is recorded as a histogram sample
+                out.push(match s.h {
+                    Some(h) => TimeSeries {
+                        histograms: vec![day2_model::HistogramSample { t: at, h }],
+                        labels,
+                        samples: vec![],
+                    },
+                    None => TimeSeries::new(labels, vec![Sample::new(at, s.v)]),
                 });
             }
             if limit > 0 && out.len() > limit {

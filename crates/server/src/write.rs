@@ -71,7 +71,7 @@ async fn handle(
             );
         }
     };
-    let samples: usize = series.iter().map(|s| s.samples.len()).sum();
+    let samples: usize = series.iter().map(|s| s.len()).sum();
     if let Err(wait) = st.rate_limiter.try_take(samples as u64) {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         return (

@@ -2,19 +2,36 @@
 //! `index` (series label sets with their chunk references, checksummed) and
 //! `meta.json`. A block is written into `<id>.tmp` and renamed into place, so
 //! a half-written block is never mistaken for a real one.
+//!
+//! Index: magic `D2I2`, u32 series count, per series its labels (u32 count,
+//! then length-prefixed names and values) and chunk references (u32 count,
+//! then min time, max time, offset: u64, length: u32, kind: u8 — 0 float
+//! chunk, 1 histogram chunk), then a CRC32 of everything before it. Blocks
+//! written before histograms existed have magic `D2IX` and no kind byte
+//! (every chunk a float chunk); they are still read.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use day2_model::{Label, Labels, Matcher, Sample};
+use day2_model::{Label, Labels, Matcher, Sample, Series};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::{ChunkEncoder, ChunkIter, SAMPLES_PER_CHUNK};
+use crate::histchunk::{self, HIST_SAMPLES_PER_CHUNK};
 use crate::postings::Postings;
 
-const INDEX_MAGIC: &[u8; 4] = b"D2IX";
+const INDEX_MAGIC: &[u8; 4] = b"D2I2";
+/// The index format before histogram chunks (no chunk kind byte).
+const INDEX_MAGIC_V1: &[u8; 4] = b"D2IX";
+
+/// What a chunk holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkKind {
+    Float,
+    Histogram,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BlockMeta {
@@ -35,6 +52,7 @@ pub struct ChunkRef {
     pub max_t: i64,
     pub offset: u64,
     pub len: u32,
+    pub kind: ChunkKind,
 }
 
 #[derive(Debug)]
@@ -82,7 +100,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 /// Returns the new block directory.
 pub fn write_block(
     parent: &Path,
-    series: &[(Labels, Vec<Sample>)],
+    series: &[Series],
     level: u32,
     sources: Vec<String>,
 ) -> Result<PathBuf, BlockError> {
@@ -94,41 +112,72 @@ pub fn write_block(
     let mut num_samples = 0u64;
     let mut num_chunks = 0u64;
     let mut num_series = 0u64;
-    let nonempty: Vec<&(Labels, Vec<Sample>)> =
-        series.iter().filter(|(_, s)| !s.is_empty()).collect();
+    let nonempty: Vec<&Series> = series.iter().filter(|s| !s.is_empty()).collect();
     index.extend_from_slice(&(nonempty.len() as u32).to_le_bytes());
-    for (labels, samples) in nonempty {
+    for s in nonempty {
         num_series += 1;
-        index.extend_from_slice(&(labels.len() as u32).to_le_bytes());
-        for l in labels {
+        index.extend_from_slice(&(s.labels.len() as u32).to_le_bytes());
+        for l in &s.labels {
             put_str(&mut index, &l.name);
             put_str(&mut index, &l.value);
         }
         let mut refs = Vec::new();
-        for part in samples.chunks(SAMPLES_PER_CHUNK as usize) {
-            let mut enc = ChunkEncoder::new();
-            for s in part {
-                enc.append(s.t, s.v);
-            }
-            let bytes = enc.bytes();
+        let mut add = |bytes: Vec<u8>, min_t: i64, max_t: i64, kind: ChunkKind| {
             refs.push(ChunkRef {
-                min_t: part[0].t,
-                max_t: part[part.len() - 1].t,
+                min_t,
+                max_t,
                 offset: chunks_file.len() as u64,
                 len: bytes.len() as u32,
+                kind,
             });
             chunks_file.extend_from_slice(&bytes);
             num_chunks += 1;
+        };
+        for part in s.samples.chunks(SAMPLES_PER_CHUNK as usize) {
+            let mut enc = ChunkEncoder::new();
+            for p in part {
+                enc.append(p.t, p.v);
+            }
+            add(
+                enc.bytes(),
+                part[0].t,
+                part[part.len() - 1].t,
+                ChunkKind::Float,
+            );
         }
-        num_samples += samples.len() as u64;
-        min_time = min_time.min(samples[0].t);
-        max_time = max_time.max(samples[samples.len() - 1].t);
+        for part in s.histograms.chunks(HIST_SAMPLES_PER_CHUNK) {
+            add(
+                histchunk::encode_chunk(part),
+                part[0].t,
+                part[part.len() - 1].t,
+                ChunkKind::Histogram,
+            );
+        }
+        num_samples += s.len() as u64;
+        for t in [s.samples.first(), s.samples.last()]
+            .into_iter()
+            .flatten()
+            .map(|p| p.t)
+            .chain(
+                [s.histograms.first(), s.histograms.last()]
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p.t),
+            )
+        {
+            min_time = min_time.min(t);
+            max_time = max_time.max(t);
+        }
         index.extend_from_slice(&(refs.len() as u32).to_le_bytes());
         for r in refs {
             index.extend_from_slice(&r.min_t.to_le_bytes());
             index.extend_from_slice(&r.max_t.to_le_bytes());
             index.extend_from_slice(&r.offset.to_le_bytes());
             index.extend_from_slice(&r.len.to_le_bytes());
+            index.push(match r.kind {
+                ChunkKind::Float => 0,
+                ChunkKind::Histogram => 1,
+            });
         }
     }
     let crc = crc32fast::hash(&index);
@@ -216,9 +265,10 @@ impl Block {
         let meta: BlockMeta = serde_json::from_slice(&fs::read(dir.join("meta.json")).map_err(&e)?)
             .map_err(|x| corrupt("meta.json", x.to_string()))?;
         let index = fs::read(dir.join("index")).map_err(&e)?;
-        if index.len() < 12 || &index[..4] != INDEX_MAGIC {
+        if index.len() < 12 || (&index[..4] != INDEX_MAGIC && &index[..4] != INDEX_MAGIC_V1) {
             return Err(corrupt("index", "bad magic or too short".into()));
         }
+        let with_kinds = &index[..4] == INDEX_MAGIC;
         let (body, crc) = index.split_at(index.len() - 4);
         if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap()) {
             return Err(corrupt("index", "checksum mismatch".into()));
@@ -239,11 +289,23 @@ impl Block {
                 let nc = c.u32()? as usize;
                 let mut chunks = Vec::with_capacity(nc.min(1 << 16));
                 for _ in 0..nc {
+                    let (min_t, max_t, offset, len) =
+                        (c.u64()? as i64, c.u64()? as i64, c.u64()?, c.u32()?);
+                    let kind = if !with_kinds {
+                        ChunkKind::Float
+                    } else {
+                        match c.take(1)?[0] {
+                            0 => ChunkKind::Float,
+                            1 => ChunkKind::Histogram,
+                            k => return Err(format!("unknown chunk kind {k}")),
+                        }
+                    };
                     chunks.push(ChunkRef {
-                        min_t: c.u64()? as i64,
-                        max_t: c.u64()? as i64,
-                        offset: c.u64()?,
-                        len: c.u32()?,
+                        min_t,
+                        max_t,
+                        offset,
+                        len,
+                        kind,
                     });
                 }
                 series.push(BlockSeries {
@@ -291,7 +353,7 @@ impl Block {
         mint: i64,
         maxt: i64,
         with_samples: bool,
-        out: &mut Vec<(Labels, Vec<Sample>)>,
+        out: &mut Vec<Series>,
     ) {
         if self.meta.max_time < mint || self.meta.min_time > maxt {
             return;
@@ -305,7 +367,10 @@ impl Block {
             if !matchers.iter().all(|m| m.matches_labels(&s.labels)) {
                 continue;
             }
-            let mut samples = Vec::new();
+            let mut found = Series {
+                labels: s.labels.clone(),
+                ..Default::default()
+            };
             let mut any = false;
             for r in s
                 .chunks
@@ -316,20 +381,34 @@ impl Block {
                 if !with_samples {
                     break;
                 }
-                samples.extend(
-                    ChunkIter::new(self.chunk_bytes(r))
-                        .filter(|(t, _)| *t >= mint && *t <= maxt)
-                        .map(|(t, v)| Sample::new(t, v)),
-                );
+                let bytes = self.chunk_bytes(r);
+                match r.kind {
+                    ChunkKind::Float => found.samples.extend(
+                        ChunkIter::new(bytes)
+                            .filter(|(t, _)| *t >= mint && *t <= maxt)
+                            .map(|(t, v)| Sample::new(t, v)),
+                    ),
+                    ChunkKind::Histogram => match histchunk::decode_chunk(bytes) {
+                        Ok(hs) => found
+                            .histograms
+                            .extend(hs.into_iter().filter(|h| h.t >= mint && h.t <= maxt)),
+                        Err(e) => tracing::error!(
+                            block = %self.meta.id,
+                            series = %s.labels,
+                            error = %e,
+                            "skipping undecodable histogram chunk"
+                        ),
+                    },
+                }
             }
-            if any && (!with_samples || !samples.is_empty()) {
-                out.push((s.labels.clone(), samples));
+            if any && (!with_samples || !found.is_empty()) {
+                out.push(found);
             }
         }
     }
 
     /// Every series with all its samples (for compaction).
-    pub fn all_series(&self) -> Vec<(Labels, Vec<Sample>)> {
+    pub fn all_series(&self) -> Vec<Series> {
         let mut out = Vec::with_capacity(self.series.len());
         self.select(&[], i64::MIN, i64::MAX, true, &mut out);
         out
@@ -361,8 +440,8 @@ mod tests {
         let path = write_block(
             dir.path(),
             &[
-                (a.clone(), samples.clone()),
-                (b.clone(), vec![Sample::new(5, 1.0)]),
+                Series::new(a.clone(), samples.clone()),
+                Series::new(b.clone(), vec![Sample::new(5, 1.0)]),
             ],
             1,
             vec![],
@@ -376,20 +455,63 @@ mod tests {
         let mut out = Vec::new();
         blk.select(&[Matcher::eq("job", "a")], 10_000, 20_000, true, &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].1, samples[10..=20].to_vec());
+        assert_eq!(out[0].samples, samples[10..=20].to_vec());
         assert_eq!(blk.all_series().len(), 2);
+    }
+
+    #[test]
+    fn histogram_chunks_beside_float_chunks() {
+        use day2_model::{FloatHistogram, HistogramSample};
+        let dir = tempfile::tempdir().unwrap();
+        let hs: Vec<HistogramSample> = (0..250)
+            .map(|i| {
+                let mut h = FloatHistogram::empty(1);
+                h.count = i as f64;
+                h.set_bucket_list(true, &[(0, i as f64)]);
+                HistogramSample::new(i * 1000 + 500, h)
+            })
+            .collect();
+        let s = Series {
+            labels: Labels::from_pairs([("__name__", "h")]),
+            samples: vec![Sample::new(0, 1.0)],
+            histograms: hs.clone(),
+        };
+        let path = write_block(dir.path(), &[s], 1, vec![]).unwrap();
+        let blk = Block::open(&path).unwrap();
+        assert_eq!(blk.meta.num_samples, 251);
+        assert_eq!(blk.meta.num_chunks, 4);
+        assert_eq!((blk.meta.min_time, blk.meta.max_time), (0, 249_500));
+        let mut out = Vec::new();
+        blk.select(&[], 100_000, 130_000, true, &mut out);
+        assert_eq!(out[0].histograms, hs[100..130].to_vec());
+        assert!(out[0].samples.is_empty());
+    }
+
+    fn one_sample_block(dir: &Path) -> PathBuf {
+        let s = Series::new(Labels::from_pairs([("a", "b")]), vec![Sample::new(1, 1.0)]);
+        write_block(dir, &[s], 1, vec![]).unwrap()
+    }
+
+    #[test]
+    fn blocks_of_the_float_only_format_are_read() {
+        // a one-series, one-chunk index as written before chunk kinds existed
+        let dir = tempfile::tempdir().unwrap();
+        let path = one_sample_block(dir.path());
+        let idx = path.join("index");
+        let data = fs::read(&idx).unwrap();
+        let mut old = b"D2IX".to_vec();
+        old.extend_from_slice(&data[4..data.len() - 5]);
+        let crc = crc32fast::hash(&old);
+        old.extend_from_slice(&crc.to_le_bytes());
+        fs::write(&idx, old).unwrap();
+        let blk = Block::open(&path).unwrap();
+        assert_eq!(blk.all_series()[0].samples, vec![Sample::new(1, 1.0)]);
     }
 
     #[test]
     fn corrupt_index_is_refused_with_a_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write_block(
-            dir.path(),
-            &[(Labels::from_pairs([("a", "b")]), vec![Sample::new(1, 1.0)])],
-            1,
-            vec![],
-        )
-        .unwrap();
+        let path = one_sample_block(dir.path());
         let idx = path.join("index");
         let mut data = fs::read(&idx).unwrap();
         data[6] ^= 1;

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use day2_model::{
-    AppendError, AppendOutcome, Appender, Labels, Matcher, QueryError, Queryable, Sample, Series,
-    TimeSeries,
+    AppendError, AppendOutcome, Appender, HistogramSample, Labels, Matcher, QueryError, Queryable,
+    Sample, Series, TimeSeries,
 };
 use parking_lot::{Mutex, RwLock};
 
@@ -212,6 +212,22 @@ pub struct Db {
     counters: Counters,
 }
 
+/// Sorts a merged series' samples by time and keeps one sample per
+/// timestamp (the first written; a float wins over a histogram at the same
+/// time, which only blocks written before a conflict check can hold).
+fn normalise(s: &mut Series) {
+    s.samples.sort_by_key(|x| x.t);
+    s.samples.dedup_by_key(|x| x.t);
+    if s.histograms.is_empty() {
+        return;
+    }
+    s.histograms.sort_by_key(|x| x.t);
+    s.histograms.dedup_by_key(|x| x.t);
+    let floats = &s.samples;
+    s.histograms
+        .retain(|h| floats.binary_search_by_key(&h.t, |f| f.t).is_err());
+}
+
 /// Selections of at least this many head series are decoded on several threads.
 const PARALLEL_READ_MIN_SERIES: usize = 4096;
 
@@ -275,6 +291,23 @@ impl Db {
                                 }
                             })?;
                             err
+                        }
+                        wal::REC_HISTOGRAMS => {
+                            for (id, hs) in record::decode_histograms(payload)? {
+                                let s = head
+                                    .series_by_id(id)
+                                    .ok_or_else(|| format!("histogram for unknown series {id}"))?;
+                                let mut s = s.lock();
+                                if matches!(
+                                    s.classify_histogram(hs.t, &hs.h, &[], &[], i64::MIN),
+                                    Verdict::Append | Verdict::OutOfOrder
+                                ) {
+                                    head_max.fetch_max(hs.t, Ordering::Relaxed);
+                                    s.apply_histogram(hs);
+                                }
+                                report.samples_replayed += 1;
+                            }
+                            Ok(())
                         }
                         _ => {
                             let mut decoded = Vec::new();
@@ -412,18 +445,42 @@ impl Db {
         let mut accepted: Vec<(u32, i64, f64)> = Vec::new();
         let mut targets = Vec::with_capacity(batch.len());
         let mut pending: BTreeMap<u32, Vec<Sample>> = BTreeMap::new();
+        let mut accepted_h: Vec<(u32, HistogramSample)> = Vec::new();
+        let mut pending_h: BTreeMap<u32, Vec<HistogramSample>> = BTreeMap::new();
         let reject = |out: &mut AppendOutcome, msg: String| {
             if out.first_error.is_none() {
                 out.first_error = Some(msg);
             }
         };
+        // counts a refused sample; true when the sample is to be stored
+        let tally = |out: &mut AppendOutcome, v: Verdict, what: &str, l: &Labels, t: i64| {
+            let why = match v {
+                Verdict::Append | Verdict::OutOfOrder => return true,
+                Verdict::Duplicate => {
+                    out.duplicates += 1;
+                    return false;
+                }
+                Verdict::Conflict => {
+                    out.conflicts += 1;
+                    "conflicts with a stored value"
+                }
+                Verdict::TooOld => {
+                    out.too_old += 1;
+                    "is older than the out-of-order window"
+                }
+            };
+            if out.first_error.is_none() {
+                out.first_error = Some(format!("series {l}: {what} at {t} {why}"));
+            }
+            false
+        };
         let mut new_max = head_max;
         for ts in batch {
-            if ts.samples.is_empty() {
+            if ts.is_empty() {
                 continue;
             }
             if let Err(e) = ts.labels.validate() {
-                out.invalid_series += ts.samples.len();
+                out.invalid_series += ts.len();
                 reject(&mut out, format!("series {}: {e}", ts.labels));
                 continue;
             }
@@ -434,33 +491,21 @@ impl Db {
             let s = series.lock();
             for p in &ts.samples {
                 let prev = pending.get(&id).map(Vec::as_slice).unwrap_or(&[]);
-                match s.classify(p.t, p.v, prev, min_allowed) {
-                    Verdict::Append | Verdict::OutOfOrder => {
-                        accepted.push((id, p.t, p.v));
-                        pending.entry(id).or_default().push(*p);
-                        new_max = new_max.max(p.t);
-                    }
-                    Verdict::Duplicate => out.duplicates += 1,
-                    Verdict::Conflict => {
-                        out.conflicts += 1;
-                        reject(
-                            &mut out,
-                            format!(
-                                "series {}: sample at {} conflicts with a stored value",
-                                ts.labels, p.t
-                            ),
-                        );
-                    }
-                    Verdict::TooOld => {
-                        out.too_old += 1;
-                        reject(
-                            &mut out,
-                            format!(
-                                "series {}: sample at {} is older than the out-of-order window",
-                                ts.labels, p.t
-                            ),
-                        );
-                    }
+                let verdict = s.classify(p.t, p.v, prev, min_allowed);
+                if tally(&mut out, verdict, "sample", &ts.labels, p.t) {
+                    accepted.push((id, p.t, p.v));
+                    pending.entry(id).or_default().push(*p);
+                    new_max = new_max.max(p.t);
+                }
+            }
+            for h in &ts.histograms {
+                let prev = pending_h.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+                let prev_f = pending.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+                let verdict = s.classify_histogram(h.t, &h.h, prev, prev_f, min_allowed);
+                if tally(&mut out, verdict, "histogram", &ts.labels, h.t) {
+                    accepted_h.push((id, h.clone()));
+                    pending_h.entry(id).or_default().push(h.clone());
+                    new_max = new_max.max(h.t);
                 }
             }
             drop(s);
@@ -477,6 +522,13 @@ impl Db {
                 &record::encode_samples(&accepted),
             );
         }
+        if !accepted_h.is_empty() {
+            wal::encode_record(
+                &mut buf,
+                wal::REC_HISTOGRAMS,
+                &record::encode_histograms(&accepted_h),
+            );
+        }
         self.wal
             .write(&buf)
             .map_err(|e| AppendError::Storage(format!("WAL write: {e}")))?;
@@ -491,9 +543,18 @@ impl Db {
                     s.apply(p.t, p.v);
                 }
             }
+            if let Some(hs) = pending_h.remove(&id) {
+                let mut s = series.lock();
+                for h in hs {
+                    if s.max_time().is_some_and(|m| h.t <= m) {
+                        ooo += 1;
+                    }
+                    s.apply_histogram(h);
+                }
+            }
         }
         self.head_max.store(new_max, Ordering::Relaxed);
-        out.accepted = accepted.len();
+        out.accepted = accepted.len() + accepted_h.len();
         self.counters
             .appended
             .fetch_add(out.accepted as u64, Ordering::Relaxed);
@@ -527,14 +588,17 @@ impl Db {
                     let s = s.lock();
                     if with_samples {
                         let samples = s.samples(mint, maxt);
-                        if !samples.is_empty() {
+                        let histograms = s.histograms(mint, maxt);
+                        if !samples.is_empty() || !histograms.is_empty() {
                             out.push(TimeSeries {
+                                histograms,
                                 labels: s.labels.clone(),
                                 samples,
                             });
                         }
                     } else if s.has_samples_in(mint, maxt) {
                         out.push(TimeSeries {
+                            histograms: Vec::new(),
                             labels: s.labels.clone(),
                             samples: Vec::new(),
                         });
@@ -561,35 +625,38 @@ impl Db {
                 out
             });
         }
-        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let mut merged: BTreeMap<Labels, Series> = BTreeMap::new();
         let mut needs_sort = false;
-        for (l, s) in from_blocks {
-            let e = merged.entry(l).or_default();
+        for b in from_blocks {
+            let e = merged.entry(b.labels.clone()).or_default();
             needs_sort |= !e.is_empty();
-            e.extend(s);
+            e.samples.extend(b.samples);
+            e.histograms.extend(b.histograms);
         }
         for s in head {
             let s = s.lock();
             if with_samples {
                 let samples = s.samples(mint, maxt);
-                if samples.is_empty() {
+                let histograms = s.histograms(mint, maxt);
+                if samples.is_empty() && histograms.is_empty() {
                     continue;
                 }
                 let e = merged.entry(s.labels.clone()).or_default();
                 needs_sort |= !e.is_empty();
-                e.extend(samples);
+                e.samples.extend(samples);
+                e.histograms.extend(histograms);
             } else if s.has_samples_in(mint, maxt) {
                 merged.entry(s.labels.clone()).or_default();
             }
         }
         merged
             .into_iter()
-            .map(|(labels, mut samples)| {
+            .map(|(labels, mut s)| {
                 if needs_sort {
-                    samples.sort_by_key(|s| s.t);
-                    samples.dedup_by_key(|s| s.t);
+                    normalise(&mut s);
                 }
-                TimeSeries { labels, samples }
+                s.labels = labels;
+                s
             })
             .collect()
     }
@@ -618,12 +685,16 @@ impl Db {
                 let mut old = Vec::new();
                 for s in self.head.all() {
                     let mut s = s.lock();
-                    let samples = s.split_off_before(boundary);
-                    if !samples.is_empty() {
-                        old.push((s.labels.clone(), samples));
+                    let (samples, histograms) = s.split_off_before(boundary);
+                    if !samples.is_empty() || !histograms.is_empty() {
+                        old.push(Series {
+                            labels: s.labels.clone(),
+                            samples,
+                            histograms,
+                        });
                     }
                 }
-                old.sort_by(|a, b| a.0.cmp(&b.0));
+                old.sort_by(|a, b| a.labels.cmp(&b.labels));
                 if !old.is_empty() {
                     let path = block::write_block(&self.dir.join("blocks"), &old, 1, vec![])?;
                     let b = Arc::new(Block::open(&path)?);
@@ -650,6 +721,7 @@ impl Db {
         let closed = self.wal.cut_segment().map_err(io(&wal_dir))?;
         let mut series_rec = Vec::new();
         let mut samples = Vec::new();
+        let mut histograms = Vec::new();
         let all = self.head.all();
         for (id, s) in all.iter().enumerate() {
             let s = s.lock();
@@ -657,11 +729,21 @@ impl Db {
             for p in s.samples(i64::MIN, i64::MAX) {
                 samples.push((id as u32, p.t, p.v));
             }
+            for h in s.histograms(i64::MIN, i64::MAX) {
+                histograms.push((id as u32, h));
+            }
         }
         let mut buf = Vec::new();
         wal::encode_record(&mut buf, wal::REC_SERIES, &series_rec);
         for part in samples.chunks(1 << 16) {
             wal::encode_record(&mut buf, wal::REC_SAMPLES, &record::encode_samples(part));
+        }
+        for part in histograms.chunks(1 << 12) {
+            wal::encode_record(
+                &mut buf,
+                wal::REC_HISTOGRAMS,
+                &record::encode_histograms(part),
+            );
         }
         let name = format!("checkpoint.{closed:08}");
         let tmp = wal_dir.join(format!("{name}.tmp"));
@@ -716,18 +798,20 @@ impl Db {
                 }
             }
             let Some(sources) = plan else { return Ok(done) };
-            let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+            let mut merged: BTreeMap<Labels, Series> = BTreeMap::new();
             for b in &sources {
-                for (l, s) in b.all_series() {
-                    merged.entry(l).or_default().extend(s);
+                for s in b.all_series() {
+                    let e = merged.entry(s.labels.clone()).or_default();
+                    e.samples.extend(s.samples);
+                    e.histograms.extend(s.histograms);
                 }
             }
-            let series: Vec<(Labels, Vec<Sample>)> = merged
+            let series: Vec<Series> = merged
                 .into_iter()
-                .map(|(l, mut s)| {
-                    s.sort_by_key(|x| x.t);
-                    s.dedup_by_key(|x| x.t);
-                    (l, s)
+                .map(|(labels, mut s)| {
+                    normalise(&mut s);
+                    s.labels = labels;
+                    s
                 })
                 .collect();
             let level = sources.iter().map(|b| b.meta.level).max().unwrap_or(1) + 1;

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use day2_model::{Labels, Matcher, Sample};
+use day2_model::{FloatHistogram, HistogramSample, Labels, Matcher, Sample};
 use parking_lot::{Mutex, RwLock};
 
 use crate::chunk::{ChunkEncoder, ChunkIter, SAMPLES_PER_CHUNK};
+use crate::histchunk::{self, HIST_SAMPLES_PER_CHUNK};
 use crate::postings::Postings;
 
 /// A full chunk, no longer appended to.
@@ -29,6 +30,123 @@ pub enum Verdict {
     TooOld,
 }
 
+/// A full chunk of histogram samples (see [`histchunk`]).
+#[derive(Debug, Clone)]
+pub struct HistChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub count: usize,
+    pub data: Box<[u8]>,
+}
+
+/// A series' native-histogram samples: closed chunks in time order, then the
+/// newest samples as they are (encoded when they fill a chunk). A sample
+/// older than the closed chunks rebuilds them (out-of-order histograms are rare).
+#[derive(Debug, Default)]
+pub struct HistStore {
+    closed: Vec<HistChunk>,
+    open: Vec<HistogramSample>,
+}
+
+fn decode_hist_chunk(c: &HistChunk) -> Vec<HistogramSample> {
+    // chunks are written by this process or checked by the block index checksum
+    histchunk::decode_chunk(&c.data).unwrap_or_default()
+}
+
+impl HistStore {
+    fn max_time(&self) -> Option<i64> {
+        self.open
+            .last()
+            .map(|s| s.t)
+            .or_else(|| self.closed.last().map(|c| c.max_t))
+    }
+
+    fn min_time(&self) -> Option<i64> {
+        self.closed
+            .first()
+            .map(|c| c.min_t)
+            .or_else(|| self.open.first().map(|s| s.t))
+    }
+
+    fn count(&self) -> usize {
+        self.closed.iter().map(|c| c.count).sum::<usize>() + self.open.len()
+    }
+
+    /// The histogram stored at exactly `t`.
+    fn at(&self, t: i64) -> Option<Arc<FloatHistogram>> {
+        if let Ok(i) = self.open.binary_search_by_key(&t, |s| s.t) {
+            return Some(self.open[i].h.clone());
+        }
+        let c = self.closed.iter().find(|c| c.min_t <= t && t <= c.max_t)?;
+        decode_hist_chunk(c)
+            .into_iter()
+            .find(|s| s.t == t)
+            .map(|s| s.h)
+    }
+
+    fn insert(&mut self, s: HistogramSample) {
+        let closed_max = self.closed.last().map_or(i64::MIN, |c| c.max_t);
+        if s.t <= closed_max {
+            let mut all = self.samples(i64::MIN, i64::MAX);
+            let i = all.partition_point(|x| x.t < s.t);
+            all.insert(i, s);
+            self.rebuild(all);
+            return;
+        }
+        match self.open.last() {
+            Some(last) if s.t < last.t => {
+                let i = self.open.partition_point(|x| x.t < s.t);
+                self.open.insert(i, s);
+            }
+            _ => self.open.push(s),
+        }
+        if self.open.len() >= HIST_SAMPLES_PER_CHUNK {
+            let full = std::mem::take(&mut self.open);
+            self.closed.push(HistChunk {
+                min_t: full[0].t,
+                max_t: full[full.len() - 1].t,
+                count: full.len(),
+                data: histchunk::encode_chunk(&full).into_boxed_slice(),
+            });
+        }
+    }
+
+    fn rebuild(&mut self, all: Vec<HistogramSample>) {
+        self.closed.clear();
+        self.open.clear();
+        for s in all {
+            self.insert(s);
+        }
+    }
+
+    /// Samples in `[mint, maxt]`, in time order.
+    fn samples(&self, mint: i64, maxt: i64) -> Vec<HistogramSample> {
+        let mut out = Vec::new();
+        for c in self
+            .closed
+            .iter()
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+        {
+            out.extend(
+                decode_hist_chunk(c)
+                    .into_iter()
+                    .filter(|s| s.t >= mint && s.t <= maxt),
+            );
+        }
+        out.extend(
+            self.open
+                .iter()
+                .filter(|s| s.t >= mint && s.t <= maxt)
+                .cloned(),
+        );
+        out
+    }
+
+    fn chunk_count(&self) -> usize {
+        self.closed.len() + usize::from(!self.open.is_empty())
+    }
+}
+
 /// One series' head data.
 #[derive(Debug)]
 pub struct MemSeries {
@@ -38,6 +156,8 @@ pub struct MemSeries {
     last_v: u64,
     /// Samples older than the newest, sorted by time; merged into chunks when large.
     ooo: Vec<Sample>,
+    /// Native-histogram samples, for series that have any.
+    hist: Option<Box<HistStore>>,
 }
 
 impl MemSeries {
@@ -48,13 +168,24 @@ impl MemSeries {
             open: ChunkEncoder::new(),
             last_v: 0,
             ooo: Vec::new(),
+            hist: None,
         }
     }
 
-    pub fn max_time(&self) -> Option<i64> {
+    /// Newest float sample time.
+    fn float_max_time(&self) -> Option<i64> {
         (self.open.count() > 0)
             .then(|| self.open.max_time())
             .or_else(|| self.closed.last().map(|c| c.max_t))
+    }
+
+    /// Newest sample time, float or histogram.
+    pub fn max_time(&self) -> Option<i64> {
+        let f = self.float_max_time();
+        match self.hist.as_ref().and_then(|h| h.max_time()) {
+            Some(h) => Some(f.map_or(h, |f| f.max(h))),
+            None => f,
+        }
     }
 
     pub fn min_time(&self) -> Option<i64> {
@@ -63,10 +194,66 @@ impl MemSeries {
             .first()
             .map(|c| c.min_t)
             .or((self.open.count() > 0).then(|| self.open.min_time()));
-        match (chunk_min, self.ooo.first().map(|s| s.t)) {
+        let m = match (chunk_min, self.ooo.first().map(|s| s.t)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        };
+        match self.hist.as_ref().and_then(|h| h.min_time()) {
+            Some(h) => Some(m.map_or(h, |m| m.min(h))),
+            None => m,
         }
+    }
+
+    /// Whether a histogram sample is stored at exactly `t`.
+    fn histogram_at(&self, t: i64) -> Option<Arc<FloatHistogram>> {
+        self.hist.as_ref().and_then(|h| h.at(t))
+    }
+
+    /// Classifies a histogram sample like [`MemSeries::classify`]; a float at
+    /// the same time is a conflict. `pending` are histograms of this series
+    /// accepted earlier in the same batch, `pending_floats` its floats.
+    pub fn classify_histogram(
+        &self,
+        t: i64,
+        h: &FloatHistogram,
+        pending: &[HistogramSample],
+        pending_floats: &[Sample],
+        min_allowed: i64,
+    ) -> Verdict {
+        if pending_floats.iter().any(|s| s.t == t) || self.value_at(t).is_some() {
+            return Verdict::Conflict;
+        }
+        let existing = pending
+            .iter()
+            .rev()
+            .find(|s| s.t == t)
+            .map(|s| s.h.clone())
+            .or_else(|| self.histogram_at(t));
+        if let Some(e) = existing {
+            return if e.equals(h) && e.hint == h.hint {
+                Verdict::Duplicate
+            } else {
+                Verdict::Conflict
+            };
+        }
+        let newest = pending.iter().map(|s| s.t).chain(self.max_time()).max();
+        match newest {
+            Some(n) if t <= n && t < min_allowed => Verdict::TooOld,
+            Some(n) if t <= n => Verdict::OutOfOrder,
+            _ => Verdict::Append,
+        }
+    }
+
+    /// Stores a histogram sample classified as `Append` or `OutOfOrder`.
+    pub fn apply_histogram(&mut self, s: HistogramSample) {
+        self.hist.get_or_insert_with(Default::default).insert(s);
+    }
+
+    /// Histogram samples in `[mint, maxt]`, in time order.
+    pub fn histograms(&self, mint: i64, maxt: i64) -> Vec<HistogramSample> {
+        self.hist
+            .as_ref()
+            .map_or_else(Vec::new, |h| h.samples(mint, maxt))
     }
 
     /// Value stored at exactly `t`, if any.
@@ -94,6 +281,9 @@ impl MemSeries {
     /// this series accepted earlier in the same batch; `min_allowed` is the
     /// oldest timestamp the out-of-order window admits.
     pub fn classify(&self, t: i64, v: f64, pending: &[Sample], min_allowed: i64) -> Verdict {
+        if self.hist.is_some() && self.histogram_at(t).is_some() {
+            return Verdict::Conflict;
+        }
         let newest = pending.iter().map(|s| s.t).chain(self.max_time()).max();
         match newest {
             None => return Verdict::Append,
@@ -116,7 +306,7 @@ impl MemSeries {
 
     /// Applies a sample previously classified as `Append` or `OutOfOrder`.
     pub fn apply(&mut self, t: i64, v: f64) {
-        match self.max_time() {
+        match self.float_max_time() {
             Some(m) if t <= m => {
                 if self.value_at(t).is_none() {
                     let i = self.ooo.partition_point(|s| s.t < t);
@@ -213,8 +403,9 @@ impl MemSeries {
         }
     }
 
-    /// Removes and returns samples older than `before`; keeps the rest.
-    pub fn split_off_before(&mut self, before: i64) -> Vec<Sample> {
+    /// Removes and returns samples (float and histogram) older than `before`;
+    /// keeps the rest.
+    pub fn split_off_before(&mut self, before: i64) -> (Vec<Sample>, Vec<HistogramSample>) {
         let all = self.samples(i64::MIN, i64::MAX);
         let cut = all.partition_point(|s| s.t < before);
         let (old, keep) = all.split_at(cut);
@@ -222,15 +413,29 @@ impl MemSeries {
         if !old.is_empty() {
             self.rebuild(keep);
         }
-        old
+        let mut old_h = Vec::new();
+        if let Some(h) = self.hist.as_mut() {
+            let mut all = h.samples(i64::MIN, i64::MAX);
+            let keep = all.split_off(all.partition_point(|s| s.t < before));
+            if !all.is_empty() {
+                old_h = all;
+                h.rebuild(keep);
+            }
+        }
+        (old, old_h)
     }
 
     pub fn chunk_count(&self) -> usize {
-        self.closed.len() + usize::from(self.open.count() > 0)
+        self.closed.len()
+            + usize::from(self.open.count() > 0)
+            + self.hist.as_ref().map_or(0, |h| h.chunk_count())
     }
 
     pub fn sample_count(&self) -> usize {
-        self.closed.len() * SAMPLES_PER_CHUNK as usize + self.open.count() as usize + self.ooo.len()
+        self.closed.len() * SAMPLES_PER_CHUNK as usize
+            + self.open.count() as usize
+            + self.ooo.len()
+            + self.hist.as_ref().map_or(0, |h| h.count())
     }
 }
 
@@ -455,6 +660,59 @@ mod tests {
         );
     }
 
+    fn hist(k: f64) -> FloatHistogram {
+        let mut h = FloatHistogram::empty(0);
+        h.count = k;
+        h.sum = k;
+        h.set_bucket_list(true, &[(0, k)]);
+        h
+    }
+
+    #[test]
+    fn histogram_samples_beside_floats() {
+        let mut s = MemSeries::new(Labels::from_pairs([("a", "b")]));
+        s.apply(1_000, 1.0);
+        for t in 2..300 {
+            assert_eq!(
+                s.classify_histogram(t * 1000, &hist(t as f64), &[], &[], 0),
+                Verdict::Append
+            );
+            s.apply_histogram(HistogramSample::new(t * 1000, hist(t as f64)));
+        }
+        assert_eq!(s.max_time(), Some(299_000));
+        assert_eq!(s.sample_count(), 299);
+        // a float where a histogram is, and the other way round
+        assert_eq!(s.classify(5_000, 1.0, &[], 0), Verdict::Conflict);
+        assert_eq!(
+            s.classify_histogram(1_000, &hist(1.0), &[], &[], 0),
+            Verdict::Conflict
+        );
+        assert_eq!(
+            s.classify_histogram(5_000, &hist(5.0), &[], &[], 0),
+            Verdict::Duplicate
+        );
+        assert_eq!(
+            s.classify_histogram(5_000, &hist(6.0), &[], &[], 0),
+            Verdict::Conflict
+        );
+        assert_eq!(
+            s.classify_histogram(1_500, &hist(6.0), &[], &[], 100_000),
+            Verdict::TooOld
+        );
+        // out of order into a closed chunk
+        s.apply_histogram(HistogramSample::new(1_500, hist(0.5)));
+        let got = s.histograms(1_000, 3_000);
+        assert_eq!(
+            got.iter().map(|x| x.t).collect::<Vec<_>>(),
+            vec![1_500, 2_000, 3_000]
+        );
+        assert_eq!(got[0].h.count, 0.5);
+        let (old, old_h) = s.split_off_before(100_000);
+        assert_eq!((old.len(), old_h.len()), (1, 99));
+        assert_eq!(s.histograms(i64::MIN, i64::MAX).len(), 200);
+        assert_eq!(s.min_time(), Some(100_000));
+    }
+
     #[test]
     fn many_out_of_order_samples_merge_into_chunks() {
         let mut s = MemSeries::new(Labels::from_pairs([("a", "b")]));
@@ -465,7 +723,7 @@ mod tests {
         let all = s.samples(i64::MIN, i64::MAX);
         assert_eq!(all.len(), 501);
         assert!(all.windows(2).all(|w| w[0].t < w[1].t));
-        let old = s.split_off_before(250);
+        let (old, _) = s.split_off_before(250);
         assert_eq!(old.len(), 250);
         assert_eq!(s.samples(i64::MIN, i64::MAX).len(), 251);
     }

@@ -8,6 +8,7 @@ pub mod block;
 pub mod chunk;
 mod db;
 pub mod head;
+pub mod histchunk;
 pub mod postings;
 mod record;
 pub mod wal;

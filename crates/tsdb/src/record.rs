@@ -4,10 +4,16 @@
 //! Samples (snappy-compressed): repeated `id delta: zigzag varint | t delta:
 //! zigzag varint | value bits: u64 LE`, deltas against the previous sample in
 //! the record, which makes sorted batches small.
+//! Histograms (snappy-compressed): repeated `id delta | t delta` (zigzag
+//! varints) and the histogram as `histchunk` encodes it, each in full.
 
-use day2_model::{Label, Labels};
+use std::sync::Arc;
 
-fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+use day2_model::{HistogramSample, Label, Labels};
+
+use crate::histchunk::{decode_histogram, encode_histogram};
+
+pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -15,11 +21,11 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_varint(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: i64) {
     put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-fn get_uvarint(data: &[u8], pos: &mut usize) -> Result<u64, String> {
+pub(crate) fn get_uvarint(data: &[u8], pos: &mut usize) -> Result<u64, String> {
     let mut v = 0u64;
     let mut shift = 0;
     loop {
@@ -36,7 +42,7 @@ fn get_uvarint(data: &[u8], pos: &mut usize) -> Result<u64, String> {
     }
 }
 
-fn get_varint(data: &[u8], pos: &mut usize) -> Result<i64, String> {
+pub(crate) fn get_varint(data: &[u8], pos: &mut usize) -> Result<i64, String> {
     let u = get_uvarint(data, pos)?;
     Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
 }
@@ -117,6 +123,45 @@ pub fn decode_samples(data: &[u8], mut visit: impl FnMut(u32, i64, f64)) -> Resu
         );
     }
     Ok(())
+}
+
+/// Encodes `(id, sample)` histogram samples.
+pub fn encode_histograms(samples: &[(u32, HistogramSample)]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(samples.len() * 32);
+    let (mut pid, mut pt) = (0i64, 0i64);
+    for (id, s) in samples {
+        put_varint(&mut raw, *id as i64 - pid);
+        put_varint(&mut raw, s.t.wrapping_sub(pt));
+        encode_histogram(&mut raw, &s.h, None);
+        pid = *id as i64;
+        pt = s.t;
+    }
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("in-memory snappy cannot fail")
+}
+
+pub fn decode_histograms(data: &[u8]) -> Result<Vec<(u32, HistogramSample)>, String> {
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(data)
+        .map_err(|e| format!("snappy: {e}"))?;
+    let mut pos = 0;
+    let (mut pid, mut pt) = (0i64, 0i64);
+    let mut out = Vec::new();
+    while pos < raw.len() {
+        pid += get_varint(&raw, &mut pos)?;
+        pt = pt.wrapping_add(get_varint(&raw, &mut pos)?);
+        let h = decode_histogram(&raw, &mut pos, None)?;
+        let id = u32::try_from(pid).map_err(|_| format!("bad series id {pid}"))?;
+        out.push((
+            id,
+            HistogramSample {
+                t: pt,
+                h: Arc::new(h),
+            },
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

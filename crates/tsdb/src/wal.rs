@@ -40,6 +40,8 @@ pub const MAX_RECORD: usize = 256 << 20;
 
 pub const REC_SERIES: u8 = 1;
 pub const REC_SAMPLES: u8 = 2;
+/// Native-histogram samples (see `record::encode_histograms`).
+pub const REC_HISTOGRAMS: u8 = 3;
 
 /// Where and why the log was cut on open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +94,7 @@ pub fn read_segment(
             ));
         }
         let kind = data[off];
-        if kind != REC_SERIES && kind != REC_SAMPLES {
+        if !matches!(kind, REC_SERIES | REC_SAMPLES | REC_HISTOGRAMS) {
             return bad(format!("unknown record type {kind}"));
         }
         let len = u32::from_le_bytes(data[off + 1..off + 5].try_into().unwrap()) as usize;

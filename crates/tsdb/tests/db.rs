@@ -19,6 +19,7 @@ fn opts() -> Options {
 
 fn ts(name: &str, job: &str, samples: impl IntoIterator<Item = (i64, f64)>) -> TimeSeries {
     TimeSeries {
+        histograms: Vec::new(),
         labels: Labels::from_pairs([("__name__", name), ("job", job)]),
         samples: samples
             .into_iter()
@@ -201,6 +202,7 @@ fn matchers_select_like_prometheus() {
         ts("up", "a", [(1, 1.0)]),
         ts("up", "b", [(1, 1.0)]),
         TimeSeries {
+            histograms: Vec::new(),
             labels: Labels::from_pairs([("__name__", "up"), ("job", "c"), ("env", "prod")]),
             samples: vec![Sample::new(1, 0.0)],
         },
@@ -263,4 +265,88 @@ fn matchers_select_like_prometheus() {
             .is_empty(),
         "time range filters"
     );
+}
+
+fn hist(k: f64) -> day2_model::FloatHistogram {
+    let mut h = day2_model::FloatHistogram::empty(2);
+    h.count = 3.0 * k;
+    h.sum = 1.5 * k;
+    h.zero_threshold = 0.001;
+    h.zero_count = k;
+    h.set_bucket_list(true, &[(-1, k), (4, k)]);
+    h
+}
+
+fn hists(db: &Db, name: &str) -> Vec<(Labels, Vec<day2_model::HistogramSample>, Vec<Sample>)> {
+    db.select(&[Matcher::eq("__name__", name)], i64::MIN, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.labels, s.histograms, s.samples))
+        .collect()
+}
+
+#[test]
+fn histogram_samples_survive_cuts_compaction_and_reopen() {
+    use day2_model::HistogramSample;
+    let dir = tempfile::tempdir().unwrap();
+    let want;
+    {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        // 5 hours at 1 min: one histogram series, one series switching kinds
+        for step in 0..300i64 {
+            let t = step * 60_000;
+            let h = TimeSeries {
+                labels: Labels::from_pairs([("__name__", "h"), ("job", "a")]),
+                samples: vec![],
+                histograms: vec![HistogramSample::new(t, hist(step as f64))],
+            };
+            let mixed = if step % 2 == 0 {
+                ts("h", "mixed", [(t, step as f64)])
+            } else {
+                TimeSeries {
+                    labels: Labels::from_pairs([("__name__", "h"), ("job", "mixed")]),
+                    samples: vec![],
+                    histograms: vec![HistogramSample::new(t, hist(1.0))],
+                }
+            };
+            let o = db.append(vec![h, mixed]).unwrap();
+            assert_eq!(o.accepted, 2, "{o:?}");
+            if step % 60 == 59 {
+                db.maintain(t).unwrap();
+            }
+        }
+        want = hists(&db, "h");
+        assert_eq!(want.len(), 2);
+        assert_eq!(want[0].1.len(), 300);
+        assert_eq!(want[0].1[299].h.count, 897.0);
+        assert_eq!((want[1].1.len(), want[1].2.len()), (150, 150));
+        let st = db.stats();
+        assert!(st.blocks >= 1, "head was cut into blocks: {st:?}");
+        // a histogram where a float is: refused
+        let o = db
+            .append(vec![TimeSeries {
+                labels: Labels::from_pairs([("__name__", "h"), ("job", "mixed")]),
+                samples: vec![],
+                histograms: vec![HistogramSample::new(298 * 60_000, hist(1.0))],
+            }])
+            .unwrap();
+        assert_eq!(o.conflicts, 1, "{o:?}");
+        db.close().unwrap();
+    }
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert!(db.recovery().checkpoint.is_some(), "{:?}", db.recovery());
+    let got = hists(&db, "h");
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.0, w.0);
+        assert_eq!(g.2, w.2);
+        assert_eq!(g.1.len(), w.1.len());
+        for (a, b) in g.1.iter().zip(&w.1) {
+            assert!(a.t == b.t && a.h.equals(&b.h), "{a:?} != {b:?}");
+        }
+    }
+    // force every block into one
+    let r = db.maintain(10 * H).unwrap();
+    let _ = r;
+    assert_eq!(hists(&db, "h")[0].1.len(), 300);
 }

@@ -23,6 +23,7 @@ fn write(dir: &Path, n: i64) {
     let db = Db::open(dir, opts()).unwrap();
     for i in 0..n {
         db.append(vec![TimeSeries {
+            histograms: Vec::new(),
             labels: labels(),
             samples: vec![Sample::new(i * 1000, i as f64)],
         }])
@@ -79,6 +80,7 @@ fn expect_after_damage(damage: impl Fn(&Path, &[u64]), name: &str) {
 
     // writes after recovery work and survive another reopen
     db.append(vec![TimeSeries {
+        histograms: Vec::new(),
         labels: labels(),
         samples: vec![Sample::new(100_000, 42.0)],
     }])

@@ -214,6 +214,7 @@ pub fn peer_binary(name: &str, package: &str) -> PathBuf {
 
 pub fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
     TimeSeries {
+        histograms: Vec::new(),
         labels: Labels::from_pairs(pairs.iter().copied()),
         samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
     }

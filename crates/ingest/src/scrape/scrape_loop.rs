@@ -114,6 +114,7 @@ pub async fn mark_all_stale(ctx: &LoopCtx) {
     let batch = prev
         .into_iter()
         .map(|labels| TimeSeries {
+            histograms: Vec::new(),
             labels,
             samples: vec![Sample::new(t, STALE_NAN)],
         })
@@ -270,6 +271,7 @@ fn process(ctx: &LoopCtx, body: &[u8], format: Format, t: i64) -> Result<Process
             }
         };
         series.push(TimeSeries {
+            histograms: Vec::new(),
             labels,
             samples: vec![Sample::new(ts, s.value)],
         });
@@ -287,6 +289,7 @@ fn report(ctx: &LoopCtx, name: &str, t: i64, v: f64) -> TimeSeries {
     let mut b = ctx.labels.to_builder();
     b.set(METRIC_NAME, name);
     TimeSeries {
+        histograms: Vec::new(),
         labels: b.build(),
         samples: vec![Sample::new(t, v)],
     }
@@ -319,6 +322,7 @@ pub async fn scrape_once(ctx: &LoopCtx) {
         added = current.difference(&prev).count();
         for gone in prev.difference(&current) {
             batch.push(TimeSeries {
+                histograms: Vec::new(),
                 labels: gone.clone(),
                 samples: vec![Sample::new(t, STALE_NAN)],
             });
