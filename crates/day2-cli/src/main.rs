@@ -7,6 +7,7 @@ mod deploy_cmd;
 mod deploywire;
 mod hubwire;
 mod remediatewire;
+mod rollbackwire;
 mod route_cmd;
 mod rules_cmd;
 mod runbook_cmd;
