@@ -89,7 +89,9 @@ pub enum TargetConfig {
         #[serde(default)]
         env: BTreeMap<String, String>,
     },
-    /// A Kubernetes workload's scale subresource, e.g. `deployment/api`.
+    /// A Kubernetes workload's scale subresource, e.g. `deployment/api`
+    /// (deployments, statefulsets, replicasets), through the cluster of
+    /// `remediation.kubernetes`.
     Kubernetes {
         #[serde(default)]
         namespace: Option<String>,
@@ -246,15 +248,8 @@ impl PolicyConfig {
                 }
             }
             TargetConfig::Kubernetes { resource, .. } => {
-                let ok = resource
-                    .split_once('/')
-                    .is_some_and(|(k, n)| !k.is_empty() && !n.is_empty() && !n.contains('/'));
-                if !ok {
-                    return Err((
-                        "target.resource".into(),
-                        "write kind/name, e.g. deployment/api".into(),
-                    ));
-                }
+                crate::scaler::parse_resource(resource)
+                    .map_err(|m| ("target.resource".to_string(), m))?;
             }
         }
         Ok(())
@@ -371,6 +366,10 @@ policies:
             (
                 base("", "{kind: kubernetes, resource: api}"),
                 "policies[0].target.resource",
+            ),
+            (
+                base("", "{kind: kubernetes, resource: daemonset/agent}"),
+                "policies[0].target.resource: \"daemonset\": day2 scales deployments",
             ),
             (base("    tolerance: 100%\n", exec), "policies[0].tolerance"),
             (base("    interval: 0s\n", exec), "policies[0].interval"),

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use day2_remediate::kubernetes::{KubeExecutor, ScaleKind};
 use day2_remediate::{Command, Dur, ExecPolicy};
 use parking_lot::Mutex;
 
@@ -23,10 +24,81 @@ pub trait Scaler: Send + Sync {
 /// Makes a policy's scaler (an error is reported by its evaluations).
 pub type MakeScaler<'a> = dyn Fn(&crate::PolicyConfig) -> Result<Arc<dyn Scaler>, String> + 'a;
 
-/// Makes the scaler of a `kubernetes` target. The Kubernetes executor lives
-/// in the remediation runtime; the binary plugs it in here.
+/// Makes the scaler of a `kubernetes` target from its namespace and
+/// `kind/name` (a [`KubeScaler`] over the remediation runtime's Kubernetes
+/// client, which the binary plugs in).
 pub type KubernetesScalers =
     Arc<dyn Fn(Option<&str>, &str) -> Result<Arc<dyn Scaler>, String> + Send + Sync>;
+
+/// A workload's scale subresource through the remediation runtime's
+/// Kubernetes client (its connection settings and egress allowlist):
+/// `current` reads `spec.replicas`, `set` patches it as `kubectl scale`.
+pub struct KubeScaler {
+    client: KubeExecutor,
+    kind: ScaleKind,
+    /// `None`: the kubeconfig context's (or the pod's) namespace.
+    namespace: Option<String>,
+    name: String,
+    runtime: tokio::runtime::Handle,
+}
+
+impl KubeScaler {
+    /// For `resource` written `kind/name` (e.g. `deployment/api`);
+    /// `runtime` runs the requests.
+    pub fn new(
+        client: KubeExecutor,
+        namespace: Option<&str>,
+        resource: &str,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<KubeScaler, String> {
+        let (kind, name) = parse_resource(resource)?;
+        Ok(KubeScaler {
+            client,
+            kind,
+            namespace: namespace.map(String::from),
+            name: name.to_string(),
+            runtime,
+        })
+    }
+}
+
+/// `kind/name` of a workload with a scale subresource.
+pub fn parse_resource(resource: &str) -> Result<(ScaleKind, &str), String> {
+    let (kind, name) = resource
+        .split_once('/')
+        .filter(|(k, n)| !k.is_empty() && !n.is_empty() && !n.contains('/'))
+        .ok_or("write kind/name, e.g. deployment/api")?;
+    let kind = ScaleKind::parse(kind).ok_or_else(|| {
+        format!("{kind:?}: day2 scales deployments, statefulsets and replicasets")
+    })?;
+    Ok((kind, name))
+}
+
+impl Scaler for KubeScaler {
+    fn current(&self) -> Result<u32, String> {
+        self.runtime.block_on(self.client.replicas(
+            self.kind,
+            self.namespace.as_deref(),
+            &self.name,
+        ))
+    }
+
+    fn set(&self, replicas: u32) -> Result<(), String> {
+        self.runtime.block_on(self.client.set_replicas(
+            self.kind,
+            self.namespace.as_deref(),
+            &self.name,
+            replicas,
+        ))
+    }
+
+    fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("kubernetes {}/{} in {ns}", self.kind.as_str(), self.name),
+            None => format!("kubernetes {}/{}", self.kind.as_str(), self.name),
+        }
+    }
+}
 
 /// A scaler running commands by argv (execve, never a shell, cleared
 /// environment; see `day2_remediate::exec`): `set` with the count as its own

@@ -2,16 +2,16 @@
 //! it every interval on a blocking thread, the actuators, the API adapter
 //! and `/metrics`.
 //!
-//! `exec` targets run through `day2_remediate::exec`. `kubernetes` targets
-//! need the remediation runtime's Kubernetes executor: plug it in as
-//! [`AutoscaleWire::set_kubernetes`] (a `day2_autoscale::KubernetesScalers`);
-//! until then their evaluations record that it is not wired.
+//! `exec` targets run through `day2_remediate::exec`; `kubernetes` targets
+//! through the remediation runtime's Kubernetes client (the cluster of
+//! `remediation.kubernetes`, its egress allowlist), plugged in with
+//! [`AutoscaleWire::set_kubernetes`] before each apply.
 
 use std::sync::Arc;
 
 use day2_autoscale::{
-    Autoscaler, AutoscalingSection, ExecScaler, KubernetesScalers, PolicyConfig, Scaler,
-    TargetConfig,
+    Autoscaler, AutoscalingSection, ExecScaler, KubeScaler, KubernetesScalers, PolicyConfig,
+    Scaler, TargetConfig,
 };
 use day2_server::deploy_api::FeatureError;
 use day2_server::{AutoscalingApi, MetricsSource};
@@ -19,11 +19,13 @@ use jiff::Timestamp;
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use crate::remediatewire::RemediationCell;
+
 /// Autoscaling in the running server.
 pub struct AutoscaleWire {
     pub autoscaler: Arc<Autoscaler>,
-    /// The Kubernetes actuator (the remediation runtime's executor); `None`
-    /// until it is wired in with [`AutoscaleWire::set_kubernetes`].
+    /// The Kubernetes actuator (the remediation runtime's client); `None`
+    /// without `remediation.kubernetes`.
     kubernetes: parking_lot::RwLock<Option<KubernetesScalers>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -61,16 +63,15 @@ impl AutoscaleWire {
             } => match &*self.kubernetes.read() {
                 Some(make) => make(namespace.as_deref(), resource),
                 None => Err(format!(
-                    "kubernetes target {resource}: the Kubernetes executor is not wired into autoscaling yet (use an exec target, e.g. kubectl scale)"
+                    "kubernetes target {resource}: no cluster to scale it in (remediation.kubernetes: kubeconfig or in_cluster)"
                 )),
             },
         }
     }
 
-    /// Plugs in the Kubernetes actuator (applies from the next `apply`).
-    #[allow(dead_code)] // the slot for the remediation runtime's executor
-    pub fn set_kubernetes(&self, make: KubernetesScalers) {
-        *self.kubernetes.write() = Some(make);
+    /// Plugs in (or removes) the Kubernetes actuator; applies from the next `apply`.
+    pub fn set_kubernetes(&self, make: Option<KubernetesScalers>) {
+        *self.kubernetes.write() = make;
     }
 
     /// Replaces the policies and restarts their evaluation tasks.
@@ -111,6 +112,45 @@ impl AutoscaleWire {
                 "autoscaling policies running"
             );
         }
+    }
+}
+
+/// Kubernetes scalers over the running remediation runtime's client, when
+/// `remediation.kubernetes` is configured.
+pub fn kubernetes_scalers(remediation: &RemediationCell) -> Option<KubernetesScalers> {
+    let client = remediation
+        .read()
+        .as_ref()?
+        .settings()
+        .executors
+        .kube
+        .clone()?;
+    let rt = tokio::runtime::Handle::try_current().ok()?;
+    Some(Arc::new(move |namespace, resource| {
+        KubeScaler::new(client.clone(), namespace, resource, rt.clone())
+            .map(|s| Arc::new(s) as Arc<dyn Scaler>)
+    }))
+}
+
+/// A `kubernetes` target needs the cluster of `remediation.kubernetes`;
+/// errors are (field path in day2.yml, message).
+pub fn check_config(
+    autoscaling: &AutoscalingSection,
+    remediation: Option<&day2_remediate::RemediationConfig>,
+) -> Result<(), (String, String)> {
+    if remediation.is_some_and(|r| r.kubernetes.is_some()) {
+        return Ok(());
+    }
+    match autoscaling
+        .policies
+        .iter()
+        .position(|p| matches!(p.target, TargetConfig::Kubernetes { .. }))
+    {
+        Some(i) => Err((
+            format!("autoscaling.policies[{i}].target"),
+            "a kubernetes target needs the cluster of remediation.kubernetes (kubeconfig or in_cluster: true)".into(),
+        )),
+        None => Ok(()),
     }
 }
 

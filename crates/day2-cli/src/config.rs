@@ -378,7 +378,15 @@ impl Day2Config {
             },
         })?;
         cfg.load_alertmanager(base, &path.display().to_string())?;
-        cfg.load_remediation(base, path)?;
+        let remediation = cfg.load_remediation(base, path)?;
+        crate::rollbackwire::check_config(
+            &cfg.deployments,
+            remediation.as_ref().map(|r| &r.runbooks),
+        )
+        .map_err(|(field, msg)| match day2_yamlerr::read(path) {
+            Ok(text) => day2_yamlerr::at_field(&text, &path.display().to_string(), &field, msg),
+            Err(e) => e,
+        })?;
         Ok(cfg)
     }
 
@@ -584,6 +592,7 @@ impl Day2Config {
         self.autoscaling
             .validate()
             .map_err(|(f, m)| (format!("autoscaling.{f}"), m))?;
+        crate::autoscalewire::check_config(&self.autoscaling, self.remediation.as_ref())?;
         Ok(())
     }
 }

@@ -218,7 +218,8 @@ async fn mark(args: MarkArgs) -> anyhow::Result<ExitCode> {
             && r.status().is_success()
             && let Ok(v) = r.json::<Value>().await
             && v["analysis"]["state"] == "done"
-            && (v["rollback"].is_null() || v["rollback"]["state"] == "done")
+            // the gate is the verdict: a rollback run may wait for approval
+            && v["rollback"]["state"] != "pending"
         {
             return Ok(report(&v, args.require_pass));
         }
@@ -248,8 +249,11 @@ fn report(d: &Value, require_pass: bool) -> ExitCode {
     let rb = &d["rollback"];
     if let Some(r) = rb["runbook"].as_str() {
         match (rb["run_id"].as_str(), rb["error"].as_str()) {
-            (Some(run), _) => println!("rollback runbook {r} started: run {run}"),
-            (None, Some(e)) => println!("rollback: {e}"),
+            (_, Some(e)) => println!("rollback: {e}"),
+            (Some(run), None) if rb["run_state"] == "verified" => {
+                println!("rollback runbook {r} run {run} verified: deployment rolled back")
+            }
+            (Some(run), None) => println!("rollback runbook {r} started: run {run}"),
             _ => {}
         }
     }

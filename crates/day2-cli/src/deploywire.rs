@@ -1,16 +1,12 @@
 //! Wiring of deployments into `day2 serve`: the service over the state
-//! store, the loop that runs analyses when they fall due, the alert hub's
-//! enricher (latest deployment of an alert's service), the API adapter and
-//! `/metrics`.
-//!
-//! Rollbacks go through [`day2_deploy::RollbackTrigger`]; until the
-//! remediation runtime is wired in, [`day2_deploy::NoRemediation`] records
-//! "rollback runbook X: remediation is not configured" on the deployment.
-//! To wire it: `DeployWire::service.set_rollback_trigger(...)` with an
-//! adapter over the runbook runtime (and mark the deployment `rolled_back`
-//! through `Deployments::mark` when the run finishes).
+//! store, the loop that runs analyses when they fall due and records how
+//! rollback runs ended (woken by the remediation runtime when a run ends),
+//! the alert hub's enricher (latest deployment of an alert's service), the
+//! API adapter and `/metrics`. Rollbacks run as runbooks of the remediation
+//! runtime (see `rollbackwire`).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use day2_alerthub::{Alert, AlertEnricher};
@@ -22,6 +18,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::hubwire::HubCell;
+use crate::remediatewire::RemediationCell;
 
 /// Longest sleep of the analysis loop (the DORA gauges are refreshed with it).
 const IDLE: Duration = Duration::from_secs(30);
@@ -30,58 +27,90 @@ const IDLE: Duration = Duration::from_secs(30);
 pub struct DeployWire {
     pub service: Arc<Deployments>,
     wake: tokio::sync::Notify,
+    /// Its runs' ends wake the loop.
+    remediation: RemediationCell,
+    looping: AtomicBool,
 }
 
 impl DeployWire {
-    /// Opens the service and starts the analysis loop (which first
-    /// evaluates whatever fell due while day2 was down).
+    /// Opens the service with rollbacks as runbook runs of `remediation`.
+    /// The loop starts with the first [`DeployWire::apply`] (after
+    /// remediation, so that rollbacks due at start find it running).
     pub fn start(
         store: Arc<day2_store::Store>,
         engine: Arc<day2_promql::Engine>,
         db: Arc<dyn day2_model::Queryable>,
         config: &DeploymentsSection,
+        remediation: RemediationCell,
     ) -> anyhow::Result<Arc<DeployWire>> {
-        let service = Deployments::open(store, engine, db, config.clone())?;
-        service.set_rollback_trigger(Arc::new(day2_deploy::NoRemediation));
-        let wire = Arc::new(DeployWire {
+        let service = Deployments::open(store.clone(), engine, db, config.clone())?;
+        service.set_rollback_trigger(Arc::new(crate::rollbackwire::RunbookRollback {
+            remediation: remediation.clone(),
+            store,
+        }));
+        Ok(Arc::new(DeployWire {
             service: Arc::new(service),
             wake: tokio::sync::Notify::new(),
-        });
-        let weak = Arc::downgrade(&wire);
-        tokio::spawn(async move {
-            while let Some(w) = weak.upgrade() {
-                let s = w.service.clone();
-                let next = tokio::task::spawn_blocking(move || s.run_due(Timestamp::now())).await;
-                let sleep = match next {
-                    Ok(Ok(Some(due))) => {
-                        let ms = (due - Timestamp::now().as_millisecond()).max(0);
-                        Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(IDLE)
-                    }
-                    Ok(Ok(None)) => IDLE,
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "running due deployment analyses failed; retrying");
-                        Duration::from_secs(5)
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "deployment analysis task failed");
-                        Duration::from_secs(5)
-                    }
-                };
-                tokio::select! {
-                    _ = tokio::time::sleep(sleep) => {}
-                    _ = w.wake.notified() => {}
-                }
+            remediation,
+            looping: AtomicBool::new(false),
+        }))
+    }
+
+    /// Runs due analyses and follows rollback runs (first whatever fell due
+    /// or ended while day2 was down), then sleeps until the next analysis
+    /// is due, a deployment or reload wakes it, or a remediation run ends.
+    async fn run(weak: Weak<DeployWire>) {
+        while let Some(w) = weak.upgrade() {
+            // subscribed before reading, so that no run's end is missed
+            let mut ended = w.remediation.read().as_ref().map(|r| r.watch_finished());
+            if let Some(rx) = ended.as_mut() {
+                rx.borrow_and_update();
             }
-        });
-        Ok(wire)
+            let s = w.service.clone();
+            let next = tokio::task::spawn_blocking(move || s.run_due(Timestamp::now())).await;
+            let sleep = match next {
+                Ok(Ok(Some(due))) => {
+                    let ms = (due - Timestamp::now().as_millisecond()).max(0);
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(IDLE)
+                }
+                Ok(Ok(None)) => IDLE,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "running due deployment analyses failed; retrying");
+                    Duration::from_secs(5)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "deployment analysis task failed");
+                    Duration::from_secs(5)
+                }
+            };
+            let run_ended = async {
+                let changed = match ended.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => false,
+                };
+                if !changed {
+                    // no runtime, or it stopped: a reload wakes the loop
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = w.wake.notified() => {}
+                _ = run_ended => {}
+            }
+        }
     }
 
     /// Applies the `deployments:` section and (re)attaches the alert
-    /// enricher to the hub (a reload may have started a new one).
+    /// enricher to the hub (a reload may have started a new one). Call it
+    /// after remediation is applied.
     pub fn apply(self: &Arc<Self>, config: &DeploymentsSection, hub: &HubCell) {
         self.service.set_config(config.clone());
         if let Some(h) = hub.read().clone() {
             h.register_enricher("deploy", Arc::new(DeployEnricher(self.service.clone())));
+        }
+        if !self.looping.swap(true, Ordering::SeqCst) {
+            tokio::spawn(DeployWire::run(Arc::downgrade(self)));
         }
         self.wake.notify_one();
     }

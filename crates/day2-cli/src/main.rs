@@ -11,6 +11,7 @@ mod looptest_cmd;
 mod oncallwire;
 mod peoplewire;
 mod remediatewire;
+mod rollbackwire;
 mod route_cmd;
 mod rules_cmd;
 mod runbook_cmd;

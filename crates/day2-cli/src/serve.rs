@@ -84,10 +84,13 @@ impl App {
             .await;
         self.apply_rules(cfg);
         self.apply_alertmanager(cfg);
-        self.deploy.apply(&cfg.deployments, &self.hub);
-        self.autoscale.apply(&cfg.autoscaling);
         self.apply_remediation(cfg);
         self.apply_people(cfg);
+        // after remediation: rollbacks and Kubernetes targets go through it
+        self.deploy.apply(&cfg.deployments, &self.hub);
+        self.autoscale
+            .set_kubernetes(crate::autoscalewire::kubernetes_scalers(&self.remediation));
+        self.autoscale.apply(&cfg.autoscaling);
         self.db.set_retention(
             Some(cfg.storage.retention_time).filter(|d| !d.is_zero()),
             Some(cfg.storage.retention_size).filter(|n| *n > 0),
@@ -448,6 +451,7 @@ async fn serve(args: ServeArgs, cfg: Day2Config) -> anyhow::Result<()> {
         engine.clone(),
         db.clone(),
         &cfg.deployments,
+        remediation_cell.clone(),
     )
     .context("starting deployments")?;
     let autoscale =

@@ -1,16 +1,24 @@
 //! End-to-end tests of deployments and autoscaling in `day2 serve`, with
 //! the real binary: `day2 deploy mark` from "CI", post-deploy analysis over
-//! remote-written samples (enforce mode, rollback trigger not wired), alert
-//! annotations, DORA over the API and `/metrics`, a pending analysis across
-//! kill -9, and an exec-scaled autoscaling policy.
+//! remote-written samples (enforce mode: a rollback runbook run waiting for
+//! approval, one that runs, is verified by PromQL and rolls the deployment
+//! back, and one refused after a reload removed remediation), alert
+//! annotations, DORA over the API and `/metrics`, a pending analysis and a
+//! started rollback across kill -9, and autoscaling policies driving an
+//! exec scaler and a Kubernetes deployment (a fake API server holding the
+//! recorded contract of the remediation tests).
 
 mod common;
+#[path = "../../remediate/tests/common/kube_api.rs"]
+mod kube_api;
 
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{Day2, client, get_json, now_ms, post_alerts, series, wait_for};
+use common::{
+    Day2, client, get_json, now_ms, post_alerts, record_script, recorded, series, wait_for,
+};
 use serde_json::{Value, json};
 
 fn rfc3339(ms: i64) -> String {
@@ -92,10 +100,24 @@ deployments:
         rollback_runbook: rollback-api
 "#;
 
+/// `rollback-api` needs approval (the default guardrail): the run waits.
+const APPROVED_ROLLBACK: &str = r#"
+remediation:
+  runbooks:
+    - name: rollback-api
+      match: ['deployment_id=~".+"']
+      params:
+        - {name: previous_version, pattern: '[a-z0-9.]+', from_label: previous_version}
+      steps:
+        - name: deploy-previous
+          exec: {command: [/bin/true, '{{ param.previous_version }}']}
+      guardrails: {target_label: service}
+"#;
+
 #[tokio::test]
 async fn bad_deploy_fails_analysis_alerts_carry_it_and_dora_follows() {
     let dir = tempfile::tempdir().unwrap();
-    let config = common::base_config(DEPLOY_CONFIG);
+    let config = common::base_config(&format!("{DEPLOY_CONFIG}{APPROVED_ROLLBACK}"));
     let mut d = Day2::start(dir.path(), &config).await;
 
     // The error ratio of `api`: 1% until the bad deploy at `bad`, 50% until
@@ -161,10 +183,8 @@ async fn bad_deploy_fails_analysis_alerts_carry_it_and_dora_follows() {
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert_stdout(&o, "post-deploy analysis: fail");
-    assert_stdout(
-        &o,
-        "rollback: rollback runbook rollback-api: remediation is not configured",
-    );
+    // the gate does not wait for the rollback run (it waits for approval)
+    assert_stdout(&o, "rollback runbook rollback-api started: run 1");
     let v2 = printed_id(&o);
     let dep = get_json(&d, &format!("/api/day2/v1/deployments/{v2}")).await;
     assert_eq!(dep["outcome"], "failed", "{dep}");
@@ -173,10 +193,15 @@ async fn bad_deploy_fails_analysis_alerts_carry_it_and_dora_follows() {
     let series0 = &dep["analysis"]["result"]["checks"][0]["series"][0];
     assert!(series0["current"].as_f64().unwrap() > 0.3, "{dep}");
     assert_eq!(
-        dep["rollback"]["error"],
-        "rollback runbook rollback-api: remediation is not configured"
+        (&dep["rollback"]["state"], &dep["rollback"]["run_id"]),
+        (&json!("running"), &json!("1")),
+        "{dep}"
     );
     assert_eq!(dep["rollback"]["runbook"], "rollback-api");
+    let run = get_json(&d, "/api/day2/v1/runs/1").await;
+    assert_eq!(run["state"], "awaiting_approval", "{run}");
+    assert_eq!(run["requester"], format!("deploy:{v2}"));
+    assert_eq!(run["labels"]["previous_version"], "v1");
 
     // the server refuses bad input, and the CLI says so with exit 1
     let o = mark(&d, &["--service", "api\"}", "--version", "v9"]).await;
@@ -262,7 +287,7 @@ async fn bad_deploy_fails_analysis_alerts_carry_it_and_dora_follows() {
         "day2_dora_change_failure_rate{service=\"api\",environment=\"production\"} 0.3333333333333333",
         "day2_dora_time_to_restore_seconds{service=\"api\",environment=\"production\",quantile=\"0.5\"} 5",
         "day2_dora_lead_time_seconds{quantile=\"0.5\"} 3600",
-        "day2_deployment_rollbacks_total{result=\"error\"} 1",
+        "day2_deployment_rollbacks_total{result=\"started\"} 1",
         "day2_deployment_analyses_total{verdict=\"fail\"} 1",
     ] {
         assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
@@ -326,13 +351,16 @@ async fn bad_deploy_fails_analysis_alerts_carry_it_and_dora_follows() {
     )
     .await;
     assert_eq!(dep3["analysis"]["result"]["verdict"], "pass", "{dep3}");
-    // v2's rollback was not triggered again
+    // v2's rollback was not triggered again: its run still waits
     let dep2 = get_json(&d, &format!("/api/day2/v1/deployments/{v2}")).await;
     assert_eq!(dep2["rollback"], dep["rollback"]);
+    let runs = get_json(&d, "/api/day2/v1/runs").await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs["runs"][0]["state"], "awaiting_approval");
     let m = metrics(&d).await;
     assert!(
         m.lines()
-            .any(|l| l == "day2_deployment_rollbacks_total{result=\"error\"} 0"),
+            .any(|l| l == "day2_deployment_rollbacks_total{result=\"started\"} 0"),
         "{m}"
     );
     assert!(
@@ -341,6 +369,194 @@ async fn bad_deploy_fails_analysis_alerts_carry_it_and_dora_follows() {
                 == "day2_dora_failed_deployments{service=\"api\",environment=\"production\"} 2"),
         "{m}"
     );
+}
+
+/// `app_error_ratio{service="api"}` once a second from `from` to `to`
+/// seconds after `at`: 1% before `at`, 50% from it.
+async fn error_jump(d: &Day2, at: i64, from: i64, to: i64) {
+    let samples: Vec<(i64, f64)> = (from..=to)
+        .map(|s| (at + s * 1000, if s < 0 { 0.01 } else { 0.5 }))
+        .collect();
+    error_ratio(d, &samples).await;
+}
+
+/// `day2 deploy mark` of `api` at `at` (`--wait` when `wait`).
+async fn mark_api(d: &Day2, version: &str, at: i64, wait: bool) -> Output {
+    let time = rfc3339(at);
+    let mut args = vec!["--service", "api", "--version", version, "--time", &time];
+    if wait {
+        args.push("--wait");
+    }
+    mark(d, &args).await
+}
+
+/// Remote-writes `app_error_ratio{service="api"}`.
+async fn error_ratio(d: &Day2, samples: &[(i64, f64)]) {
+    let (code, body) = d
+        .remote_write(&[series(
+            &[("__name__", "app_error_ratio"), ("service", "api")],
+            samples,
+        )])
+        .await;
+    assert_eq!(code, 204, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_deploy_runs_its_rollback_runbook_and_ends_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = record_script(dir.path());
+    let out = dir.path().join("rollback.argv");
+    let remediation = format!(
+        r#"
+remediation:
+  verify_interval: 200ms
+  runbooks:
+    - name: rollback-api
+      match: ['deployment_id=~".+"']
+      params:
+        - {{name: previous_version, pattern: '[a-z0-9.]+', from_label: previous_version}}
+        - {{name: service, pattern: '[a-z]+', from_label: service}}
+      steps:
+        - name: deploy-previous
+          exec: {{command: ['{script}', '{out}', deploy, '--service={{{{ param.service }}}}', '{{{{ param.previous_version }}}}']}}
+      verify:
+        expr: 'max(app_error_ratio{{service="api"}}) < 0.05'
+        within: 1m
+      guardrails: {{approval: none, target_label: service, cooldown: 0s}}
+"#,
+        script = script.display(),
+        out = out.display()
+    );
+    let config = common::base_config(&format!("{DEPLOY_CONFIG}{remediation}"));
+    let mut d = Day2::start(dir.path(), &config).await;
+
+    // 1% until the bad deploy, 50% over its post-deploy window (nothing later yet)
+    let bad = now_ms() + 1_000;
+    let good = bad - 30_000;
+    error_jump(&d, bad, -45, 3).await;
+    let o = mark_api(&d, "v1", good, true).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = mark_api(&d, "v2", bad, true).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_stdout(&o, "post-deploy analysis: fail");
+    assert_stdout(&o, "rollback runbook rollback-api started: run 1");
+    let v2 = printed_id(&o);
+
+    // the runbook deploys the previous version, by argv
+    let argv = wait_for("the rollback step", Duration::from_secs(30), || async {
+        recorded(&out)
+    })
+    .await;
+    assert_eq!(argv, ["deploy", "--service=api", "v1"]);
+    // the old version is healthy again: the verification holds
+    error_ratio(&d, &[(now_ms(), 0.01)]).await;
+    let dep = wait_for("v2 rolled back", Duration::from_secs(30), || {
+        let d = &d;
+        async move {
+            let v = get_json(d, &format!("/api/day2/v1/deployments/{v2}")).await;
+            (v["outcome"] == "rolled_back").then_some(v)
+        }
+    })
+    .await;
+    let mark_ = &dep["statuses"][0];
+    assert_eq!(mark_["set_by"], "day2", "{dep}");
+    assert_eq!(
+        mark_["reason"],
+        "rollback runbook rollback-api run 1 verified"
+    );
+    assert_eq!(
+        (&dep["rollback"]["state"], &dep["rollback"]["run_state"]),
+        (&json!("done"), &json!("verified")),
+        "{dep}"
+    );
+    let run = get_json(&d, "/api/day2/v1/runs/1").await;
+    assert_eq!(
+        (&run["state"], &run["requester"]),
+        (&json!("verified"), &json!(format!("deploy:{v2}"))),
+        "{run}"
+    );
+
+    // DORA: one failure of two deployments, restored by the rollback
+    let restored_at: jiff::Timestamp = mark_["at"].as_str().unwrap().parse().unwrap();
+    let ttr = (restored_at.as_millisecond() - bad) as f64 / 1000.0;
+    let dora = get_json(&d, "/api/day2/v1/dora?service=api&window=1h").await;
+    let f = &dora["services"][0];
+    assert_eq!(
+        (
+            f["deployments"].as_u64(),
+            f["failed"].as_u64(),
+            f["open_failures"].as_u64()
+        ),
+        (Some(2), Some(1), Some(0)),
+        "{dora}"
+    );
+    assert_eq!(f["time_to_restore_seconds"]["median"].as_f64(), Some(ttr));
+    let m = metrics(&d).await;
+    for line in [
+        "day2_deployment_rollback_runs_finished_total{result=\"rolled_back\"} 1".to_string(),
+        format!(
+            "day2_dora_time_to_restore_seconds{{service=\"api\",environment=\"production\",quantile=\"0.5\"}} {ttr}"
+        ),
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+    }
+
+    // after kill -9 nothing is run or marked again
+    d.kill9();
+    let (port, cfg) = (d.port, d.config.clone());
+    drop(d);
+    let d = Day2::start_with(dir.path(), &cfg, port).await;
+    let again = get_json(&d, &format!("/api/day2/v1/deployments/{v2}")).await;
+    assert_eq!(again["statuses"], dep["statuses"]);
+    assert_eq!(again["rollback"], dep["rollback"]);
+    let runs = get_json(&d, "/api/day2/v1/runs").await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+}
+
+#[tokio::test]
+async fn a_rollback_due_after_remediation_was_removed_says_it_is_not_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |remediation: &str| {
+        common::base_config(&format!(
+            "{}{remediation}",
+            DEPLOY_CONFIG.replace("window: 3s", "window: 15s")
+        ))
+    };
+    let d = Day2::start(dir.path(), &config(APPROVED_ROLLBACK)).await;
+    let at = now_ms();
+    error_jump(&d, at, -30, 15).await;
+    let o = mark_api(&d, "v2", at, false).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let id = printed_id(&o);
+    // the analysis (and its rollback runbook) was fixed when v2 was
+    // recorded; remediation goes away before the analysis is due (enforce
+    // mode without it is refused, so the new config advises only)
+    std::fs::write(
+        &d.config,
+        config("").replace("mode: enforce", "mode: advisory"),
+    )
+    .unwrap();
+    let r = client().post(d.url("/-/reload")).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let dep = get_json(&d, &format!("/api/day2/v1/deployments/{id}")).await;
+    assert_eq!(
+        dep["analysis"]["state"], "pending",
+        "reloaded too late: {dep}"
+    );
+    let dep = wait_for("v2's verdict", Duration::from_secs(60), || {
+        let d = &d;
+        async move {
+            let v = get_json(d, &format!("/api/day2/v1/deployments/{id}")).await;
+            (v["rollback"]["state"] == "done").then_some(v)
+        }
+    })
+    .await;
+    assert_eq!(dep["analysis"]["result"]["verdict"], "fail", "{dep}");
+    assert_eq!(
+        dep["rollback"]["error"],
+        "rollback runbook rollback-api: remediation is not configured"
+    );
+    assert_eq!(dep["outcome"], "failed");
 }
 
 #[tokio::test]
@@ -558,4 +774,73 @@ autoscaling:
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_target_is_scaled_through_the_cluster_of_remediation() {
+    let dir = tempfile::tempdir().unwrap();
+    let scale = "/apis/apps/v1/namespaces/web/deployments/api/scale";
+    let (contract, kubeconfig) = kube_api::fake_api(
+        dir.path(),
+        vec![
+            // 5 replicas at twice the target per replica: 10
+            kube_api::Expect {
+                method: "GET",
+                path: scale,
+                query: &[],
+                content_type: None,
+                body: None,
+                status: 200,
+                reply: "scale-api.json",
+            },
+            kube_api::Expect {
+                method: "PATCH",
+                path: scale,
+                query: &[("fieldManager", "day2")],
+                content_type: Some("application/merge-patch+json"),
+                body: Some(json!({"spec": {"replicas": 10}})),
+                status: 200,
+                reply: "scale-api.json",
+            },
+        ],
+    )
+    .await;
+    // one evaluation (at start) in the test's time
+    let config = common::base_config(&format!(
+        r#"
+remediation:
+  egress: {{ allow: [127.0.0.0/8] }}
+  kubernetes: {{ kubeconfig: "{}" }}
+autoscaling:
+  policies:
+    - name: api
+      metric: vector(20)
+      target_value: 10
+      min: 1
+      max: 12
+      interval: 1h
+      target: {{ kind: kubernetes, namespace: web, resource: deployment/api }}
+"#,
+        kubeconfig.display()
+    ));
+    let d = Day2::start(dir.path(), &config).await;
+    let status = wait_for("the scale-up", Duration::from_secs(30), || {
+        let d = &d;
+        async move {
+            let s = get_json(d, "/api/day2/v1/autoscaling?policy=api").await;
+            (s["decisions"][0]["action"] == "scale_up").then_some(s)
+        }
+    })
+    .await;
+    let decision = &status["decisions"][0];
+    assert_eq!(
+        (decision["current"].as_i64(), decision["desired"].as_i64()),
+        (Some(5), Some(10)),
+        "{status}"
+    );
+    assert_eq!(
+        status["policies"][0]["target"],
+        "kubernetes deployment/api in web"
+    );
+    kube_api::assert_kept(&contract);
 }

@@ -7,25 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-
-/// A script that writes its arguments after the first, NUL-terminated, to the
-/// file named by the first (argv only: it never evaluates them).
-fn record_script(dir: &Path) -> PathBuf {
-    let p = dir.join("record.sh");
-    std::fs::write(
-        &p,
-        "#!/bin/sh\nout=\"$1\"\nshift\nprintf '%s\\0' \"$@\" > \"$out.tmp\" && mv \"$out.tmp\" \"$out\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
 
 /// alertmanager.yml: everything goes to `auto-remediate` (no integrations of
 /// its own: day2's remediation takes it), grouped per alert.
@@ -57,15 +43,6 @@ async fn start_with(dir: &Path, alertmanager_yml: &str, remediation: &str) -> Da
 
 fn alert(labels: Value) -> Value {
     json!([{ "labels": labels, "annotations": {"summary": "x"} }])
-}
-
-/// NUL-separated argv recorded by [`record_script`].
-fn recorded(path: &Path) -> Option<Vec<String>> {
-    let bytes = std::fs::read(path).ok()?;
-    let s = String::from_utf8(bytes).unwrap();
-    let mut parts: Vec<String> = s.split('\0').map(str::to_string).collect();
-    assert_eq!(parts.pop().as_deref(), Some(""), "{s:?}");
-    Some(parts)
 }
 
 async fn runs(d: &Day2, runbook: &str) -> Vec<Value> {

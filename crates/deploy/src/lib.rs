@@ -12,8 +12,9 @@
 //!   to restore as a pure function of a list of events.
 //! - [`service`]: the runtime over the state store: records deployments,
 //!   runs due analyses (at most once, also after a restart), triggers
-//!   rollbacks through [`service::RollbackTrigger`], annotates alerts,
-//!   renders `/metrics`.
+//!   rollbacks through [`service::RollbackTrigger`] and records how their
+//!   runs ended (a verified run marks the deployment `rolled_back`),
+//!   annotates alerts, renders `/metrics`.
 //!
 //! Only `service` does I/O (the state store); everything takes the time
 //! as an argument.
@@ -27,4 +28,4 @@ pub mod service;
 pub use analysis::{AnalysisResult, AnalysisSpec, Verdict};
 pub use config::DeploymentsSection;
 pub use model::{Deployment, NewDeployment, Status, StatusChange};
-pub use service::{Deployments, Error, NoRemediation, RollbackTrigger};
+pub use service::{Deployments, Error, NoRemediation, RollbackTrigger, RunEnd};

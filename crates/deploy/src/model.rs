@@ -172,7 +172,15 @@ pub struct RollbackOutcome {
     /// The runbook run it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
-    /// Why it did not start (or that its outcome is unknown).
+    /// The run's final state (`verified`, `failed`, `rolled_back`,
+    /// `rejected`, `dry_run`), once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_state: Option<String>,
+    /// When the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// Why it did not start, why its run did not roll the deployment back,
+    /// or that its outcome is unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -180,14 +188,19 @@ pub struct RollbackOutcome {
 /// The rollback a failed enforced analysis asked for, as shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RollbackView {
-    /// `pending` (asked for, not triggered yet) or `done` (triggered, or
-    /// refused: see `error`).
+    /// `pending` (asked for, not triggered yet), `running` (its runbook run
+    /// has not ended) or `done` (the run ended, or it was refused: see
+    /// `run_state` and `error`).
     pub state: &'static str,
     pub runbook: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requested_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

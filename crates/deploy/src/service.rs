@@ -5,8 +5,9 @@
 //! Synchronous (callers on an async runtime use `spawn_blocking`); every
 //! method that depends on the time takes it as an argument. Analyses and
 //! rollbacks run only in [`Deployments::run_due`], which the binary calls
-//! when the next analysis is due and after every new deployment; after a
-//! restart the first call evaluates whatever fell due while day2 was down.
+//! when the next analysis is due, after every new deployment and when a
+//! remediation run ends; after a restart the first call evaluates whatever
+//! fell due, and records whatever rollback run ended, while day2 was down.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -16,7 +17,9 @@ use std::time::Duration;
 use day2_model::{Labels, Queryable};
 use day2_promql::Engine;
 use day2_store::Store;
-use day2_store::deploy::{DeploymentFilter, DeploymentRow, DeploymentStatusRow, NewDeploymentRow};
+use day2_store::deploy::{
+    DeploymentFilter, DeploymentRow, DeploymentStatusRow, NewDeploymentRow, NewStatusRow,
+};
 use jiff::Timestamp;
 use parking_lot::{Mutex, RwLock};
 
@@ -29,23 +32,66 @@ use crate::model::{
 };
 
 /// Starts the rollback runbook of a deployment whose enforced analysis
-/// failed. Called at most once per deployment, on a blocking thread.
+/// failed, and tells how the run it started ended. Called on a blocking
+/// thread.
 pub trait RollbackTrigger: Send + Sync {
-    /// Returns the id of the runbook run it started, or why it did not.
-    fn rollback(&self, runbook: &str, deployment: &Deployment) -> Result<String, String>;
+    /// Starts `runbook` for `deployment` (`previous`: the deployment of the
+    /// same service and environment before it). Called at most once per
+    /// deployment. Returns the id of the run it started, or why it did not.
+    fn rollback(
+        &self,
+        runbook: &str,
+        deployment: &Deployment,
+        previous: Option<&Deployment>,
+    ) -> Result<String, String>;
+
+    /// For a rollback a stopped process claimed but did not record: the run
+    /// it started (`Ok(Some)`), none for certain (`Ok(None)`: the rollback
+    /// is triggered now), or unknown (`Err`, the default: it is not
+    /// triggered again).
+    fn started(&self, runbook: &str, deployment: &Deployment) -> Result<Option<String>, String> {
+        let _ = (runbook, deployment);
+        Err("earlier runs cannot be looked up".into())
+    }
+
+    /// How a run it started ended; `Ok(None)` while it goes on (the
+    /// default: a trigger that starts no runs sees none end).
+    fn finished(&self, run_id: &str) -> Result<Option<RunEnd>, String> {
+        let _ = run_id;
+        Ok(None)
+    }
 }
 
-/// The trigger while no remediation runtime is wired in: every rollback is
-/// refused with a message that says so (an enforced analysis never fails
-/// silently).
+/// How a rollback run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    /// The run's final state as the runtime names it.
+    pub state: String,
+    /// Its steps ran and its verification held: the deployment is rolled back.
+    pub rolled_back: bool,
+    /// Why it did not roll the deployment back.
+    pub reason: Option<String>,
+    pub at: Timestamp,
+}
+
+/// The trigger without a remediation runtime: every rollback is refused
+/// with a message that says so (an enforced analysis never fails silently).
 pub struct NoRemediation;
 
 impl RollbackTrigger for NoRemediation {
-    fn rollback(&self, runbook: &str, _: &Deployment) -> Result<String, String> {
-        Err(format!(
-            "rollback runbook {runbook}: remediation is not configured"
-        ))
+    fn rollback(
+        &self,
+        runbook: &str,
+        _: &Deployment,
+        _: Option<&Deployment>,
+    ) -> Result<String, String> {
+        Err(not_configured(runbook))
     }
+}
+
+/// The error of a rollback while no `remediation:` section is configured.
+pub fn not_configured(runbook: &str) -> String {
+    format!("rollback runbook {runbook}: remediation is not configured")
 }
 
 /// Errors of the service, shaped for the API.
@@ -73,6 +119,8 @@ struct Latest {
 struct Counters {
     analyses: BTreeMap<&'static str, u64>,
     rollbacks: BTreeMap<&'static str, u64>,
+    /// Rollback runs seen to end, by whether they rolled the deployment back.
+    rollback_runs: BTreeMap<&'static str, u64>,
     pending: usize,
 }
 
@@ -246,11 +294,17 @@ impl Deployments {
             .and_then(|s| serde_json::from_str::<RollbackOutcome>(s).ok());
         let rollback = match (r.rollback_state.as_str(), outcome) {
             ("none", _) => None,
-            (_, Some(o)) => Some(RollbackView {
-                state: "done",
+            (state, Some(o)) => Some(RollbackView {
+                state: if state == "running" {
+                    "running"
+                } else {
+                    "done"
+                },
                 runbook: o.runbook,
                 requested_at: Some(o.requested_at),
                 run_id: o.run_id,
+                run_state: o.run_state,
+                finished_at: o.finished_at,
                 error: o.error,
             }),
             (_, None) => Some(RollbackView {
@@ -261,6 +315,8 @@ impl Deployments {
                     .unwrap_or_default(),
                 requested_at: None,
                 run_id: None,
+                run_state: None,
+                finished_at: None,
                 error: None,
             }),
         };
@@ -350,8 +406,9 @@ impl Deployments {
     }
 
     /// Evaluates every analysis due at `now`, records each verdict once,
-    /// triggers the rollbacks failing enforced analyses asked for, and
-    /// refreshes the DORA figures. Returns when the next analysis is due.
+    /// triggers the rollbacks failing enforced analyses asked for, records
+    /// how their runs ended (a run that ended while day2 was down included),
+    /// and refreshes the DORA figures. Returns when the next analysis is due.
     pub fn run_due(&self, now: Timestamp) -> Result<Option<i64>, Error> {
         let _one = self.run_lock.lock();
         let now_ms = ms(now);
@@ -368,6 +425,9 @@ impl Deployments {
         }
         for row in self.store.deployment_open_rollbacks()? {
             self.roll_back(row, now)?;
+        }
+        for row in self.store.deployment_running_rollbacks()? {
+            self.follow_rollback_run(row)?;
         }
         self.counters.lock().pending = pending;
         self.refresh_metrics(now)?;
@@ -432,44 +492,141 @@ impl Deployments {
             runbook: runbook.clone(),
             requested_at: now,
             run_id: None,
+            run_state: None,
+            finished_at: None,
             error: None,
         };
+        let trigger = self.rollback.read().clone();
         if claimed {
             // only a previous process can have left a claim (see run_lock)
-            outcome.error = Some(format!(
-                "day2 stopped while triggering rollback runbook {runbook}; whether it started is unknown (see the runbook's runs); not triggered again"
-            ));
-            self.count_rollback("unknown");
-        } else if let Some(newer) = self.newer_than(&d) {
-            // rolling back now would undo the newer deployment instead
-            if !self.store.deployment_claim_rollback(id)? {
-                return Ok(());
+            match trigger.started(&runbook, &d) {
+                Ok(Some(run)) => {
+                    tracing::warn!(id, runbook = %runbook, run = %run, "rollback run started before a restart");
+                    outcome.run_id = Some(run);
+                    self.store
+                        .deployment_rollback_running(id, &json(&outcome))?;
+                    return Ok(());
+                }
+                Ok(None) => {} // it never started: start it now
+                Err(e) => {
+                    tracing::error!(id, runbook = %runbook, error = %e, "whether the rollback started before a restart is unknown");
+                    outcome.error = Some(format!(
+                        "day2 stopped while triggering rollback runbook {runbook}; whether it started is unknown (see the runbook's runs); not triggered again"
+                    ));
+                    self.count_rollback("unknown");
+                    self.store.deployment_finish_rollback(id, &json(&outcome))?;
+                    return Ok(());
+                }
             }
+        } else if !self.store.deployment_claim_rollback(id)? {
+            return Ok(());
+        }
+        if let Some(newer) = self.newer_than(&d) {
+            // rolling back now would undo the newer deployment instead
             outcome.error = Some(format!(
                 "not triggered: deployment {newer} of {} to {} replaced this one before its rollback was due",
                 d.service, d.environment
             ));
             self.count_rollback("superseded");
-        } else {
-            if !self.store.deployment_claim_rollback(id)? {
-                return Ok(());
+            self.store.deployment_finish_rollback(id, &json(&outcome))?;
+            return Ok(());
+        }
+        let previous = self.previous(&d)?;
+        match trigger.rollback(&runbook, &d, previous.as_ref()) {
+            Ok(run) => {
+                tracing::warn!(id, service = %d.service, runbook = %runbook, run = %run, "rollback runbook started");
+                outcome.run_id = Some(run);
+                self.count_rollback("started");
+                self.store
+                    .deployment_rollback_running(id, &json(&outcome))?;
             }
-            let trigger = self.rollback.read().clone();
-            match trigger.rollback(&runbook, &d) {
-                Ok(run) => {
-                    tracing::warn!(id, service = %d.service, runbook = %runbook, run = %run, "rollback runbook started");
-                    outcome.run_id = Some(run);
-                    self.count_rollback("started");
-                }
-                Err(e) => {
-                    tracing::error!(id, service = %d.service, runbook = %runbook, error = %e, "rollback runbook could not start");
-                    outcome.error = Some(e);
-                    self.count_rollback("error");
-                }
+            Err(e) => {
+                tracing::error!(id, service = %d.service, runbook = %runbook, error = %e, "rollback runbook could not start");
+                outcome.error = Some(e);
+                self.count_rollback("error");
+                self.store.deployment_finish_rollback(id, &json(&outcome))?;
             }
         }
-        self.store.deployment_finish_rollback(id, &json(&outcome))?;
         Ok(())
+    }
+
+    /// Records how a deployment's rollback run ended, once it has: a run
+    /// that rolled the deployment back marks it `rolled_back` (by `day2`,
+    /// at the run's end); any other end is kept as the rollback's error.
+    fn follow_rollback_run(&self, row: DeploymentRow) -> Result<(), Error> {
+        let id = row.id;
+        let Some(mut outcome) = row
+            .rollback
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<RollbackOutcome>(s).ok())
+        else {
+            tracing::error!(id, "the stored rollback cannot be read");
+            return Ok(());
+        };
+        let Some(run) = outcome.run_id.clone() else {
+            return Ok(());
+        };
+        let trigger = self.rollback.read().clone();
+        let end = match trigger.finished(&run) {
+            Ok(Some(end)) => end,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(id, run = %run, error = %e, "the rollback run's state cannot be read; retrying later");
+                return Ok(());
+            }
+        };
+        let runbook = outcome.runbook.clone();
+        outcome.run_state = Some(end.state.clone());
+        outcome.finished_at = Some(end.at);
+        let mark = if end.rolled_back {
+            Some(NewStatusRow {
+                status: Status::RolledBack.as_str().into(),
+                reason: format!("rollback runbook {runbook} run {run} {}", end.state),
+                set_by: "day2".into(),
+                at: ms(end.at),
+            })
+        } else {
+            let why = end.reason.as_deref().unwrap_or("no reason recorded");
+            outcome.error = Some(format!(
+                "rollback runbook {runbook} run {run} {}: {why}",
+                end.state
+            ));
+            None
+        };
+        if self
+            .store
+            .deployment_rollback_ended(id, &json(&outcome), mark.as_ref())?
+        {
+            let result = if end.rolled_back {
+                "rolled_back"
+            } else {
+                "failed"
+            };
+            *self
+                .counters
+                .lock()
+                .rollback_runs
+                .entry(result)
+                .or_default() += 1;
+            if end.rolled_back {
+                tracing::info!(id, runbook = %runbook, run = %run, "deployment rolled back");
+            } else {
+                tracing::error!(id, runbook = %runbook, run = %run, state = %end.state, "rollback run did not roll the deployment back");
+            }
+        }
+        Ok(())
+    }
+
+    /// The deployment of the same service and environment before `d`.
+    fn previous(&self, d: &Deployment) -> Result<Option<Deployment>, Error> {
+        let Some(row) =
+            self.store
+                .deployment_previous(&d.service, &d.environment, ms(d.deployed_at), d.id)?
+        else {
+            return Ok(None);
+        };
+        let statuses = self.store.deployment_statuses(row.id)?;
+        Ok(Some(self.view(row, statuses)))
     }
 
     /// The id of a later deployment of the same service and environment.
@@ -607,6 +764,21 @@ impl Deployments {
         for r in ["started", "error", "superseded", "unknown"] {
             let n = c.rollbacks.get(r).copied().unwrap_or(0);
             let _ = writeln!(out, "day2_deployment_rollbacks_total{{result=\"{r}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP day2_deployment_rollback_runs_finished_total Rollback runbook runs seen to end, by whether they rolled the deployment back."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE day2_deployment_rollback_runs_finished_total counter"
+        );
+        for r in ["rolled_back", "failed"] {
+            let n = c.rollback_runs.get(r).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "day2_deployment_rollback_runs_finished_total{{result=\"{r}\"}} {n}"
+            );
         }
         drop(c);
         let Some(report) = report else {

@@ -1,6 +1,7 @@
 //! The deployment service over a real SQLite state store and an in-memory
 //! series store: analyses fall due, verdicts and rollbacks happen once
-//! (also across restarts), status marks, DORA, alert annotations.
+//! (also across restarts), how rollback runs ended is recorded once (also
+//! after a restart), status marks, DORA, alert annotations.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,13 +9,14 @@ use std::time::Duration;
 use day2_deploy::model::StatusChange;
 use day2_deploy::{
     Deployment, Deployments, DeploymentsSection, NewDeployment, NoRemediation, RollbackTrigger,
-    Status, Verdict,
+    RunEnd, Status, Verdict,
 };
 use day2_model::Labels;
 use day2_promql::memstore::MemStore;
 use day2_store::Store;
 use jiff::Timestamp;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 
 const CONFIG: &str = r#"
 services:
@@ -68,14 +70,56 @@ fn series(services: &[(&str, f64)]) -> Arc<MemStore> {
     Arc::new(m)
 }
 
+/// A recorded trigger call: (runbook, deployment, version, previous version).
+type Call = (String, i64, String, Option<String>);
+
+/// A trigger that records its calls, starts runs `run-1`, `run-2`, ... and
+/// reports the ends the test sets.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<(String, i64, String)>>);
+struct Recorder {
+    calls: Mutex<Vec<Call>>,
+    ends: Mutex<HashMap<String, RunEnd>>,
+    /// What `started` answers after a restart; `None`: unknown.
+    earlier: Mutex<Option<Option<String>>>,
+}
 
 impl RollbackTrigger for Recorder {
-    fn rollback(&self, runbook: &str, d: &Deployment) -> Result<String, String> {
-        let mut calls = self.0.lock();
-        calls.push((runbook.to_string(), d.id, d.version.clone()));
+    fn rollback(
+        &self,
+        runbook: &str,
+        d: &Deployment,
+        previous: Option<&Deployment>,
+    ) -> Result<String, String> {
+        let mut calls = self.calls.lock();
+        calls.push((
+            runbook.to_string(),
+            d.id,
+            d.version.clone(),
+            previous.map(|p| p.version.clone()),
+        ));
         Ok(format!("run-{}", calls.len()))
+    }
+
+    fn started(&self, _: &str, _: &Deployment) -> Result<Option<String>, String> {
+        self.earlier.lock().clone().ok_or_else(|| "unknown".into())
+    }
+
+    fn finished(&self, run_id: &str) -> Result<Option<RunEnd>, String> {
+        Ok(self.ends.lock().get(run_id).cloned())
+    }
+}
+
+impl Recorder {
+    fn end(&self, run: &str, state: &str, at_ms: i64, reason: Option<&str>) {
+        self.ends.lock().insert(
+            run.to_string(),
+            RunEnd {
+                state: state.into(),
+                rolled_back: state == "verified",
+                reason: reason.map(String::from),
+                at: at(at_ms),
+            },
+        );
     }
 }
 
@@ -103,6 +147,9 @@ fn a_bad_enforced_deploy_fails_once_and_rolls_back_once() {
     let svc = open(dir.path(), series(&[("api", 0.05)]));
     let rec = Arc::new(Recorder::default());
     svc.set_rollback_trigger(rec.clone());
+    let mut v1 = deploy("api", "v1", None);
+    v1.deployed_at = Some(at(T - 60_000));
+    svc.create(v1, "ci", at(T - 60_000)).unwrap();
     let d = svc.create(deploy("api", "v2", None), "ci", at(T)).unwrap();
     let a = d.analysis.as_ref().unwrap();
     assert_eq!((a.state, a.due_at), ("pending", at(T + 10_000)));
@@ -112,7 +159,7 @@ fn a_bad_enforced_deploy_fails_once_and_rolls_back_once() {
 
     // before the window ends nothing happens; the next due time is reported
     assert_eq!(svc.run_due(at(T + 5_000)).unwrap(), Some(T + 10_000));
-    assert!(rec.0.lock().is_empty());
+    assert!(rec.calls.lock().is_empty());
 
     assert_eq!(svc.run_due(at(T + 10_500)).unwrap(), None);
     let d = svc.get(d.id).unwrap();
@@ -127,18 +174,130 @@ fn a_bad_enforced_deploy_fails_once_and_rolls_back_once() {
             rb.run_id.as_deref(),
             rb.error.as_deref()
         ),
-        ("done", "rollback-api", Some("run-1"), None)
+        ("running", "rollback-api", Some("run-1"), None)
     );
+    // the trigger is told which version to go back to
     assert_eq!(
-        *rec.0.lock(),
-        vec![("rollback-api".into(), d.id, "v2".into())]
+        *rec.calls.lock(),
+        vec![("rollback-api".into(), d.id, "v2".into(), Some("v1".into()))]
     );
 
-    // nothing is evaluated or triggered again
-    svc.run_due(at(T + 60_000)).unwrap();
-    assert_eq!(rec.0.lock().len(), 1);
+    // nothing is evaluated or triggered again while the run goes on
+    svc.run_due(at(T + 15_000)).unwrap();
+    assert_eq!(rec.calls.lock().len(), 1);
     let again = svc.get(d.id).unwrap();
     assert_eq!(again.analysis, d.analysis);
+    assert_eq!(again.outcome, "failed");
+
+    // the run ends verified: the deployment is rolled back, by day2, at the run's end
+    rec.end("run-1", "verified", T + 20_000, None);
+    svc.run_due(at(T + 25_000)).unwrap();
+    let d = svc.get(d.id).unwrap();
+    assert_eq!(d.outcome, "rolled_back");
+    let rb = d.rollback.as_ref().unwrap();
+    assert_eq!(
+        (
+            rb.state,
+            rb.run_state.as_deref(),
+            rb.finished_at,
+            rb.error.as_deref()
+        ),
+        ("done", Some("verified"), Some(at(T + 20_000)), None)
+    );
+    assert_eq!(d.statuses.len(), 1);
+    let m = &d.statuses[0];
+    assert_eq!(
+        (m.status, m.reason.as_str(), m.set_by.as_str(), m.at),
+        (
+            Status::RolledBack,
+            "rollback runbook rollback-api run run-1 verified",
+            "day2",
+            at(T + 20_000)
+        )
+    );
+    // DORA: restored 20s after the bad deploy
+    let dora = svc
+        .dora(Some("api"), None, Duration::from_secs(3600), at(T + 30_000))
+        .unwrap();
+    let f = &dora.services[0].figures;
+    assert_eq!((f.deployments, f.failed, f.open_failures), (2, 1, 0));
+    assert_eq!(f.time_to_restore_seconds.unwrap().median, 20.0);
+    let mut metrics = String::new();
+    svc.render_metrics(&mut metrics);
+    assert!(
+        metrics.contains("day2_deployment_rollback_runs_finished_total{result=\"rolled_back\"} 1"),
+        "{metrics}"
+    );
+
+    // recorded once
+    svc.run_due(at(T + 60_000)).unwrap();
+    assert_eq!(svc.get(d.id).unwrap().statuses.len(), 1);
+    assert_eq!(rec.calls.lock().len(), 1);
+}
+
+#[test]
+fn a_rollback_run_that_did_not_roll_back_leaves_the_deployment_failed_with_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = open(dir.path(), series(&[("api", 0.05)]));
+    let rec = Arc::new(Recorder::default());
+    svc.set_rollback_trigger(rec.clone());
+    let id = svc
+        .create(deploy("api", "v2", None), "ci", at(T))
+        .unwrap()
+        .id;
+    svc.run_due(at(T + 11_000)).unwrap();
+    // the first deployment of the service: nothing before it
+    assert_eq!(rec.calls.lock()[0].3, None);
+    rec.end(
+        "run-1",
+        "failed",
+        T + 12_000,
+        Some("step rollback: exited 1"),
+    );
+    svc.run_due(at(T + 13_000)).unwrap();
+    let d = svc.get(id).unwrap();
+    assert_eq!(d.outcome, "failed");
+    assert!(d.statuses.is_empty());
+    let rb = d.rollback.unwrap();
+    assert_eq!(
+        (rb.state, rb.run_state.as_deref(), rb.error.as_deref()),
+        (
+            "done",
+            Some("failed"),
+            Some("rollback runbook rollback-api run run-1 failed: step rollback: exited 1")
+        )
+    );
+    let dora = svc
+        .dora(Some("api"), None, Duration::from_secs(3600), at(T + 30_000))
+        .unwrap();
+    assert_eq!(dora.services[0].figures.open_failures, 1);
+}
+
+#[test]
+fn a_rollback_run_that_ended_while_day2_was_down_is_recorded_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = series(&[("api", 0.05)]);
+    let id = {
+        let svc = open(dir.path(), db.clone());
+        svc.set_rollback_trigger(Arc::new(Recorder::default()));
+        let id = svc
+            .create(deploy("api", "v2", None), "ci", at(T))
+            .unwrap()
+            .id;
+        svc.run_due(at(T + 11_000)).unwrap();
+        assert_eq!(svc.get(id).unwrap().rollback.unwrap().state, "running");
+        id
+    };
+    // the run ended (the runtime's restart recovery may also have failed it)
+    let rec = Arc::new(Recorder::default());
+    rec.end("run-1", "verified", T + 40_000, None);
+    let svc = open(dir.path(), db);
+    svc.set_rollback_trigger(rec.clone());
+    svc.run_due(at(T + 3_600_000)).unwrap();
+    let d = svc.get(id).unwrap();
+    assert_eq!(d.outcome, "rolled_back");
+    assert_eq!(d.statuses[0].at, at(T + 40_000));
+    assert!(rec.calls.lock().is_empty(), "not triggered again");
 }
 
 #[test]
@@ -172,21 +331,19 @@ fn a_pending_analysis_is_evaluated_after_a_restart_and_never_twice() {
         svc.get(id).unwrap().analysis.unwrap().result.unwrap(),
         evaluated
     );
-    assert_eq!(rec.0.lock().len(), 1);
+    assert_eq!(rec.calls.lock().len(), 1);
 }
 
-#[test]
-fn a_rollback_claimed_by_a_stopped_process_is_not_triggered_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = series(&[("api", 0.05)]);
-    let store = Arc::new(Store::open_dir(dir.path()).unwrap());
+/// A failed deployment whose rollback a process claimed and then died
+/// (before the trigger's answer was recorded).
+fn claimed_then_stopped(dir: &std::path::Path, db: Arc<MemStore>) -> i64 {
+    let store = Arc::new(Store::open_dir(dir).unwrap());
     let engine = Arc::new(day2_promql::Engine::new(Default::default()));
-    let svc = Deployments::open(store.clone(), engine, db.clone(), config()).unwrap();
+    let svc = Deployments::open(store.clone(), engine, db, config()).unwrap();
     let id = svc
         .create(deploy("api", "v2", None), "ci", at(T))
         .unwrap()
         .id;
-    // the verdict was recorded and the rollback claimed, then the process died
     assert!(
         store
             .deployment_record_verdict(id, "{}", "fail", T + 10_000, true)
@@ -195,20 +352,46 @@ fn a_rollback_claimed_by_a_stopped_process_is_not_triggered_again() {
     assert!(store.deployment_claim_rollback(id).unwrap());
     let rb = svc.get(id).unwrap().rollback.unwrap();
     assert_eq!((rb.state, rb.runbook.as_str()), ("pending", "rollback-api"));
-    drop(svc);
-    let rec = Arc::new(Recorder::default());
-    let svc = open(dir.path(), db);
-    svc.set_rollback_trigger(rec.clone());
-    svc.run_due(at(T + 20_000)).unwrap();
-    assert!(rec.0.lock().is_empty());
-    let rb = svc.get(id).unwrap().rollback.unwrap();
-    assert!(
-        rb.error
-            .as_deref()
-            .unwrap()
-            .contains("whether it started is unknown"),
-        "{rb:?}"
-    );
+    id
+}
+
+#[test]
+fn a_rollback_claimed_by_a_stopped_process_is_triggered_again_only_if_it_never_started() {
+    // what the trigger knows of earlier runs: unknown, the run, none
+    for earlier in [None, Some(Some("run-7")), Some(None)] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = series(&[("api", 0.05)]);
+        let id = claimed_then_stopped(dir.path(), db.clone());
+        let rec = Arc::new(Recorder::default());
+        *rec.earlier.lock() = earlier.map(|e| e.map(String::from));
+        let svc = open(dir.path(), db);
+        svc.set_rollback_trigger(rec.clone());
+        svc.run_due(at(T + 20_000)).unwrap();
+        let rb = svc.get(id).unwrap().rollback.unwrap();
+        let calls = rec.calls.lock().len();
+        match earlier {
+            None => {
+                assert_eq!((rb.state, calls), ("done", 0));
+                assert!(
+                    rb.error
+                        .as_deref()
+                        .unwrap()
+                        .contains("whether it started is unknown"),
+                    "{rb:?}"
+                );
+            }
+            Some(run) => {
+                // the run the stopped process started, or one started now
+                let want = run.unwrap_or("run-1");
+                assert_eq!(
+                    (rb.state, rb.run_id.as_deref(), rb.error.as_deref()),
+                    ("running", Some(want), None),
+                    "{earlier:?}"
+                );
+                assert_eq!(calls, usize::from(run.is_none()));
+            }
+        }
+    }
 }
 
 #[test]
@@ -233,7 +416,7 @@ fn a_deployment_replaced_before_its_verdict_is_not_rolled_back() {
             .starts_with(&format!("not triggered: deployment {} of api", v3.id)),
         "{rb:?}"
     );
-    assert!(rec.0.lock().is_empty());
+    assert!(rec.calls.lock().is_empty());
 }
 
 #[test]
@@ -281,7 +464,7 @@ fn advisory_failures_and_good_deploys_trigger_nothing() {
     let a = svc.get(advisory.id).unwrap();
     assert_eq!(a.analysis.unwrap().result.unwrap().verdict, Verdict::Fail);
     assert!(a.rollback.is_none());
-    assert!(rec.0.lock().is_empty());
+    assert!(rec.calls.lock().is_empty());
 }
 
 #[test]

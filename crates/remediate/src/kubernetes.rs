@@ -13,13 +13,18 @@
 //!
 //! The API server's host is checked against the egress allowlist before
 //! each step (all its addresses; the connection itself is made by `kube`).
+//!
+//! Autoscaling uses the same client through [`KubeExecutor::replicas`]
+//! (`GET .../{name}/scale`) and [`KubeExecutor::set_replicas`] (the scale
+//! patch above) on deployments, statefulsets and replicasets.
 
 use crate::plan::KubeRequest;
 use crate::run::StepReport;
 use crate::runbook::KubeAction;
 use day2_alerthub::EgressPolicy;
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -89,6 +94,79 @@ fn api_error(e: kube::Error, what: &str, verb: &str) -> String {
     }
 }
 
+/// A workload with a scale subresource, as `kubectl scale KIND/NAME` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleKind {
+    Deployment,
+    StatefulSet,
+    ReplicaSet,
+}
+
+impl ScaleKind {
+    /// The kind as `kubectl` accepts it (singular, plural or short name).
+    pub fn parse(kind: &str) -> Option<ScaleKind> {
+        match kind.to_ascii_lowercase().as_str() {
+            "deployment" | "deployments" | "deploy" => Some(ScaleKind::Deployment),
+            "statefulset" | "statefulsets" | "sts" => Some(ScaleKind::StatefulSet),
+            "replicaset" | "replicasets" | "rs" => Some(ScaleKind::ReplicaSet),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScaleKind::Deployment => "deployment",
+            ScaleKind::StatefulSet => "statefulset",
+            ScaleKind::ReplicaSet => "replicaset",
+        }
+    }
+}
+
+/// The scale subresource of one workload.
+enum ScaleApi {
+    Deployment(Api<Deployment>),
+    StatefulSet(Api<StatefulSet>),
+    ReplicaSet(Api<ReplicaSet>),
+}
+
+impl ScaleApi {
+    fn new(client: Client, kind: ScaleKind, namespace: Option<&str>) -> ScaleApi {
+        fn api<K>(client: Client, namespace: Option<&str>) -> Api<K>
+        where
+            K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+            <K as kube::Resource>::DynamicType: Default,
+        {
+            match namespace {
+                Some(ns) => Api::namespaced(client, ns),
+                None => Api::default_namespaced(client),
+            }
+        }
+        match kind {
+            ScaleKind::Deployment => ScaleApi::Deployment(api(client, namespace)),
+            ScaleKind::StatefulSet => ScaleApi::StatefulSet(api(client, namespace)),
+            ScaleKind::ReplicaSet => ScaleApi::ReplicaSet(api(client, namespace)),
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<Scale, kube::Error> {
+        match self {
+            ScaleApi::Deployment(a) => a.get_scale(name).await,
+            ScaleApi::StatefulSet(a) => a.get_scale(name).await,
+            ScaleApi::ReplicaSet(a) => a.get_scale(name).await,
+        }
+    }
+
+    async fn patch(&self, name: &str, pp: &PatchParams, replicas: u32) -> Result<(), kube::Error> {
+        let body = json!({"spec": {"replicas": replicas}});
+        let patch = Patch::Merge(&body);
+        match self {
+            ScaleApi::Deployment(a) => a.patch_scale(name, pp, &patch).await.map(drop),
+            ScaleApi::StatefulSet(a) => a.patch_scale(name, pp, &patch).await.map(drop),
+            ScaleApi::ReplicaSet(a) => a.patch_scale(name, pp, &patch).await.map(drop),
+        }
+    }
+}
+
 /// A label selector as `kubectl` writes it in `?labelSelector=`.
 fn selector_string(
     sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
@@ -111,6 +189,10 @@ fn selector_string(
         return Err("the deployment has an empty selector".into());
     }
     Ok(parts.join(","))
+}
+
+fn scale_what(kind: ScaleKind, namespace: &str, name: &str) -> String {
+    format!("{} {namespace}/{name}", kind.as_str())
 }
 
 fn revision(rs: &ReplicaSet) -> Option<i64> {
@@ -145,15 +227,12 @@ impl KubeExecutor {
         let (ns, name) = (req.namespace.as_str(), req.deployment.as_str());
         let what = format!("deployment {ns}/{name}");
         let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-        let pp = PatchParams {
-            field_manager: Some(self.field_manager.clone()),
-            ..Default::default()
-        };
+        let pp = self.patch_params();
         match req.action {
             KubeAction::Scale => {
                 let n = req.replicas.ok_or("scale needs replicas")?;
-                let patch = json!({"spec": {"replicas": n}});
-                api.patch_scale(name, &pp, &Patch::Merge(&patch))
+                ScaleApi::new(client, ScaleKind::Deployment, Some(ns))
+                    .patch(name, &pp, n)
                     .await
                     .map_err(|e| api_error(e, &what, "scale"))?;
                 Ok(format!("scaled {what} to {n} replicas"))
@@ -265,6 +344,49 @@ impl KubeExecutor {
             .await
             .map_err(|e| api_error(e, what, "roll back"))?;
         Ok(format!("rolled back {what} to revision {rev}"))
+    }
+
+    fn patch_params(&self) -> PatchParams {
+        PatchParams {
+            field_manager: Some(self.field_manager.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// The replica count a workload's scale subresource asks for
+    /// (`spec.replicas`, what `kubectl scale` and the HPA set). Without a
+    /// namespace, the kubeconfig context's (or the pod's) namespace.
+    pub async fn replicas(
+        &self,
+        kind: ScaleKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<u32, String> {
+        let client = self.client().await?;
+        let what = scale_what(kind, namespace.unwrap_or(client.default_namespace()), name);
+        let scale = ScaleApi::new(client, kind, namespace)
+            .get(name)
+            .await
+            .map_err(|e| api_error(e, &what, "read the scale of"))?;
+        let n = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
+        u32::try_from(n).map_err(|_| format!("{what}: the API server reported {n} replicas"))
+    }
+
+    /// Sets a workload's replica count through its scale subresource, as
+    /// `kubectl scale` does.
+    pub async fn set_replicas(
+        &self,
+        kind: ScaleKind,
+        namespace: Option<&str>,
+        name: &str,
+        replicas: u32,
+    ) -> Result<(), String> {
+        let client = self.client().await?;
+        let what = scale_what(kind, namespace.unwrap_or(client.default_namespace()), name);
+        ScaleApi::new(client, kind, namespace)
+            .patch(name, &self.patch_params(), replicas)
+            .await
+            .map_err(|e| api_error(e, &what, "scale"))
     }
 
     /// A client for the configured cluster, once its host passed the egress check.

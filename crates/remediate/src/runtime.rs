@@ -198,6 +198,8 @@ pub struct Remediator {
     /// Runs that have a driver task.
     driving: Mutex<BTreeSet<RunId>>,
     counters: Mutex<Counters>,
+    /// Runs that reached a final state since the start (see [`Remediator::watch_finished`]).
+    finished: tokio::sync::watch::Sender<u64>,
 }
 
 /// Counters for `/metrics` (since the process started).
@@ -220,18 +222,27 @@ impl Counters {
                 let ok = !e.outcome.as_deref().unwrap_or("").starts_with("failed:");
                 *self.steps.entry((rb, ok)).or_default() += 1;
             }
-            K::Verified | K::Failed | K::RolledBack | K::Rejected | K::DryRun => {
-                // a failure followed by rollback steps is counted when they end
-                if let Some(state) = e.run.and_then(|id| runs.get(id)).map(|r| r.state)
-                    && state.is_terminal()
-                    && e.state == Some(state)
-                {
+            _ if ends_run(runs, e) => {
+                if let Some(state) = e.state {
                     *self.finished.entry((rb, state)).or_default() += 1;
                 }
             }
             _ => {}
         }
     }
+}
+
+/// Does the event record a run reaching its final state? (A failure
+/// followed by `on_failure` steps ends the run only when they end.)
+fn ends_run(runs: &Runs, e: &AuditEvent) -> bool {
+    use crate::run::AuditKind as K;
+    matches!(
+        e.kind,
+        K::Verified | K::Failed | K::RolledBack | K::Rejected | K::DryRun
+    ) && e
+        .run
+        .and_then(|id| runs.get(id))
+        .is_some_and(|r| r.state.is_terminal() && e.state == Some(r.state))
 }
 
 /// The ledger drivers write through.
@@ -281,6 +292,7 @@ impl Remediator {
             rt,
             driving: Mutex::new(BTreeSet::new()),
             counters: Mutex::new(Counters::default()),
+            finished: tokio::sync::watch::Sender::new(0),
         });
         let now = me.clock.now();
         let interrupted = me.transact(|r| (r.interrupt_in_flight(now), Vec::new()))?;
@@ -331,6 +343,14 @@ impl Remediator {
         self.runs.lock().get(id).cloned()
     }
 
+    /// Changes whenever runs reach a final state (the value counts them
+    /// since the runtime started), after the journal has them: a waiter
+    /// marks the current value seen, reads what it needs, then awaits
+    /// `changed()` without missing an ending in between.
+    pub fn watch_finished(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.finished.subscribe()
+    }
+
     /// Is a driver working on the run?
     pub fn is_driving(&self, id: RunId) -> bool {
         self.driving.lock().contains(&id)
@@ -340,7 +360,7 @@ impl Remediator {
     /// On a journal error the change stays in memory but the caller stops
     /// (a driver never executes a step whose start is not on record).
     fn transact<R>(&self, f: impl FnOnce(&mut Runs) -> (R, Vec<Trigger>)) -> Result<R, Error> {
-        let (result, timeline) = {
+        let (result, timeline, ended) = {
             let mut runs = self.runs.lock();
             let (result, triggers) = f(&mut runs);
             let audit = runs.drain_audit();
@@ -368,6 +388,7 @@ impl Remediator {
                 counters.count(&runs, e);
             }
             drop(counters);
+            let ended = audit.iter().filter(|e| ends_run(&runs, e)).count() as u64;
             let timeline: Vec<(Vec<String>, AuditEvent)> = audit
                 .into_iter()
                 .filter_map(|e| {
@@ -375,8 +396,11 @@ impl Remediator {
                     (!alerts.is_empty()).then_some((alerts, e))
                 })
                 .collect();
-            (result, timeline)
+            (result, timeline, ended)
         };
+        if ended > 0 {
+            self.finished.send_modify(|n| *n += ended);
+        }
         if let Some(sink) = self.timeline.read().clone() {
             for (alerts, e) in &timeline {
                 sink.record(alerts, e);

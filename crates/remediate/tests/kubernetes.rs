@@ -3,181 +3,24 @@
 //! body of every request against what kubectl sends for scale, rollout
 //! restart and rollout undo, and answers with recorded JSON
 //! (`testdata/k8s/`, written from the Kubernetes API reference), including
-//! 404, 409 and 403 replies.
+//! 404, 409 and 403 replies; and the scale subresource autoscaling reads
+//! and sets.
 
 mod common;
+#[path = "common/kube_api.rs"]
+mod kube_api;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use common::*;
 use day2_alerthub::EgressPolicy;
 use day2_remediate::driver::Executors;
-use day2_remediate::kubernetes::{KubeExecutor, KubeSource};
+use day2_remediate::kubernetes::{KubeExecutor, KubeSource, ScaleKind};
 use day2_remediate::runbook::KubeAction;
 use day2_remediate::{KubeRequest, Proposal, RunState, Runs};
 use jiff::Timestamp;
-use parking_lot::Mutex;
-use serde_json::{Value, json};
-use std::collections::{BTreeMap, VecDeque};
+use kube_api::{Expect, assert_kept, fake_api};
+use serde_json::json;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// One request the client must send, and the recorded reply.
-struct Expect {
-    method: &'static str,
-    path: &'static str,
-    query: &'static [(&'static str, &'static str)],
-    content_type: Option<&'static str>,
-    body: Option<Value>,
-    status: u16,
-    reply: &'static str,
-}
-
-#[derive(Default)]
-struct Contract {
-    expected: Mutex<VecDeque<Expect>>,
-    violations: Mutex<Vec<String>>,
-}
-
-fn recorded(file: &str) -> String {
-    std::fs::read_to_string(testdata().join("k8s").join(file)).unwrap()
-}
-
-async fn handle(
-    contract: Arc<Contract>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, [(&'static str, &'static str); 1], String) {
-    let json_reply = |code: u16, text: String| {
-        (
-            StatusCode::from_u16(code).unwrap(),
-            [("content-type", "application/json")],
-            text,
-        )
-    };
-    let Some(e) = contract.expected.lock().pop_front() else {
-        contract
-            .violations
-            .lock()
-            .push(format!("unexpected request {method} {uri}"));
-        return json_reply(500, "{}".into());
-    };
-    let mut v = Vec::new();
-    if method.as_str() != e.method || uri.path() != e.path {
-        v.push(format!(
-            "expected {} {}, got {method} {}",
-            e.method,
-            e.path,
-            uri.path()
-        ));
-    }
-    let query: BTreeMap<String, String> = uri
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, val) = p.split_once('=').unwrap_or((p, ""));
-                    (decode(k), decode(val))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let want: BTreeMap<String, String> = e
-        .query
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    if query != want {
-        v.push(format!(
-            "{} {}: query {query:?}, expected {want:?}",
-            e.method, e.path
-        ));
-    }
-    let ct = headers
-        .get("content-type")
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string);
-    if ct.as_deref() != e.content_type {
-        v.push(format!(
-            "{} {}: content-type {ct:?}, expected {:?}",
-            e.method, e.path, e.content_type
-        ));
-    }
-    let auth = headers.get("authorization").and_then(|h| h.to_str().ok());
-    if auth != Some("Bearer test-token") {
-        v.push(format!("{} {}: authorization {auth:?}", e.method, e.path));
-    }
-    match &e.body {
-        Some(want) => match serde_json::from_slice::<Value>(&body) {
-            Ok(got) if &got == want => {}
-            Ok(got) => v.push(format!(
-                "{} {}: body\n{got:#}\nexpected\n{want:#}",
-                e.method, e.path
-            )),
-            Err(err) => v.push(format!("{} {}: body is not JSON: {err}", e.method, e.path)),
-        },
-        None if !body.is_empty() => v.push(format!("{} {}: unexpected body", e.method, e.path)),
-        None => {}
-    }
-    contract.violations.lock().extend(v);
-    json_reply(e.status, recorded(e.reply))
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
-}
-
-/// Starts the fake API server; returns its contract and a kubeconfig for it.
-async fn fake_api(dir: &Path, expected: Vec<Expect>) -> (Arc<Contract>, std::path::PathBuf) {
-    let contract = Arc::new(Contract::default());
-    contract.expected.lock().extend(expected);
-    let c = contract.clone();
-    let app = axum::Router::new()
-        .fallback(move |m: Method, u: Uri, h: HeaderMap, b: Bytes| handle(c.clone(), m, u, h, b));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            r#"apiVersion: v1
-kind: Config
-clusters:
-  - name: fake
-    cluster:
-      server: http://{addr}
-contexts:
-  - name: fake
-    context: {{cluster: fake, user: day2, namespace: default}}
-current-context: fake
-users:
-  - name: day2
-    user: {{token: test-token}}
-"#
-        ),
-    )
-    .unwrap();
-    (contract, kubeconfig)
-}
 
 fn executor(kubeconfig: &Path, egress: EgressPolicy) -> KubeExecutor {
     KubeExecutor {
@@ -206,13 +49,6 @@ fn req(action: KubeAction, deployment: &str, replicas: Option<u32>) -> KubeReque
 
 fn at() -> Timestamp {
     "2027-01-15T08:00:00.250Z".parse().unwrap()
-}
-
-fn assert_kept(contract: &Contract) {
-    let v = contract.violations.lock().clone();
-    assert!(v.is_empty(), "contract violations:\n{}", v.join("\n"));
-    let left = contract.expected.lock().len();
-    assert_eq!(left, 0, "{left} expected request(s) never came");
 }
 
 const DEPLOY: &str = "/apis/apps/v1/namespaces/web/deployments/api";
@@ -436,4 +272,116 @@ runbooks:
         "scaled deployment web/api to 7 replicas"
     );
     assert_kept(&contract);
+}
+
+fn get_scale(path: &'static str, status: u16, reply: &'static str) -> Expect {
+    Expect {
+        method: "GET",
+        path,
+        query: &[],
+        content_type: None,
+        body: None,
+        status,
+        reply,
+    }
+}
+
+fn patch_scale(path: &'static str, replicas: u32, reply: &'static str) -> Expect {
+    Expect {
+        method: "PATCH",
+        path,
+        query: FM,
+        content_type: Some("application/merge-patch+json"),
+        body: Some(json!({"spec": {"replicas": replicas}})),
+        status: 200,
+        reply,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_read_and_set_through_the_scale_subresource() {
+    let dir = tempfile::tempdir().unwrap();
+    let (contract, kc) = fake_api(
+        dir.path(),
+        vec![
+            get_scale(
+                "/apis/apps/v1/namespaces/web/deployments/api/scale",
+                200,
+                "scale-api.json",
+            ),
+            patch_scale(
+                "/apis/apps/v1/namespaces/web/deployments/api/scale",
+                7,
+                "scale-api.json",
+            ),
+            // no namespace: the kubeconfig context's (`default`)
+            get_scale(
+                "/apis/apps/v1/namespaces/default/statefulsets/db/scale",
+                200,
+                "scale-db.json",
+            ),
+            patch_scale(
+                "/apis/apps/v1/namespaces/default/statefulsets/db/scale",
+                2,
+                "scale-db.json",
+            ),
+            get_scale(
+                "/apis/apps/v1/namespaces/web/replicasets/missing/scale",
+                404,
+                "status-404.json",
+            ),
+        ],
+    )
+    .await;
+    let k = executor(&kc, loopback());
+    // spec.replicas (what was asked for), not status.replicas (what runs now)
+    assert_eq!(
+        k.replicas(ScaleKind::Deployment, Some("web"), "api").await,
+        Ok(5)
+    );
+    k.set_replicas(ScaleKind::Deployment, Some("web"), "api", 7)
+        .await
+        .unwrap();
+    assert_eq!(k.replicas(ScaleKind::StatefulSet, None, "db").await, Ok(3));
+    k.set_replicas(ScaleKind::StatefulSet, None, "db", 2)
+        .await
+        .unwrap();
+    let e = k
+        .replicas(ScaleKind::ReplicaSet, Some("web"), "missing")
+        .await
+        .unwrap_err();
+    assert!(
+        e.starts_with("replicaset web/missing not found (404:"),
+        "{e}"
+    );
+    assert_kept(&contract);
+
+    // the API server must pass the egress allowlist for reads too
+    let (contract, kc) = fake_api(dir.path(), vec![]).await;
+    let k = executor(&kc, EgressPolicy::default());
+    let e = k
+        .replicas(ScaleKind::Deployment, Some("web"), "api")
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("egress to 127.0.0.1 (loopback address) is not allowed"),
+        "{e}"
+    );
+    assert_kept(&contract);
+}
+
+#[test]
+fn scale_kinds_are_named_as_kubectl_names_them() {
+    for (k, want) in [
+        ("deployment", ScaleKind::Deployment),
+        ("deploy", ScaleKind::Deployment),
+        ("Deployments", ScaleKind::Deployment),
+        ("sts", ScaleKind::StatefulSet),
+        ("statefulset", ScaleKind::StatefulSet),
+        ("rs", ScaleKind::ReplicaSet),
+    ] {
+        assert_eq!(ScaleKind::parse(k), Some(want), "{k}");
+    }
+    assert_eq!(ScaleKind::parse("daemonset"), None);
+    assert_eq!(ScaleKind::parse("pod"), None);
 }

@@ -188,6 +188,14 @@ fn start(
     }
 }
 
+/// A runtime with an empty journal and the clock at `ts(0)`.
+fn start_fresh(dir: &Path) -> (Arc<MemJournal>, Arc<ManualClock>, Fixture) {
+    let journal = Arc::new(MemJournal::default());
+    let clock = Arc::new(ManualClock(Mutex::new(ts(0))));
+    let f = start(dir, Restored::default(), journal.clone(), clock.clone());
+    (journal, clock, f)
+}
+
 fn firing(fp: &str, instance: &str) -> AlertRef {
     AlertRef {
         fingerprint: fp.into(),
@@ -198,14 +206,7 @@ fn firing(fp: &str, instance: &str) -> AlertRef {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_runs_verification_timeline_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Arc::new(MemJournal::default());
-    let clock = Arc::new(ManualClock(Mutex::new(ts(0))));
-    let f = start(
-        dir.path(),
-        Restored::default(),
-        journal.clone(),
-        clock.clone(),
-    );
+    let (journal, clock, f) = start_fresh(dir.path());
 
     // one run per (notification, alert, runbook), however often it is handed over
     let created = f.r.notify(1, &[firing("fp1", "web-1")]).unwrap();
@@ -405,4 +406,40 @@ runbooks:
     assert_eq!(calls[0].0.target, "instance=\"db-1\"");
     let run = r.run(id).unwrap();
     assert_eq!(run.results.last().unwrap().report.outcome, "paged on-call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_wake_once_per_finished_run_after_the_journal_has_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, clock, f) = start_fresh(dir.path());
+    let mut finished = f.r.watch_finished();
+    assert_eq!(*finished.borrow_and_update(), 0);
+    f.store.0.write().add(
+        Labels::from_pairs([("__name__", "error_rate"), ("job", "web")]),
+        ts(0).as_millisecond(),
+        0.01,
+    );
+    let id = f.r.notify(1, &[firing("fp1", "web-1")]).unwrap()[0];
+    tokio::time::timeout(Duration::from_secs(20), finished.changed())
+        .await
+        .expect("no wake-up for the verified run")
+        .unwrap();
+    assert_eq!(*finished.borrow_and_update(), 1);
+    assert_eq!(journal.runs.lock()[&id].state, RunState::Verified);
+
+    // a failure followed by its on_failure steps ends the run once, at the end
+    f.store.0.write().clear();
+    let id2 = f.r.notify(2, &[firing("fp2", "web-2")]).unwrap()[0];
+    until("the second run to verify", || {
+        (f.r.run(id2)?.state == RunState::Verifying).then_some(())
+    })
+    .await;
+    assert!(!finished.has_changed().unwrap());
+    clock.advance(61);
+    tokio::time::timeout(Duration::from_secs(20), finished.changed())
+        .await
+        .expect("no wake-up for the rolled back run")
+        .unwrap();
+    assert_eq!(*finished.borrow_and_update(), 2);
+    assert_eq!(journal.runs.lock()[&id2].state, RunState::RolledBack);
 }

@@ -8,8 +8,10 @@
 //! conditional update (a second writer changes nothing), and
 //! `rollback_state` goes `none -> pending` in the same transaction as a
 //! failing verdict, then `pending -> claimed` just before the trigger and
-//! `claimed -> done` with its outcome. A `claimed` row found after a restart
-//! means the process stopped while triggering; it is never triggered again.
+//! `claimed -> done` with its outcome, or `claimed -> running` when it
+//! started a runbook run and `running -> done` when that run ended (with
+//! the status mark it earned, in the same transaction). A `claimed` row
+//! found after a restart means the process stopped while triggering.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -92,9 +94,9 @@ pub struct DeploymentRow {
     pub analysis_result: Option<String>,
     pub verdict: Option<String>,
     pub evaluated_at: Option<i64>,
-    /// `none`, `pending`, `claimed` or `done`.
+    /// `none`, `pending`, `claimed`, `running` or `done`.
     pub rollback_state: String,
-    /// JSON rollback outcome (when done).
+    /// JSON rollback outcome (when running or done).
     pub rollback: Option<String>,
 }
 
@@ -103,6 +105,15 @@ pub struct DeploymentRow {
 pub struct DeploymentStatusRow {
     pub id: i64,
     pub deployment_id: i64,
+    pub status: String,
+    pub reason: String,
+    pub set_by: String,
+    pub at: i64,
+}
+
+/// A status mark to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStatusRow {
     pub status: String,
     pub reason: String,
     pub set_by: String,
@@ -314,6 +325,81 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// The deployment of the same service and environment just before
+    /// `(deployed_at, id)`.
+    pub fn deployment_previous(
+        &self,
+        service: &str,
+        environment: &str,
+        deployed_at: i64,
+        id: i64,
+    ) -> Result<Option<DeploymentRow>> {
+        let conn = self.conn.lock();
+        Ok(conn
+            .query_row(
+                &format!(
+                    "SELECT {COLS} FROM deployments
+                     WHERE service = ?1 AND environment = ?2
+                       AND (deployed_at < ?3 OR (deployed_at = ?3 AND id < ?4))
+                     ORDER BY deployed_at DESC, id DESC LIMIT 1"
+                ),
+                params![service, environment, deployed_at, id],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// Records that a claimed rollback started a run (`outcome` names it);
+    /// false if it was not claimed.
+    pub fn deployment_rollback_running(&self, id: i64, outcome: &str) -> Result<bool> {
+        let n = self.conn.lock().execute(
+            "UPDATE deployments SET rollback_state = 'running', rollback = ?2
+             WHERE id = ?1 AND rollback_state = 'claimed'",
+            params![id, outcome],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Deployments whose rollback run has not been seen to end.
+    pub fn deployment_running_rollbacks(&self) -> Result<Vec<DeploymentRow>> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {COLS} FROM deployments WHERE rollback_state = 'running' ORDER BY id"
+        ))?;
+        let rows = st
+            .query_map([], row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Records how a rollback run ended and, in the same transaction, the
+    /// status mark it earned; false (nothing written) if it was not running.
+    pub fn deployment_rollback_ended(
+        &self,
+        id: i64,
+        outcome: &str,
+        mark: Option<&NewStatusRow>,
+    ) -> Result<bool> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE deployments SET rollback_state = 'done', rollback = ?2
+             WHERE id = ?1 AND rollback_state = 'running'",
+            params![id, outcome],
+        )?;
+        if n == 1
+            && let Some(m) = mark
+        {
+            tx.execute(
+                "INSERT INTO deployment_status (deployment_id, status, reason, set_by, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, m.status, m.reason, m.set_by, m.at],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
     /// Adds a status mark; returns its id.
     pub fn deployment_add_status(
         &self,
@@ -465,6 +551,72 @@ mod tests {
         let d = s.deployment_get(id).unwrap().unwrap();
         assert_eq!(d.rollback.as_deref(), Some(r#"{"run":"r1"}"#));
         assert!(s.deployment_open_rollbacks().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_rollback_run_ends_once_with_its_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_dir(dir.path()).unwrap();
+        let v1 = s
+            .deployment_insert(&new("api", "prod", 100, false))
+            .unwrap();
+        let v2 = s.deployment_insert(&new("api", "prod", 200, true)).unwrap();
+        s.deployment_insert(&new("api", "staging", 150, false))
+            .unwrap();
+        let prev = |id| {
+            let d = s.deployment_get(id).unwrap().unwrap();
+            s.deployment_previous(&d.service, &d.environment, d.deployed_at, d.id)
+                .unwrap()
+                .map(|p| p.id)
+        };
+        assert_eq!((prev(v2), prev(v1)), (Some(v1), None));
+
+        s.deployment_record_verdict(v2, "{}", "fail", 210, true)
+            .unwrap();
+        // only a claimed rollback starts running
+        assert!(!s.deployment_rollback_running(v2, r#"{"run":"1"}"#).unwrap());
+        assert!(s.deployment_claim_rollback(v2).unwrap());
+        assert!(s.deployment_rollback_running(v2, r#"{"run":"1"}"#).unwrap());
+        assert!(s.deployment_open_rollbacks().unwrap().is_empty());
+        let running: Vec<i64> = s
+            .deployment_running_rollbacks()
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(running, vec![v2]);
+
+        let mark = NewStatusRow {
+            status: "rolled_back".into(),
+            reason: "run 1 verified".into(),
+            set_by: "day2".into(),
+            at: 230,
+        };
+        assert!(
+            s.deployment_rollback_ended(v2, r#"{"run":"1","state":"verified"}"#, Some(&mark))
+                .unwrap()
+        );
+        // a second ending (a restart race) writes nothing, not even the mark
+        assert!(
+            !s.deployment_rollback_ended(v2, r#"{"run":"1","state":"failed"}"#, Some(&mark))
+                .unwrap()
+        );
+        let d = s.deployment_get(v2).unwrap().unwrap();
+        assert_eq!(
+            (d.rollback_state.as_str(), d.rollback.as_deref()),
+            ("done", Some(r#"{"run":"1","state":"verified"}"#))
+        );
+        let marks = s.deployment_statuses(v2).unwrap();
+        assert_eq!(marks.len(), 1);
+        assert_eq!(
+            (
+                marks[0].status.as_str(),
+                marks[0].set_by.as_str(),
+                marks[0].at
+            ),
+            ("rolled_back", "day2", 230)
+        );
+        assert!(s.deployment_running_rollbacks().unwrap().is_empty());
     }
 
     #[test]

@@ -255,6 +255,23 @@ impl Store {
         Ok(rows)
     }
 
+    /// Runs of a runbook asked for by `requester`, oldest first.
+    pub fn remediation_runs_requested_by(
+        &self,
+        runbook: &str,
+        requester: &str,
+    ) -> Result<Vec<RunRow>> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare(&format!(
+            "SELECT {RUN_COLS} FROM remediation_runs
+             WHERE runbook = ?1 AND requester = ?2 ORDER BY id"
+        ))?;
+        let rows = st
+            .query_map(params![runbook, requester], run_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     pub fn remediation_run(&self, id: i64) -> Result<Option<RunRow>> {
         Ok(self
             .conn
@@ -379,6 +396,19 @@ mod tests {
             1
         );
         assert!(s.remediation_run(3).unwrap().is_none());
+        let mut by_deploy = run(3, "awaiting_approval", None);
+        by_deploy.requester = "deploy:9".into();
+        s.remediation_commit(&[by_deploy], &[], &[], &[]).unwrap();
+        let ids = |rb: &str, who: &str| -> Vec<i64> {
+            s.remediation_runs_requested_by(rb, who)
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(ids("rb", "deploy:9"), vec![3]);
+        assert_eq!(ids("rb", "alert:X"), vec![1, 2]);
+        assert!(ids("other", "deploy:9").is_empty());
     }
 
     #[test]

@@ -282,3 +282,26 @@ pub async fn metric(d: &Day2, name: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A script that writes its arguments after the first, NUL-terminated, to the
+/// file named by the first (argv only: it never evaluates them).
+pub fn record_script(dir: &Path) -> PathBuf {
+    let p = dir.join("record.sh");
+    std::fs::write(
+        &p,
+        "#!/bin/sh\nout=\"$1\"\nshift\nprintf '%s\\0' \"$@\" > \"$out.tmp\" && mv \"$out.tmp\" \"$out\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// NUL-separated argv recorded by [`record_script`].
+pub fn recorded(path: &Path) -> Option<Vec<String>> {
+    let bytes = std::fs::read(path).ok()?;
+    let s = String::from_utf8(bytes).unwrap();
+    let mut parts: Vec<String> = s.split('\0').map(str::to_string).collect();
+    assert_eq!(parts.pop().as_deref(), Some(""), "{s:?}");
+    Some(parts)
+}
