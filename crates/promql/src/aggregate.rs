@@ -791,7 +791,11 @@ pub(crate) fn eval(ctx: &mut Ctx, a: &AggregateExpr, g: &Grid) -> Result<Val, Er
                 }
             };
             if !day2_model::labels::is_valid_label_name(&label) {
-                return Err(Error::Execution(format!("invalid label name {label:?}")));
+                let quoted = match crate::gostr::invalid(&label) {
+                    Some(b) => b.quoted(),
+                    None => crate::gostr::quote(label.as_bytes()),
+                };
+                return Err(Error::Execution(format!("invalid label name {quoted}")));
             }
             // keyed by the output labels: the value label may replace a
             // grouping label, merging groups (as in Prometheus)

@@ -352,12 +352,24 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>
                 promql_parser::label::MatchOp::Re(_) => MatchOp::Regex,
                 promql_parser::label::MatchOp::NotRe(_) => MatchOp::NotRegex,
             };
+            // a name that is not UTF-8 is no stored label's: it matches as absent
+            let (op, value) = crate::gostr::matcher(op, &m.value)?;
             out.push(
-                Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| Error::BadInput {
+                Matcher::new(op, m.name.clone(), value).map_err(|e| Error::BadInput {
                     message: e.to_string(),
                     position: None,
                 })?,
             );
+        }
+        // a value that is not UTF-8 may have made every matcher match the
+        // empty string, which the parser could not see
+        let bytes = ms.iter().any(|m| crate::gostr::invalid(&m.value).is_some());
+        let info = ms.iter().any(|m| m.name == crate::rewrite::INFO_LABEL);
+        if bytes && !info && out.iter().all(|m| m.matches("")) {
+            return Err(Error::BadInput {
+                message: "invalid parameter \"query\": vector selector must contain at least one non-empty matcher".into(),
+                position: None,
+            });
         }
         Ok(out)
     };
@@ -1328,7 +1340,8 @@ pub(crate) fn run(
     let value = if instant {
         match result {
             Val::Scalar(v) => Value::Scalar(start, v[0]),
-            Val::Str(s) => Value::String(start, s),
+            // bytes that are not UTF-8 as Prometheus's JSON shows them
+            Val::Str(s) => Value::String(start, crate::gostr::display(&s).into_owned()),
             Val::Vector(mut v) => {
                 materialise(&mut v);
                 let out: Vec<VecSample> = v

@@ -17,6 +17,7 @@ use crate::aggregate::{KahanSum, quantile};
 use crate::eval::{
     ABSENT, Ctx, Grid, HSlots, Matrix, RangeMode, VSeries, Val, has, materialise, range_mode,
 };
+use crate::gostr;
 use crate::nativehist::{self, Notes};
 
 fn arg_vector(ctx: &mut Ctx, e: &Expr, g: &Grid) -> Result<Vec<VSeries>, Error> {
@@ -1222,11 +1223,11 @@ fn stdvar(p: &[Sample]) -> f64 {
 }
 
 /// Labels for `absent`/`absent_over_time`: the equality matchers of the selector.
-fn absent_labels(e: &Expr) -> Labels {
+fn absent_labels(func: &str, e: &Expr) -> Result<Labels, Error> {
     let vs = match e {
         Expr::VectorSelector(vs) => vs,
         Expr::MatrixSelector(m) => &m.vs,
-        _ => return Labels::empty(),
+        _ => return Ok(Labels::empty()),
     };
     let mut b = LabelsBuilder::new();
     let mut seen = std::collections::HashMap::new();
@@ -1238,10 +1239,22 @@ fn absent_labels(e: &Expr) -> Labels {
             && m.name != METRIC_NAME
             && seen[&m.name] == 1
         {
+            if let Some(bytes) = gostr::invalid(&m.name) {
+                return Err(not_utf8(&format!("{func}(): label name"), &bytes));
+            }
+            if let Some(bytes) = gostr::invalid(&m.value) {
+                return Err(not_utf8(&format!("{func}(): label value"), &bytes));
+            }
             b.set(m.name.clone(), m.value.clone());
         }
     }
-    b.build()
+    Ok(b.build())
+}
+
+/// A label name or value that would hold bytes that are not UTF-8: Prometheus
+/// would return it; day2's labels are UTF-8, so the query is refused.
+fn not_utf8(what: &str, b: &gostr::Bytes) -> Error {
+    Error::Execution(format!("{what} {} is not valid UTF-8", b.quoted()))
 }
 
 /// One series with empty labels and `f(step)` at every step.
@@ -1716,7 +1729,7 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             for s in &m.series {
                 m.for_windows_both(s, |i, _, _, _| present[i] = true);
             }
-            absent_result(a(0), g, &present)
+            absent_result(name, a(0), g, &present)?
         }
         "absent" => {
             let v = arg_vector(ctx, a(0), g)?;
@@ -1726,7 +1739,7 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
                     *p |= s.present(i);
                 }
             }
-            absent_result(a(0), g, &present)
+            absent_result(name, a(0), g, &present)?
         }
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" if ctx.step != 0 => {
             ctx.warn(
@@ -1777,6 +1790,13 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             let repl = arg_string(ctx, a(2), g)?;
             let src = arg_string(ctx, a(3), g)?;
             let re_s = arg_string(ctx, a(4), g)?;
+            // Go's regexp compiler refuses bytes that are not UTF-8
+            if gostr::invalid(&re_s).is_some() {
+                return Err(Error::Execution(format!(
+                    "invalid regular expression in label_replace(): {}: invalid UTF-8",
+                    gostr::display(&re_s)
+                )));
+            }
             let re = regex::Regex::new(&format!("^(?s:{re_s})$")).map_err(|e| {
                 Error::Execution(format!(
                     "invalid regular expression in label_replace(): {re_s}: {e}"
@@ -1784,12 +1804,19 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             })?;
             if !day2_model::labels::is_valid_label_name(&dst) {
                 return Err(Error::Execution(format!(
-                    "invalid destination label name in label_replace(): {dst}"
+                    "invalid destination label name in label_replace(): {}",
+                    gostr::display(&dst)
                 )));
             }
+            // a source name that is not UTF-8 is no series' label: it reads as
+            // empty, as in Prometheus
+            let bad_repl = gostr::invalid(&repl);
             for s in v.iter_mut() {
                 let val = s.labels.get(&src).unwrap_or("").to_string();
                 if let Some(caps) = re.captures(&val) {
+                    if let Some(b) = &bad_repl {
+                        return Err(not_utf8("label_replace(): replacement", b));
+                    }
                     let mut out = String::new();
                     caps.expand(&repl, &mut out);
                     let mut b = s.labels.to_builder();
@@ -1808,12 +1835,28 @@ pub(crate) fn call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Error> {
             let sep = arg_string(ctx, a(2), g)?;
             let mut srcs = Vec::new();
             for e in &args[3..] {
-                srcs.push(arg_string(ctx, e, g)?);
+                let src = arg_string(ctx, e, g)?;
+                // Prometheus's UTF-8 label name rule: not empty, UTF-8
+                if src.is_empty() || gostr::invalid(&src).is_some() {
+                    return Err(Error::Execution(format!(
+                        "invalid source label name in label_join(): {}",
+                        gostr::display(&src)
+                    )));
+                }
+                srcs.push(src);
             }
             if !day2_model::labels::is_valid_label_name(&dst) {
                 return Err(Error::Execution(format!(
-                    "invalid destination label name in label_join(): {dst}"
+                    "invalid destination label name in label_join(): {}",
+                    gostr::display(&dst)
                 )));
+            }
+            // the separator shows up only between two source values
+            if let Some(b) = gostr::invalid(&sep)
+                && srcs.len() > 1
+                && !v.is_empty()
+            {
+                return Err(not_utf8("label_join(): separator", &b));
             }
             for s in v.iter_mut() {
                 let joined = srcs
@@ -1889,6 +1932,9 @@ fn classic_histogram_call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Erro
         _ => {
             let v = arg_vector(ctx, &args[0], g)?;
             let label = arg_string(ctx, &args[1], g)?;
+            if let Some(b) = gostr::invalid(&label) {
+                return Err(not_utf8("histogram_quantiles(): label name", &b));
+            }
             let mut qs = Vec::new();
             for e in &args[2..] {
                 qs.push(arg_scalar(ctx, e, g)?);
@@ -2070,16 +2116,16 @@ fn classic_histogram_call(ctx: &mut Ctx, c: &Call, g: &Grid) -> Result<Val, Erro
 }
 
 /// `absent`'s result: one series, 1 at the steps where nothing was present.
-fn absent_result(arg: &Expr, g: &Grid, present: &[bool]) -> Val {
+fn absent_result(name: &str, arg: &Expr, g: &Grid, present: &[bool]) -> Result<Val, Error> {
     if present.iter().all(|p| *p) {
-        return Val::Vector(vec![]);
+        return Ok(Val::Vector(vec![]));
     }
-    Val::Vector(vec![VSeries::new(
-        absent_labels(arg),
+    Ok(Val::Vector(vec![VSeries::new(
+        absent_labels(name, arg)?,
         (0..g.n)
             .map(|i| if present[i] { ABSENT } else { 1.0 })
             .collect(),
-    )])
+    )]))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod gostr;
 mod hash;
 mod info;
 pub mod memstore;
@@ -89,6 +90,9 @@ pub(crate) fn parse_in(
         message: format!("invalid parameter \"query\": {message}"),
         position: None,
     })?;
+    if gostr::marked(&rw.text) {
+        gostr::check(&expr)?;
+    }
     Ok((expr, rw))
 }
 
@@ -176,7 +180,7 @@ pub fn query_selectors(query: &str) -> Result<Vec<Vec<Vec<day2_model::Matcher>>>
 
 /// Pretty-prints a query (`/api/v1/format_query`).
 pub fn format_query(query: &str) -> Result<String, Error> {
-    Ok(parse(query)?.prettify())
+    Ok(gostr::restore(&parse(query)?.prettify()))
 }
 
 /// The parsed expression as JSON (`/api/v1/parse_query`): its kind and its canonical text.
@@ -195,5 +199,5 @@ pub fn parse_query_json(query: &str) -> Result<serde_json::Value, Error> {
         promql_parser::parser::Expr::Call(_) => "call",
         promql_parser::parser::Expr::Extension(_) => "extension",
     };
-    Ok(serde_json::json!({"type": kind, "expr": expr.to_string()}))
+    Ok(serde_json::json!({"type": kind, "expr": gostr::restore(&expr.to_string())}))
 }

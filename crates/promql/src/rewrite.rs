@@ -12,7 +12,10 @@
 //!   [`INFO_LABEL`] so the parser accepts it;
 //! - the histogram trim operators `v </ s` and `v >/ s` (Prometheus 3,
 //!   experimental): they become `clamp(v atan2 s, MARK, MARK)` with a marker number
-//!   ([`TRIM_UPPER_MARK`], [`TRIM_LOWER_MARK`]) the evaluator recognises.
+//!   ([`TRIM_UPPER_MARK`], [`TRIM_LOWER_MARK`]) the evaluator recognises;
+//! - string literals with Go byte escapes above 0x7f (`"\xc3\xa9"`, `"a\xc5z"`):
+//!   re-encoded as the characters their bytes spell, or as a marker of bytes
+//!   that are not UTF-8 (see `gostr`).
 //!
 //! A query without any of these is returned unchanged.
 
@@ -255,6 +258,26 @@ impl Rewriter<'_> {
             i += 1;
         }
         Ok(())
+    }
+
+    /// String literals `promql-parser` would read otherwise than Go (see
+    /// `gostr`): every one, braces included.
+    fn strings(&mut self) {
+        for k in 0..self.toks.len() {
+            let t = self.toks[k];
+            if t.kind != Kind::Str {
+                continue;
+            }
+            // Prometheus reports a regex matcher's error at its label
+            let at = if k >= 2 && matches!(self.text(k - 1), "=~" | "!~") {
+                self.toks[k - 2].start
+            } else {
+                t.start
+            };
+            if let Some(lit) = crate::gostr::reencode(self.text(k), &line_col(self.q, at)) {
+                self.edits.push((t.start, t.end, lit));
+            }
+        }
     }
 
     /// `lhs </ rhs` or `lhs >/ rhs` with the operator at token `k`: the
@@ -688,6 +711,7 @@ pub(crate) fn rewrite(query: &str, range: QueryRange) -> Result<Rewritten<'_>, E
         edits: Vec::new(),
     };
     r.run()?;
+    r.strings();
     if r.edits.is_empty() {
         return Ok(Rewritten {
             text: std::borrow::Cow::Borrowed(query),
@@ -907,6 +931,26 @@ mod tests {
         assert_eq!(
             rw(r#"info(x, {data=~".*"})"#),
             format!(r#"info(x, {{data=~".*",{INFO_LABEL}="1"}})"#)
+        );
+    }
+
+    #[test]
+    fn byte_escaped_strings_are_reencoded_everywhere() {
+        assert_eq!(
+            rw(r#"x{a="\xc3\xa9", "b"=~'\303\251'} + on("\xc3\xa9") y"#),
+            r#"x{a="é", "b"=~"é"} + on("é") y"#
+        );
+        // positions after a re-encoded literal still point into the original
+        let q = r#"count_values("\xc3\xa9", rate(x[1m]))"#;
+        let r = rewrite(q, QueryRange::default()).unwrap();
+        assert_eq!(r.text, r#"count_values("é", rate(x[1m]))"#);
+        let e = promql_parser::parser::parse(&r.text).unwrap();
+        let mut pos: Vec<CallPos> = call_positions(&e, &r).into_values().collect();
+        pos.sort_by_key(|p| p.at);
+        assert_eq!(pos[1].at, q.find("rate").unwrap());
+        assert_eq!(
+            pos[0].args,
+            vec![q.find('"').unwrap(), q.find("rate").unwrap()]
         );
     }
 

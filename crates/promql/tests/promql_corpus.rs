@@ -38,7 +38,7 @@ const NEWER: &[&str] = &[
 ];
 
 /// Passing statements at the last count; the run fails below them.
-const FLOOR_CORE: usize = 1772;
+const FLOOR_CORE: usize = 1773;
 const FLOOR_NEWER: usize = 415;
 
 fn parse_time(s: &str) -> i64 {
