@@ -96,7 +96,10 @@ pub(crate) fn parse_in(
     Ok((expr, rw))
 }
 
-pub(crate) fn parse(query: &str) -> Result<promql_parser::parser::Expr, Error> {
+/// Parses a query as the engine does (day2's rewrites of newer syntax, Go
+/// string escapes), so a rule file is checked by the same parser that
+/// evaluates it. Strings with bytes that are not UTF-8 hold `gostr` markers.
+pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, Error> {
     parse_in(query, rewrite::QueryRange::default()).map(|(e, _)| e)
 }
 

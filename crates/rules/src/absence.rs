@@ -30,7 +30,7 @@ pub fn rewrite(
     window: Duration,
     step: Duration,
 ) -> Result<String, String> {
-    let parsed = promql_parser::parser::parse(expr).map_err(|e| e.to_string())?;
+    let parsed = day2_promql::parse(expr).map_err(|e| e.to_string())?;
     let d = day2_model::format_duration(absent_for);
     let w = day2_model::format_duration(window);
     let s = day2_model::format_duration(step.max(Duration::from_secs(1)));

@@ -256,10 +256,17 @@ fn validate_rule(r: &RuleSpec, rp: &str) -> Result<(), (String, String)> {
             "field 'expr' must be set in rule".into(),
         ));
     }
-    if let Err(e) = promql_parser::parser::parse(&r.expr) {
+    if let Err(e) = day2_promql::parse(&r.expr) {
+        let message = match e {
+            day2_promql::Error::BadInput { message, .. } => message
+                .strip_prefix("invalid parameter \"query\": ")
+                .map(str::to_string)
+                .unwrap_or(message),
+            other => other.to_string(),
+        };
         return Err((
             format!("{rp}.expr"),
-            format!("could not parse expression: {e}"),
+            format!("could not parse expression: {message}"),
         ));
     }
     if let Some(name) = &r.record {

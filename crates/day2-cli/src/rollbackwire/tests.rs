@@ -44,7 +44,8 @@ fn deployments(api_runbook: &str) -> DeploymentsSection {
 }
 
 /// `rollback-api` touches `<dir>/<service>-<previous_version>`; `slow`
-/// sleeps; `broken-rollback` fails.
+/// sleeps (for an odd time, so that its process can be told apart);
+/// `broken-rollback` fails.
 fn runbooks(dir: &Path) -> RunbookSet {
     let guardrails = "{approval: none, target_label: service, cooldown: 0s}";
     let yaml = format!(
@@ -64,7 +65,7 @@ runbooks:
     match: ['deployment_id=~".+"']
     steps:
       - name: wait
-        exec: {{command: [/bin/sleep, '30']}}
+        exec: {{command: [/bin/sleep, '{SLOW_SECONDS}']}}
     guardrails: {guardrails}
   - name: broken-rollback
     match: ['deployment_id=~".+"']
@@ -146,6 +147,29 @@ async fn ended(p: &Parts2, runs: u64) {
         .await
         .expect("the rollback run did not end")
         .unwrap();
+}
+
+const SLOW_SECONDS: &str = "30.0517";
+
+/// Whether this process has a `/bin/sleep SLOW_SECONDS` child: the step
+/// recorded as started is only really running once its process exists.
+fn slow_child_running() -> bool {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let dir = e.path();
+        let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if argv.len() < 2 || argv[0] != b"/bin/sleep" || argv[1] != SLOW_SECONDS.as_bytes() {
+            return false;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        status
+            .lines()
+            .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(me.as_str()))
+    })
 }
 
 fn stored_run(p: &Parts2, id: &str) -> day2_remediate::Run {
@@ -312,7 +336,9 @@ fn a_run_interrupted_by_a_restart_is_recorded_as_such() {
         p.svc.run_due(at(T + 11_000)).unwrap();
         let run = p.svc.get(d.id).unwrap().rollback.unwrap().run_id.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while stored_run(&p, &run).step_started_at.is_none() {
+        // killed mid-step means the child process runs: a shutdown while it
+        // is still being spawned would fail the step instead
+        while stored_run(&p, &run).step_started_at.is_none() || !slow_child_running() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the step never started"
