@@ -271,3 +271,85 @@ async fn email_550_is_a_permanent_failure() {
         0.0
     );
 }
+
+/// An on-call user whose contact method is email is paged through the SMTP
+/// settings of alertmanager.yml, with the signed acknowledgement link; the
+/// link acknowledges the escalation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_page_carries_a_working_acknowledgement_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (smtp, port) = Smtp::start().await;
+    let am = format!(
+        r#"
+global:
+  smtp_smarthost: '127.0.0.1:{port}'
+  smtp_from: 'day2 <pages@day2.test>'
+  smtp_require_tls: false
+route:
+  receiver: pager
+  group_by: [alertname]
+  group_wait: 200ms
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: pager
+"#
+    );
+    std::fs::write(dir.path().join("alertmanager.yml"), am).unwrap();
+    let key = dir.path().join("ack.key");
+    std::fs::write(&key, "an acknowledgement key, 32 bytes or more").unwrap();
+    let day2_yml = format!(
+        r#"{HUB_DAY2_YML}
+oncall:
+  users:
+    - {{ id: alice, email: alice@example.org }}
+  escalation_policies:
+    - name: db
+      steps:
+        - targets: [{{ user: alice }}]
+  receivers:
+    pager: {{ escalation_policy: db }}
+  ack_links:
+    secret: file:{key}
+"#,
+        key = key.display()
+    );
+    let d = Day2::start(dir.path(), &day2_yml).await;
+    post_alerts(
+        &d,
+        json!([{"labels": {"alertname": "DiskFull", "instance": "db<1>"}}]),
+    )
+    .await;
+    let m = smtp
+        .wait("the page", |m| {
+            m.rcpt_to.iter().any(|r| r == "<alice@example.org>")
+        })
+        .await;
+    assert_eq!(m.header("From").as_deref(), Some("day2 <pages@day2.test>"));
+    let subject = m.header("Subject").unwrap();
+    assert!(subject.contains("DiskFull"), "{subject}");
+    // the HTML part escapes label values
+    assert!(m.data.contains("db&lt;1&gt;"), "{}", m.data);
+    // the link in the text part (quoted-printable may fold it: unfold first)
+    let body = m.data.replace("=\r\n", "").replace("=3D", "=");
+    let start = body
+        .find("Acknowledge: ")
+        .unwrap_or_else(|| panic!("{body}"))
+        + 13;
+    let link: String = body[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let path = link
+        .strip_prefix("http://day2.test")
+        .unwrap_or_else(|| panic!("{link}"));
+    // the form's button posts to the link
+    let r = common::client().post(d.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let acked = get_json(&d, "/api/day2/v1/oncall/escalations?state=all").await;
+    assert_eq!(
+        (acked[0]["acked_by"].as_str(), acked[0]["ack_via"].as_str()),
+        (Some("alice"), Some("link")),
+        "{acked}"
+    );
+}

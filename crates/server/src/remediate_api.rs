@@ -13,26 +13,12 @@ use axum::response::{IntoResponse, Response};
 
 use crate::ServerState;
 use crate::auth::Principal;
+use crate::day2api::param as query;
 
-/// Errors of the remediation API and their status codes.
-#[derive(Debug, thiserror::Error)]
-pub enum RemediationError {
-    /// 400
-    #[error("{0}")]
-    BadRequest(String),
-    /// 403: e.g. approving one's own run.
-    #[error("{0}")]
-    Forbidden(String),
-    /// 404
-    #[error("{0}")]
-    NotFound(String),
-    /// 409: a guardrail refused, or the run is not in a state that allows it.
-    #[error("{0}")]
-    Conflict(String),
-    /// 500
-    #[error("{0}")]
-    Internal(String),
-}
+/// Errors of the remediation API: day2's API errors (400 bad input, 403
+/// e.g. approving one's own run, 404, 409 a guardrail refused or the run is
+/// not in a state that allows it, 500).
+pub type RemediationError = crate::day2api::Day2ApiError;
 
 /// Remediation as the HTTP layer sees it; values are JSON. Methods may block.
 pub trait RemediationApi: Send + Sync {
@@ -72,15 +58,10 @@ fn api(state: &ServerState) -> Result<Arc<dyn RemediationApi>, RemediationError>
 }
 
 fn reply(r: Result<serde_json::Value, RemediationError>, ok: StatusCode) -> Response {
-    let (code, msg) = match r {
-        Ok(v) => return (ok, axum::Json(v)).into_response(),
-        Err(RemediationError::BadRequest(m)) => (StatusCode::BAD_REQUEST, m),
-        Err(RemediationError::Forbidden(m)) => (StatusCode::FORBIDDEN, m),
-        Err(RemediationError::NotFound(m)) => (StatusCode::NOT_FOUND, m),
-        Err(RemediationError::Conflict(m)) => (StatusCode::CONFLICT, m),
-        Err(RemediationError::Internal(m)) => (StatusCode::INTERNAL_SERVER_ERROR, m),
-    };
-    (code, axum::Json(serde_json::json!({ "error": msg }))).into_response()
+    match r {
+        Ok(v) => (ok, axum::Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Runs a blocking call off the async threads.
@@ -97,15 +78,6 @@ async fn call(
         .await
         .unwrap_or_else(|e| Err(RemediationError::Internal(e.to_string())));
     reply(r, ok)
-}
-
-fn query(q: Option<String>, name: &str) -> Option<String> {
-    crate::read::query_pairs(q)
-        .into_iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
 }
 
 fn limit(q: &Option<String>) -> Result<usize, RemediationError> {
