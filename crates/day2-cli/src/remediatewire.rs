@@ -240,6 +240,7 @@ impl InternalSink for RemediationSink {
             .map(|a| AlertRef {
                 fingerprint: a.fingerprint.clone(),
                 labels: a.labels.clone(),
+                context: BTreeMap::new(),
             })
             .collect();
         r.notify(n.outbox_id, &alerts)
