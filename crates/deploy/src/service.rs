@@ -649,7 +649,7 @@ impl Deployments {
     }
 
     /// The deployment of the same service and environment before `d`.
-    fn previous(&self, d: &Deployment) -> Result<Option<Deployment>, Error> {
+    pub fn previous(&self, d: &Deployment) -> Result<Option<Deployment>, Error> {
         let Some(row) =
             self.store
                 .deployment_previous(&d.service, &d.environment, ms(d.deployed_at), d.id)?

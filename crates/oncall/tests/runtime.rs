@@ -264,13 +264,25 @@ fn a_runbook_escalation_opens_once_pages_its_note_and_ends_when_acknowledged() {
         starts_at: t0,
     };
     let (id, opened) = rt
-        .open_direct("runbook:fix", "run:1:page", "db", "fix failed on db1", &[alert.clone()])
+        .open_direct(
+            "runbook:fix",
+            "run:1:page",
+            "db",
+            "fix failed on db1",
+            &[alert.clone()],
+        )
         .unwrap();
     assert!(opened);
     // the same step again opens nothing
     assert_eq!(
-        rt.open_direct("runbook:fix", "run:1:page", "db", "fix failed on db1", &[alert])
-            .unwrap(),
+        rt.open_direct(
+            "runbook:fix",
+            "run:1:page",
+            "db",
+            "fix failed on db1",
+            &[alert]
+        )
+        .unwrap(),
         (id, false)
     );
     rt.escalate_once().unwrap();
@@ -281,7 +293,12 @@ fn a_runbook_escalation_opens_once_pages_its_note_and_ends_when_acknowledged() {
         page["title"],
         "[day2] fix failed on db1 (runbook:fix, step 1 round 1)"
     );
-    assert!(page["text"].as_str().unwrap().starts_with("fix failed on db1\n- [firing] alertname=DBDown"));
+    assert!(
+        page["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("fix failed on db1\n- [firing] alertname=DBDown")
+    );
     // it carries the alert: an acknowledgement by alert reaches it
     clock.set(t0 + min(1));
     let acks = rt.ack_alert("fp-a", "alice", "api").unwrap();

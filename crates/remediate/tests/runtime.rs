@@ -491,7 +491,11 @@ runbooks:
         context: labels(&[("previous_version", "v1"), ("service", "not-api")]),
     };
     let ids = r.notify(1, &[alert]).unwrap();
-    assert_eq!(ids.len(), 1, "only the runbook matching the alert's own labels");
+    assert_eq!(
+        ids.len(),
+        1,
+        "only the runbook matching the alert's own labels"
+    );
     let run = r.run(ids[0]).unwrap();
     assert_eq!(run.runbook, "rollback");
     // the alert's own labels win over the context

@@ -1,0 +1,454 @@
+//! The issue-7 loop inside `day2 serve`: what connects remediation,
+//! on-call, incidents and deployments to each other.
+//!
+//! - remediation runs land on the timelines of the incidents linked to the
+//!   alerts that asked for them ([`IncidentTimeline`], and [`run_history`]
+//!   for an incident that links the alert later);
+//! - runbook `escalate` steps page through on-call ([`OnCallEscalation`]);
+//! - incidents are DORA outages of the service their alerts name
+//!   ([`IncidentOutages`]);
+//! - an alert's service's latest deployment is the param context of the runs
+//!   it asks for ([`DeploymentContext`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+
+use day2_deploy::{Deployments, DeploymentsSection, Outage, OutageSource};
+use day2_incident::runtime::{ExternalEntry, IncidentRuntime};
+use day2_incident::{Actor, EntryKind};
+use day2_oncall::page::PageAlert;
+use day2_oncall::runtime::{OnCallRuntime, RUNBOOK_RECEIVER_PREFIX};
+use day2_remediate::driver::{BoxFuture, EscalateRequest, Escalation, RunContext};
+use day2_remediate::runtime::TimelineSink;
+use day2_remediate::{AuditEvent, AuditKind, RunbookSet};
+use day2_store::Store;
+
+use crate::hubwire::HubCell;
+use crate::peoplewire::People;
+use crate::remediatewire::{RemediationCell, text};
+
+/// Connects the running parts; called after every apply (the remediation
+/// runtime may have just started; the hooks are kept across reloads).
+pub fn connect(
+    remediation: &RemediationCell,
+    people: &People,
+    deploy: &Arc<Deployments>,
+    store: &Arc<Store>,
+    hub: &HubCell,
+) {
+    deploy.set_outage_source(Arc::new(IncidentOutages(Arc::downgrade(&people.incidents))));
+    let Some(r) = remediation.read().clone() else {
+        return;
+    };
+    r.set_timeline(Some(Arc::new(IncidentTimeline(Arc::downgrade(
+        &people.incidents,
+    )))));
+    r.set_escalation(Some(Arc::new(OnCallEscalation {
+        oncall: Arc::downgrade(&people.oncall),
+        store: store.clone(),
+        hub: hub.clone(),
+    })));
+}
+
+// ------------------------------------------------------------ runs on timelines
+
+/// The timeline entry of a run's audit event; its key makes a report
+/// recorded live and imported later (see [`run_history`]) one entry.
+pub fn run_entry(e: &AuditEvent) -> ExternalEntry {
+    let run = e.run.unwrap_or_default();
+    let phase = e.phase.map(|p| text(&p)).unwrap_or_default();
+    let step = e.step.as_deref().unwrap_or("");
+    let key = format!("remediation:{run}:{}:{phase}:{step}", text(&e.kind));
+    let mut line = format!("Runbook {} run {run} ({})", e.runbook, e.target);
+    let what = match e.kind {
+        AuditKind::StepStarted | AuditKind::StepFinished | AuditKind::StepPlanned => {
+            let verb = match e.kind {
+                AuditKind::StepStarted => "started",
+                AuditKind::StepFinished => "finished",
+                _ => "planned",
+            };
+            let on_failure = if phase == "on_failure" {
+                " (on_failure)"
+            } else {
+                ""
+            };
+            format!("step {step}{on_failure} {verb}")
+        }
+        AuditKind::VerifyStarted => "verification started".to_string(),
+        AuditKind::Verified => "verified".to_string(),
+        AuditKind::VerifyFailed => "verification failed".to_string(),
+        _ => text(&e.kind).replace('_', " "),
+    };
+    line.push_str(": ");
+    line.push_str(&what);
+    if let Some(argv) = &e.argv {
+        line.push_str(&format!(": {argv:?}"));
+    } else if let Some(d) = &e.detail {
+        line.push_str(&format!(": {d}"));
+    }
+    if let Some(o) = &e.outcome {
+        line.push_str(&format!(" -> {o}"));
+    }
+    let mut entry = ExternalEntry::keyed(
+        EntryKind::RemediationStep,
+        e.at,
+        Actor::system("remediation"),
+        &line,
+        &key,
+    );
+    entry.data.insert("run".into(), run.into());
+    entry.data.insert("event".into(), text(&e.kind).into());
+    if let Some(s) = e.state {
+        entry.data.insert("state".into(), s.to_string().into());
+    }
+    entry
+}
+
+/// Remediation's [`TimelineSink`]: every event of a run started by alerts
+/// goes onto the unresolved incidents linked to those alerts.
+pub struct IncidentTimeline(pub Weak<IncidentRuntime>);
+
+impl TimelineSink for IncidentTimeline {
+    fn record(&self, alerts: &[String], e: &AuditEvent) {
+        let Some(rt) = self.0.upgrade() else {
+            return;
+        };
+        if let Err(err) = rt.record_for_alerts(alerts, &run_entry(e)) {
+            tracing::warn!(error = %err, run = ?e.run, "recording a remediation event on incidents failed");
+        }
+    }
+}
+
+/// The runs an alert asked for, as timeline entries (for an incident that
+/// links the alert after they happened).
+pub fn run_history(store: &Store, fingerprint: &str) -> Vec<ExternalEntry> {
+    let runs = match store.remediation_runs_for_alert(fingerprint) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the runs of an alert failed");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for run in runs {
+        match store.remediation_audit(Some(run.id), 1000) {
+            Ok(rows) => out.extend(
+                rows.iter()
+                    .filter_map(|r| serde_json::from_str::<AuditEvent>(&r.body).ok())
+                    .map(|e| run_entry(&e)),
+            ),
+            Err(e) => tracing::warn!(error = %e, run = run.id, "reading a run's audit failed"),
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------ escalate steps
+
+/// Runbook `escalate` steps through on-call: a policy opens an escalation of
+/// its own (receiver `runbook:<runbook>`, once per run, step and phase); a
+/// user gets one page; neither takes the policy already escalating the run's
+/// alerts.
+pub struct OnCallEscalation {
+    pub oncall: Weak<OnCallRuntime>,
+    pub store: Arc<Store>,
+    pub hub: HubCell,
+}
+
+impl Escalation for OnCallEscalation {
+    fn escalate<'a>(
+        &'a self,
+        run: &'a RunContext,
+        request: &'a EscalateRequest,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        let oncall = self.oncall.clone();
+        let store = self.store.clone();
+        let hub = self.hub.clone();
+        let (run, request) = (run.clone(), request.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let oc = oncall.upgrade().ok_or("on-call is shutting down")?;
+                escalate(&oc, &store, &hub, &run, &request)
+            })
+            .await
+            .map_err(|e| format!("escalation task failed: {e}"))?
+        })
+    }
+}
+
+fn escalate(
+    oc: &OnCallRuntime,
+    store: &Store,
+    hub: &HubCell,
+    run: &RunContext,
+    req: &EscalateRequest,
+) -> Result<String, String> {
+    if let Some(user) = &req.user {
+        let title = format!(
+            "[day2] runbook {} run {}: {}",
+            run.runbook, run.run, req.message
+        );
+        let body = format!("{}\nrunbook {} on {}", req.message, run.runbook, run.target);
+        let skipped = oc
+            .send_message(std::slice::from_ref(user), "any", &title, &body, None)
+            .map_err(|e| e.to_string())?;
+        if !skipped.is_empty() {
+            return Err(format!(
+                "user {user:?} is not an on-call user with a contact method (oncall.users)"
+            ));
+        }
+        return Ok(format!("paged {user}"));
+    }
+    let policy = match &req.policy {
+        Some(p) => p.clone(),
+        None => escalating_policy(store, &run.alerts)?.ok_or_else(|| {
+            "no escalation policy is escalating the run's alerts: name a policy or user in the escalate step".to_string()
+        })?,
+    };
+    let phase = req.phase.map(|p| text(&p)).unwrap_or_default();
+    let receiver = format!("{RUNBOOK_RECEIVER_PREFIX}{}", run.runbook);
+    let key = format!("run:{}:{}:{phase}", run.run, req.step);
+    let alerts = page_alerts(store, hub, &run.alerts);
+    let (id, opened) = oc
+        .open_direct(&receiver, &key, &policy, &req.message, &alerts)
+        .map_err(|e| e.to_string())?;
+    Ok(if opened {
+        format!("escalation {id} opened with policy {policy}")
+    } else {
+        format!("escalation {id} with policy {policy} was already open")
+    })
+}
+
+/// The policy of the newest escalation (not one a runbook opened) that
+/// carries one of the alerts, preferring one still escalating.
+fn escalating_policy(store: &Store, alerts: &[String]) -> Result<Option<String>, String> {
+    let mut found: Option<(bool, i64, String)> = None;
+    for fp in alerts {
+        let rows = store
+            .oncall_escalations(false, Some(fp), 50)
+            .map_err(|e| e.to_string())?;
+        for e in rows {
+            if e.receiver.starts_with(RUNBOOK_RECEIVER_PREFIX) {
+                continue;
+            }
+            let cand = (e.resolved_at.is_none(), e.id, e.policy);
+            if found.as_ref().is_none_or(|f| (cand.0, cand.1) > (f.0, f.1)) {
+                found = Some(cand);
+            }
+        }
+    }
+    Ok(found.map(|f| f.2))
+}
+
+/// The alerts a runbook escalation carries: as on-call last paged them, or
+/// as the alert hub holds them.
+fn page_alerts(store: &Store, hub: &HubCell, fingerprints: &[String]) -> Vec<PageAlert> {
+    let snapshot = hub.read().clone().map(|h| h.snapshot());
+    fingerprints
+        .iter()
+        .map(|fp| {
+            let paged = store
+                .oncall_escalations(false, Some(fp), 5)
+                .ok()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| serde_json::from_str::<Vec<PageAlert>>(&e.alerts).ok())
+                .flatten()
+                .find(|a| &a.fingerprint == fp);
+            if let Some(a) = paged {
+                return a;
+            }
+            let held = snapshot
+                .as_ref()
+                .and_then(|s| s.alerts.iter().find(|(f, _)| &f.to_string() == fp));
+            match held {
+                Some((_, a)) => PageAlert {
+                    fingerprint: fp.clone(),
+                    status: if a.ends_at.is_some_and(|e| e <= jiff::Timestamp::now()) {
+                        "resolved".into()
+                    } else {
+                        "firing".into()
+                    },
+                    labels: a
+                        .labels
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect(),
+                    annotations: a.annotations.clone(),
+                    starts_at: a.starts_at,
+                },
+                None => PageAlert {
+                    fingerprint: fp.clone(),
+                    status: "firing".into(),
+                    labels: BTreeMap::new(),
+                    annotations: BTreeMap::new(),
+                    starts_at: jiff::Timestamp::now(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// `check config`: a runbook's escalate step names an existing escalation
+/// policy or on-call user. Errors are (file, field path in it, message).
+pub fn check_escalations(
+    cfg: &crate::config::Day2Config,
+    runbooks: &RunbookSet,
+    day2_file: &str,
+) -> Result<(), (String, String, String)> {
+    let oncall = cfg.oncall.as_ref();
+    let policies: Vec<&str> = oncall
+        .iter()
+        .flat_map(|o| o.escalation_policies.iter().map(|p| p.name.as_str()))
+        .collect();
+    let users: Vec<&str> = oncall
+        .iter()
+        .flat_map(|o| o.users.iter().map(|u| u.id.as_str()))
+        .collect();
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    for rb in &runbooks.runbooks {
+        let i = index.entry(rb.file.as_str()).or_default();
+        let at = *i;
+        *i += 1;
+        let prefix = if rb.file == day2_file {
+            format!("remediation.runbooks[{at}]")
+        } else {
+            format!("runbooks[{at}]")
+        };
+        let phases = [
+            ("steps", &rb.spec.steps),
+            ("on_failure", &rb.spec.on_failure),
+        ];
+        for (phase, steps) in phases {
+            for (j, s) in steps.iter().enumerate() {
+                let Some(e) = &s.escalate else { continue };
+                let field = |f: &str| format!("{prefix}.{phase}[{j}].escalate.{f}");
+                if let Some(p) = &e.policy
+                    && !policies.contains(&p.as_str())
+                {
+                    return Err((
+                        rb.file.clone(),
+                        field("policy"),
+                        format!("unknown escalation policy {p:?} (oncall.escalation_policies)"),
+                    ));
+                }
+                if let Some(u) = &e.user
+                    && !users.contains(&u.as_str())
+                {
+                    return Err((
+                        rb.file.clone(),
+                        field("user"),
+                        format!("unknown user {u:?} (oncall.users)"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ acknowledgements
+
+/// An incident acknowledged by `by` acknowledges the escalations of its
+/// alerts (their acknowledgements reach its timeline through on-call's
+/// observer); an alert without an escalation in progress is skipped.
+pub fn ack_escalations(oc: &OnCallRuntime, inc: &day2_incident::Incident, by: &str) {
+    for a in &inc.alerts {
+        match oc.ack_alert(&a.fingerprint, by, "incident") {
+            Ok(_) | Err(day2_oncall::runtime::OnCallError::NotFound(_)) => {}
+            Err(e) => tracing::warn!(
+                incident = %inc.id, alert = %a.fingerprint, error = %e,
+                "acknowledging an alert's escalations failed"
+            ),
+        }
+    }
+}
+
+// ------------------------------------------------------------ DORA outages
+
+/// Incidents as outages for DORA's time to restore: from opened to resolved,
+/// of the service (and environment) their alerts name by the `deployments`
+/// section's labels, else of the incident's own service field.
+pub struct IncidentOutages(pub Weak<IncidentRuntime>);
+
+impl OutageSource for IncidentOutages {
+    fn outages(
+        &self,
+        config: &DeploymentsSection,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Outage>, String> {
+        let rt = self.0.upgrade().ok_or("incidents are shutting down")?;
+        let list = rt.list(true).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for inc in list {
+            let start = inc.created_at.as_millisecond();
+            if start < from || start > to {
+                continue;
+            }
+            let named = inc.alerts.iter().find_map(|a| {
+                let service = config
+                    .alert_service_labels
+                    .iter()
+                    .find_map(|l| a.labels.get(l))?;
+                let env = a.labels.get(&config.alert_environment_label);
+                Some((service.clone(), env.cloned()))
+            });
+            let Some((service, env)) = named.or_else(|| inc.service.clone().map(|s| (s, None)))
+            else {
+                continue;
+            };
+            out.push(Outage {
+                service,
+                environment: env.unwrap_or_else(|| config.default_environment.clone()),
+                from: start,
+                to: inc.resolved_at.map(|t| t.as_millisecond()),
+            });
+        }
+        Ok(out)
+    }
+}
+
+// ------------------------------------------------------------ param context
+
+/// The labels a rollback run binds (`service`, `environment`, `version`,
+/// `previous_version`, `deployment_id`) from an alert's service's latest
+/// deployment: the one the alert hub annotated it with
+/// (`day2_deployment`), else the latest now.
+pub struct DeploymentContext(pub Arc<Deployments>);
+
+impl DeploymentContext {
+    pub fn context(
+        &self,
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let id = annotations
+            .get("day2_deployment")
+            .cloned()
+            .or_else(|| {
+                let l = day2_model::Labels::from_pairs(labels.clone());
+                self.0
+                    .annotations(&l)
+                    .into_iter()
+                    .find(|(k, _)| k == "day2_deployment")
+                    .map(|(_, v)| v)
+            })
+            .and_then(|v| v.parse::<i64>().ok());
+        let Some(id) = id else {
+            return BTreeMap::new();
+        };
+        let d = match self.0.get(id) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(deployment = id, error = %e, "reading an alert's deployment failed");
+                return BTreeMap::new();
+            }
+        };
+        let previous = self.0.previous(&d).unwrap_or_else(|e| {
+            tracing::warn!(deployment = id, error = %e, "reading the previous deployment failed");
+            None
+        });
+        crate::rollbackwire::deployment_labels(&d, previous.as_ref())
+    }
+}
