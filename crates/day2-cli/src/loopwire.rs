@@ -452,3 +452,6 @@ impl DeploymentContext {
         crate::rollbackwire::deployment_labels(&d, previous.as_ref())
     }
 }
+
+#[cfg(test)]
+mod tests;
