@@ -499,6 +499,9 @@ async fn a_rollback_that_does_not_help_pages_on_call_with_its_message() {
     let elsewhere = dir.path().join("nowhere.argv");
     let runbook = rollback_runbook(&script, &elsewhere, "vector(1) > 2", "none");
     let d = Day2::start(dir.path(), &configs(dir.path(), &target, &url, &runbook)).await;
+    // a reload keeps remediation connected to on-call and incidents
+    let r = client().post(d.url("/-/reload")).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
     deploy_mark(
         &d,
         "v1",
