@@ -545,3 +545,71 @@ async fn a_rollback_that_does_not_help_pages_on_call_with_its_message() {
         "{inc:#}"
     );
 }
+
+fn example_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/loop")
+}
+
+fn day2_cli(args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The README's example stays true: it passes `check config` and its rule
+/// tests, and its runbook's escalate step is checked against its on-call.
+#[test]
+fn the_loop_example_checks_and_its_rule_tests_pass() {
+    let dir = example_dir();
+    let (ok, out) = day2_cli(&["check", "config", dir.join("day2.yml").to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let (ok, out) = day2_cli(&["rules", "test", dir.join("api_test.yml").to_str().unwrap()]);
+    assert!(ok && out.contains("SUCCESS"), "{out}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&dir, tmp.path());
+    let rb = tmp.path().join("runbooks/rollback-api.yml");
+    let text = std::fs::read_to_string(&rb).unwrap();
+    let broken = text.replace(
+        "escalate: { message:",
+        "escalate: { policy: database, message:",
+    );
+    assert_ne!(broken, text);
+    std::fs::write(&rb, &broken).unwrap();
+    let line = broken
+        .lines()
+        .position(|l| l.contains("policy: database"))
+        .unwrap()
+        + 1;
+    let (ok, out) = day2_cli(&[
+        "check",
+        "config",
+        tmp.path().join("day2.yml").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!(
+            "rollback-api.yml:{line}: runbooks[0].on_failure[0].escalate.policy: unknown escalation policy \"database\" (oncall.escalation_policies)"
+        )),
+        "{out}"
+    );
+}
