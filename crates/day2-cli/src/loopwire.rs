@@ -6,7 +6,7 @@
 //!   for an incident that links the alert later);
 //! - runbook `escalate` steps page through on-call ([`OnCallEscalation`]);
 //! - incidents are DORA outages of the service their alerts name
-//!   ([`IncidentOutages`]);
+//!   ([`IncidentOutages`]), and their changes refresh the DORA gauges;
 //! - an alert's service's latest deployment is the param context of the runs
 //!   it asks for ([`DeploymentContext`]).
 
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
 use day2_deploy::{Deployments, DeploymentsSection, Outage, OutageSource};
-use day2_incident::runtime::{ExternalEntry, IncidentRuntime};
+use day2_incident::runtime::{ExternalEntry, IncidentListener, IncidentRuntime};
 use day2_incident::{Actor, EntryKind};
 use day2_oncall::page::PageAlert;
 use day2_oncall::runtime::{OnCallRuntime, RUNBOOK_RECEIVER_PREFIX};
@@ -23,6 +23,7 @@ use day2_remediate::runtime::TimelineSink;
 use day2_remediate::{AuditEvent, AuditKind, RunbookSet};
 use day2_store::Store;
 
+use crate::deploywire::DeployWire;
 use crate::hubwire::HubCell;
 use crate::peoplewire::People;
 use crate::remediatewire::{RemediationCell, text};
@@ -32,11 +33,16 @@ use crate::remediatewire::{RemediationCell, text};
 pub fn connect(
     remediation: &RemediationCell,
     people: &People,
-    deploy: &Arc<Deployments>,
+    deploy: &Arc<DeployWire>,
     store: &Arc<Store>,
     hub: &HubCell,
 ) {
-    deploy.set_outage_source(Arc::new(IncidentOutages(Arc::downgrade(&people.incidents))));
+    deploy
+        .service
+        .set_outage_source(Arc::new(IncidentOutages(Arc::downgrade(&people.incidents))));
+    people
+        .incidents
+        .set_listener(Arc::new(RefreshDora(Arc::downgrade(deploy))));
     let Some(r) = remediation.read().clone() else {
         return;
     };
@@ -406,6 +412,17 @@ impl OutageSource for IncidentOutages {
             });
         }
         Ok(out)
+    }
+}
+
+/// Incident changes refresh the DORA gauges (through the deployment loop).
+struct RefreshDora(Weak<DeployWire>);
+
+impl IncidentListener for RefreshDora {
+    fn written(&self, _: &day2_incident::Incident) {
+        if let Some(d) = self.0.upgrade() {
+            d.wake();
+        }
     }
 }
 

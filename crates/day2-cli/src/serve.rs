@@ -89,7 +89,7 @@ impl App {
         crate::loopwire::connect(
             &self.remediation,
             &self.people,
-            &self.deploy.service,
+            &self.deploy,
             &self.store,
             &self.hub,
         );

@@ -486,6 +486,22 @@ async fn a_bad_deploy_is_detected_paged_rolled_back_verified_and_the_incident_re
     );
     let dep = get_json(&d, &format!("/api/day2/v1/deployments/{v2}")).await;
     assert_eq!(dep["analysis"]["result"]["verdict"], "fail", "{dep}");
+    // the resolve refreshed the DORA gauges
+    let line = format!(
+        "day2_dora_time_to_restore_seconds{{service=\"api\",environment=\"production\",quantile=\"0.5\"}} {ttr}"
+    );
+    wait_for("the DORA gauge", Duration::from_secs(20), || async {
+        let m = client()
+            .get(d.url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        m.lines().any(|l| l == line).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
