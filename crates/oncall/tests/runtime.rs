@@ -269,7 +269,7 @@ fn a_runbook_escalation_opens_once_pages_its_note_and_ends_when_acknowledged() {
             "run:1:page",
             "db",
             "fix failed on db1",
-            &[alert.clone()],
+            std::slice::from_ref(&alert),
         )
         .unwrap();
     assert!(opened);
