@@ -16,6 +16,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::pager::{Hook, post_as};
 use common::{Day2, HUB_DAY2_YML, client, get_json, record_script, recorded, wait_for};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -60,66 +61,6 @@ impl Service {
             Some(argv) => argv.last().cloned().unwrap_or_default(),
             None => self.deployed.lock().clone(),
         }
-    }
-}
-
-/// A loopback receiver of pages (`/page/{user}`) and the team's webhook (`/chat`).
-#[derive(Clone, Default)]
-struct Hook {
-    got: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl Hook {
-    async fn start() -> (Hook, String) {
-        let hook = Hook::default();
-        let (h1, h2) = (hook.clone(), hook.clone());
-        let app = axum::Router::new()
-            .route(
-                "/page/{user}",
-                axum::routing::post(
-                    move |axum::extract::Path(user): axum::extract::Path<String>,
-                          body: axum::body::Bytes| {
-                        let h = h1.clone();
-                        async move {
-                            h.got
-                                .lock()
-                                .push((user, serde_json::from_slice(&body).unwrap()));
-                            "ok"
-                        }
-                    },
-                ),
-            )
-            .route(
-                "/chat",
-                axum::routing::post(move |body: axum::body::Bytes| {
-                    let h = h2.clone();
-                    async move {
-                        h.got
-                            .lock()
-                            .push(("chat".into(), serde_json::from_slice(&body).unwrap()));
-                        "ok"
-                    }
-                }),
-            );
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        (hook, url)
-    }
-
-    /// The first page to `user` whose title satisfies `pred`.
-    async fn wait_page(&self, user: &str, what: &str, pred: impl Fn(&str) -> bool) -> Value {
-        wait_for(what, Duration::from_secs(60), || {
-            let found = self
-                .got
-                .lock()
-                .iter()
-                .filter(|(u, _)| u == user)
-                .map(|(_, b)| b.clone())
-                .find(|b| pred(b["title"].as_str().unwrap_or("")));
-            async move { found }
-        })
-        .await
     }
 }
 
@@ -257,18 +198,6 @@ async fn deploy_mark(d: &Day2, version: &str, time: Option<jiff::Timestamp>) -> 
     o
 }
 
-async fn post(d: &Day2, path: &str, user: &str, body: Value) -> (u16, Value) {
-    let r = client()
-        .post(d.url(path))
-        .header("X-Day2-User", user)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Waits until PromQL `expr` has a non-empty result.
 async fn wait_query(d: &Day2, what: &str, expr: &str) {
     wait_for(what, Duration::from_secs(60), || async {
@@ -364,7 +293,7 @@ async fn a_bad_deploy_is_detected_paged_rolled_back_verified_and_the_incident_re
         .unwrap_or_else(|| panic!("no deployment id in {out}"));
 
     // the alert fires: on-call pages alice, an incident opens, a rollback run waits
-    hook.wait_page("alice", "the page for the alert", |t| {
+    hook.wait_page_where("alice", "the page for the alert", |t| {
         t.contains("HighErrorRate")
     })
     .await;
@@ -376,7 +305,7 @@ async fn a_bad_deploy_is_detected_paged_rolled_back_verified_and_the_incident_re
     assert_eq!(run["labels"]["previous_version"], "v1", "{run}");
 
     // acknowledging the incident acknowledges the page's escalation
-    let (status, body) = post(
+    let (status, body) = post_as(
         &d,
         &format!("/api/day2/v1/incidents/{id}/acknowledge"),
         "alice",
@@ -393,7 +322,7 @@ async fn a_bad_deploy_is_detected_paged_rolled_back_verified_and_the_incident_re
     );
 
     // bob approves: the runbook deploys v1 by argv, the service recovers
-    let (status, body) = post(
+    let (status, body) = post_as(
         &d,
         &format!("/api/day2/v1/runs/{run_id}/approve"),
         "bob",
@@ -532,7 +461,7 @@ async fn a_rollback_that_does_not_help_pages_on_call_with_its_message() {
     assert_eq!(run["labels"]["previous_version"], "v1", "{run}");
     // the on_failure step paged the policy already escalating the alert
     let page = hook
-        .wait_page("alice", "the runbook's page", |t| {
+        .wait_page_where("alice", "the runbook's page", |t| {
             t.starts_with("[day2] rollback of api to v1 did not help")
         })
         .await;

@@ -6,79 +6,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::pager::Hook;
 use common::{Day2, HUB_DAY2_YML, client, get_json, post_alerts, wait_for};
-use parking_lot::Mutex;
 use serde_json::{Value, json};
-
-/// A loopback receiver for pages (`/page/{user}`) and the team's webhook (`/chat`).
-#[derive(Clone, Default)]
-struct Hook {
-    got: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl Hook {
-    async fn start() -> (Hook, String) {
-        let hook = Hook::default();
-        let (h1, h2) = (hook.clone(), hook.clone());
-        let app = axum::Router::new()
-            .route(
-                "/page/{user}",
-                axum::routing::post(
-                    move |axum::extract::Path(user): axum::extract::Path<String>,
-                          body: axum::body::Bytes| {
-                        let h = h1.clone();
-                        async move {
-                            h.got
-                                .lock()
-                                .push((user, serde_json::from_slice(&body).unwrap()));
-                            "ok"
-                        }
-                    },
-                ),
-            )
-            .route(
-                "/chat",
-                axum::routing::post(move |body: axum::body::Bytes| {
-                    let h = h2.clone();
-                    async move {
-                        h.got
-                            .lock()
-                            .push(("chat".into(), serde_json::from_slice(&body).unwrap()));
-                        "ok"
-                    }
-                }),
-            );
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        (hook, url)
-    }
-
-    /// Pages received by `user`, in arrival order.
-    fn pages(&self, user: &str) -> Vec<Value> {
-        self.got
-            .lock()
-            .iter()
-            .filter(|(u, _)| u == user)
-            .map(|(_, b)| b.clone())
-            .collect()
-    }
-
-    async fn wait_page(&self, user: &str, n: usize) -> Value {
-        wait_for(
-            &format!("page #{n} to {user}"),
-            Duration::from_secs(30),
-            || {
-                let p = self.pages(user);
-                async move { p.get(n - 1).cloned() }
-            },
-        )
-        .await
-    }
-}
 
 const ACK_KEY: &str = "an acknowledgement key, 32 bytes or more";
 
