@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::pager::Hook;
+use common::pager::{Hook, post_as as post};
 use common::{Day2, HUB_DAY2_YML, client, get_json, post_alerts, wait_for};
 use serde_json::{Value, json};
 
@@ -103,18 +103,6 @@ async fn escalation(d: &Day2, id: i64) -> Value {
 async fn server_now(d: &Day2) -> jiff::Timestamp {
     let v = get_json(d, "/api/day2/v1/oncall/who").await;
     v[0]["at"].as_str().unwrap().parse().unwrap()
-}
-
-async fn post(d: &Day2, path: &str, user: &str, body: Value) -> (u16, Value) {
-    let r = client()
-        .post(d.url(path))
-        .header("X-Day2-User", user)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
