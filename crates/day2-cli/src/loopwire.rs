@@ -372,6 +372,9 @@ pub fn ack_escalations(oc: &OnCallRuntime, inc: &day2_incident::Incident, by: &s
 
 // ------------------------------------------------------------ DORA outages
 
+/// The most incidents one DORA window reads.
+const MAX_OUTAGES: usize = 10_000;
+
 /// Incidents as outages for DORA's time to restore: from opened to resolved,
 /// of the service (and environment) their alerts name by the `deployments`
 /// section's labels, else of the incident's own service field.
@@ -385,7 +388,10 @@ impl OutageSource for IncidentOutages {
         to: i64,
     ) -> Result<Vec<Outage>, String> {
         let rt = self.0.upgrade().ok_or("incidents are shutting down")?;
-        let list = rt.list(true).map_err(|e| e.to_string())?;
+        let since = jiff::Timestamp::from_millisecond(from).map_err(|e| e.to_string())?;
+        let list = rt
+            .list_overlapping(since, MAX_OUTAGES)
+            .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for inc in list {
             let start = inc.created_at.as_millisecond();

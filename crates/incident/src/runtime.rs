@@ -803,6 +803,20 @@ impl IncidentRuntime {
             .collect()
     }
 
+    /// Incidents open now or resolved at or after `since`, newest first
+    /// (at most `limit`): those that can overlap a window starting then.
+    pub fn list_overlapping(
+        &self,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Incident>, RuntimeError> {
+        self.store
+            .incident_list(Some(ms(since)), limit)?
+            .iter()
+            .map(parse_row)
+            .collect()
+    }
+
     /// The postmortem draft (Markdown).
     pub fn postmortem(&self, id: &str) -> Result<String, RuntimeError> {
         Ok(crate::postmortem::draft_postmortem(&self.load(id)?))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use day2_incident::model::LinkedAlert;
 use day2_incident::runtime::{Action, IncidentRuntime, NewIncident};
-use day2_incident::{Severity, Status};
+use day2_incident::{EntryKind, Severity, Status};
 use day2_remediate::Phase;
 use jiff::Timestamp;
 use parking_lot::RwLock;
@@ -259,5 +259,96 @@ fn incidents_are_outages_of_the_service_and_environment_their_alerts_name() {
             .outages(&DeploymentsSection::default(), now + 60_000, now + 120_000)
             .unwrap()
             .is_empty()
+    );
+}
+
+fn audit(kind: AuditKind, step: &str, at: Timestamp) -> AuditEvent {
+    AuditEvent {
+        at,
+        run: Some(1),
+        runbook: "rollback-api".into(),
+        target: "service=\"api\"".into(),
+        kind,
+        actor: None,
+        step: Some(step.into()),
+        phase: Some(Phase::Main),
+        argv: Some(vec!["/bin/deploy".into(), "v1".into()]),
+        detail: None,
+        outcome: (kind == AuditKind::StepFinished).then(|| "exited 0".to_string()),
+        state: None,
+    }
+}
+
+/// A run's events written before an incident links its alert are imported
+/// once; reported again live, they stay one entry.
+#[test]
+fn runs_before_the_incident_are_imported_and_live_reports_are_not_repeated() {
+    use day2_store::remediate::{AuditRow, RunRow, TriggerRow};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open_dir(dir.path()).unwrap());
+    let people = People::new(store.clone());
+    let t = Timestamp::now();
+    let started = audit(AuditKind::StepStarted, "deploy", t);
+    let row = |e: &AuditEvent| AuditRow {
+        seq: 0,
+        at: e.at.as_millisecond(),
+        run_id: Some(1),
+        runbook: e.runbook.clone(),
+        kind: text(&e.kind),
+        actor: None,
+        body: serde_json::to_string(e).unwrap(),
+    };
+    let run = RunRow {
+        id: 1,
+        runbook: "rollback-api".into(),
+        target: "service=\"api\"".into(),
+        state: "running".into(),
+        requester: "alert:HighErrorRate".into(),
+        approver: None,
+        dry_run: false,
+        created_at: t.as_millisecond(),
+        finished_at: None,
+        body: "{}".into(),
+    };
+    let trigger = TriggerRow {
+        outbox_id: 3,
+        fingerprint: "fp".into(),
+        runbook: "rollback-api".into(),
+        run_id: Some(1),
+        refusal: None,
+    };
+    store
+        .remediation_commit(&[run], &[row(&started)], &[], &[trigger])
+        .unwrap();
+
+    let id = incident(
+        &people.incidents,
+        None,
+        vec![linked("fp", &[("alertname", "HighErrorRate")])],
+    );
+    let steps = |rt: &IncidentRuntime| -> Vec<String> {
+        rt.get(&id)
+            .unwrap()
+            .timeline
+            .iter()
+            .filter(|e| e.kind == EntryKind::RemediationStep)
+            .map(|e| e.text.clone())
+            .collect()
+    };
+    let want_started = "Runbook rollback-api run 1 (service=\"api\"): step deploy started: [\"/bin/deploy\", \"v1\"]";
+    assert_eq!(steps(&people.incidents), [want_started]);
+
+    let sink = IncidentTimeline(Arc::downgrade(&people.incidents));
+    sink.record(&["fp".to_string()], &started);
+    sink.record(
+        &["fp".to_string()],
+        &audit(AuditKind::StepFinished, "deploy", t),
+    );
+    assert_eq!(
+        steps(&people.incidents),
+        [
+            want_started,
+            "Runbook rollback-api run 1 (service=\"api\"): step deploy finished: [\"/bin/deploy\", \"v1\"] -> exited 0"
+        ]
     );
 }
