@@ -64,7 +64,12 @@ pub fn run_entry(e: &AuditEvent) -> ExternalEntry {
     let run = e.run.unwrap_or_default();
     let phase = e.phase.map(|p| text(&p)).unwrap_or_default();
     let step = e.step.as_deref().unwrap_or("");
-    let key = format!("remediation:{run}:{}:{phase}:{step}", text(&e.kind));
+    // the time tells apart steps that share a name
+    let key = format!(
+        "remediation:{run}:{}:{phase}:{step}:{}",
+        text(&e.kind),
+        e.at.as_millisecond()
+    );
     let mut line = format!("Runbook {} run {run} ({})", e.runbook, e.target);
     let what = match e.kind {
         AuditKind::StepStarted | AuditKind::StepFinished | AuditKind::StepPlanned => {
