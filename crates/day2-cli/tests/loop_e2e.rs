@@ -304,15 +304,31 @@ async fn a_bad_deploy_is_detected_paged_rolled_back_verified_and_the_incident_re
     // the alert's latest deployment bound previous_version
     assert_eq!(run["labels"]["previous_version"], "v1", "{run}");
 
-    // acknowledging the incident acknowledges the page's escalation
-    let (status, body) = post_as(
-        &d,
-        &format!("/api/day2/v1/incidents/{id}/acknowledge"),
-        "alice",
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    // acknowledging the incident (`day2 ack --incident`) acknowledges the page's escalation
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_day2"))
+        .args([
+            "ack",
+            "--incident",
+            &id,
+            "--url",
+            &d.url(""),
+            "--user",
+            "alice",
+        ])
+        .env_remove("DAY2_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.starts_with(&format!("incident {id}: acknowledged at ")),
+        "{out}"
+    );
     let escalations = get_json(&d, "/api/day2/v1/oncall/escalations?state=all").await;
     let e = &escalations[0];
     assert_eq!(
