@@ -352,3 +352,63 @@ fn runs_before_the_incident_are_imported_and_live_reports_are_not_repeated() {
         ]
     );
 }
+
+/// The context: the deployment the hub annotated the alert with, else the
+/// latest of its service, with the one before it.
+#[test]
+fn an_alerts_param_context_is_its_services_deployment_and_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open_dir(dir.path()).unwrap());
+    let svc = Arc::new(
+        Deployments::open(
+            store,
+            Arc::new(day2_promql::Engine::new(Default::default())),
+            Arc::new(day2_promql::memstore::MemStore::new()),
+            DeploymentsSection::default(),
+        )
+        .unwrap(),
+    );
+    let now = Timestamp::now();
+    let deploy = |version: &str, ago: i64| {
+        let input = serde_json::from_value(serde_json::json!({
+            "service": "api", "version": version,
+            "deployed_at": now - jiff::SignedDuration::from_secs(ago),
+        }))
+        .unwrap();
+        svc.create(input, "ci", now).unwrap()
+    };
+    let v1 = deploy("v1", 120);
+    let v2 = deploy("v2", 60);
+    let ctx = DeploymentContext(svc.clone());
+    let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let alert = labels(&[("alertname", "HighErrorRate"), ("service", "api")]);
+    assert_eq!(
+        ctx.context(&alert, &BTreeMap::new()),
+        labels(&[
+            ("deployment_id", &v2.id.to_string()),
+            ("environment", "production"),
+            ("previous_version", "v1"),
+            ("service", "api"),
+            ("version", "v2"),
+        ])
+    );
+    // the annotation wins: the deployment the alert fired under
+    let annotated = labels(&[("day2_deployment", &v1.id.to_string())]);
+    assert_eq!(
+        ctx.context(&alert, &annotated),
+        labels(&[
+            ("deployment_id", &v1.id.to_string()),
+            ("environment", "production"),
+            ("service", "api"),
+            ("version", "v1"),
+        ])
+    );
+    // another service: nothing
+    let other = labels(&[("alertname", "X"), ("service", "web")]);
+    assert!(ctx.context(&other, &BTreeMap::new()).is_empty());
+}
