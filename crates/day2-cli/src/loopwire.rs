@@ -4,6 +4,8 @@
 //! - remediation runs land on the timelines of the incidents linked to the
 //!   alerts that asked for them ([`IncidentTimeline`], and [`run_history`]
 //!   for an incident that links the alert later);
+//! - a verified rollback runbook run an alert started marks its deployment
+//!   rolled back ([`AlertRollbacks`]);
 //! - runbook `escalate` steps page through on-call ([`OnCallEscalation`]);
 //! - incidents are DORA outages of the service their alerts name
 //!   ([`IncidentOutages`]), and their changes refresh the DORA gauges;
@@ -13,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
-use day2_deploy::{Deployments, DeploymentsSection, Outage, OutageSource};
+use day2_deploy::{Deployments, DeploymentsSection, Outage, OutageSource, StatusChange};
 use day2_incident::runtime::{ExternalEntry, IncidentListener, IncidentRuntime};
 use day2_incident::{Actor, EntryKind};
 use day2_oncall::page::PageAlert;
@@ -46,9 +48,13 @@ pub fn connect(
     let Some(r) = remediation.read().clone() else {
         return;
     };
-    r.set_timeline(Some(Arc::new(IncidentTimeline(Arc::downgrade(
-        &people.incidents,
-    )))));
+    r.set_timeline(Some(Arc::new(RunEvents {
+        incidents: IncidentTimeline(Arc::downgrade(&people.incidents)),
+        rollbacks: AlertRollbacks {
+            remediation: remediation.clone(),
+            deploy: Arc::downgrade(deploy),
+        },
+    })));
     r.set_escalation(Some(Arc::new(OnCallEscalation {
         oncall: Arc::downgrade(&people.oncall),
         store: store.clone(),
@@ -126,6 +132,78 @@ impl TimelineSink for IncidentTimeline {
         };
         if let Err(err) = rt.record_for_alerts(alerts, &run_entry(e)) {
             tracing::warn!(error = %err, run = ?e.run, "recording a remediation event on incidents failed");
+        }
+    }
+}
+
+/// What the events of runs started by alerts go to: incident timelines,
+/// and deployments that a verified rollback restored.
+struct RunEvents {
+    incidents: IncidentTimeline,
+    rollbacks: AlertRollbacks,
+}
+
+impl TimelineSink for RunEvents {
+    fn record(&self, alerts: &[String], e: &AuditEvent) {
+        self.incidents.record(alerts, e);
+        if e.kind == AuditKind::Verified {
+            self.rollbacks.verified(e);
+        }
+    }
+}
+
+/// A verified run of a service's `rollback_runbook` that an alert started
+/// marks the deployment it was bound to (`deployment_id`, from the alert's
+/// context) `rolled_back`, as the rollback of a failed enforced analysis
+/// does: DORA's failure of that deployment ends there.
+struct AlertRollbacks {
+    remediation: RemediationCell,
+    deploy: Weak<DeployWire>,
+}
+
+impl AlertRollbacks {
+    fn verified(&self, e: &AuditEvent) {
+        let (Some(r), Some(d)) = (self.remediation.read().clone(), self.deploy.upgrade()) else {
+            return;
+        };
+        let Some(run) = e.run.and_then(|id| r.run(id)) else {
+            return;
+        };
+        let Some(id) = run
+            .labels
+            .get("deployment_id")
+            .and_then(|v| v.parse::<i64>().ok())
+        else {
+            return;
+        };
+        let dep = match d.service.get(id) {
+            Ok(dep) => dep,
+            Err(err) => {
+                tracing::warn!(deployment = id, error = %err, "reading a rolled back deployment failed");
+                return;
+            }
+        };
+        let config = d.service.config();
+        let runbook = config
+            .services
+            .get(&dep.service)
+            .and_then(|s| s.analysis.as_ref())
+            .and_then(|a| a.rollback_runbook.as_deref());
+        if runbook != Some(run.runbook.as_str()) || dep.outcome == "rolled_back" {
+            return;
+        }
+        let change = StatusChange {
+            status: day2_deploy::Status::RolledBack,
+            reason: format!(
+                "rollback runbook {} run {} verified (requested by {})",
+                run.runbook, run.id, run.requester
+            ),
+        };
+        match d.service.mark(id, change, "day2", e.at) {
+            Ok(_) => d.wake(),
+            Err(err) => {
+                tracing::warn!(deployment = id, error = %err, "marking a deployment rolled back failed")
+            }
         }
     }
 }

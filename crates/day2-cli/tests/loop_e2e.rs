@@ -122,6 +122,9 @@ deployments:
           - name: error-ratio
             expr: max(app_error_ratio{{service="{{{{ service }}}}"}})
             compare: {{ max_increase: 50% }}
+        # advisory: not started by the analysis; a verified run an alert
+        # started marks the deployment rolled back
+        rollback_runbook: rollback-api
 oncall:
   users:
     - {{ id: alice, contact_methods: [{{ webhook: {{ url: "{hook}/page/alice" }} }}] }}
@@ -196,6 +199,15 @@ async fn deploy_mark(d: &Day2, version: &str, time: Option<jiff::Timestamp>) -> 
         String::from_utf8_lossy(&o.stderr)
     );
     o
+}
+
+/// The id `deploy mark` printed ("deployment 3 recorded: ...").
+fn deployment_id(o: &Output) -> i64 {
+    let out = String::from_utf8_lossy(&o.stdout);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no deployment id in {out}"))
 }
 
 /// Waits until PromQL `expr` has a non-empty result.
@@ -284,13 +296,7 @@ async fn a_bad_deploy_is_detected_paged_rolled_back_verified_and_the_incident_re
     )
     .await;
     *service.deployed.lock() = "v2".into();
-    let o = deploy_mark(&d, "v2", None).await;
-    let out = String::from_utf8_lossy(&o.stdout);
-    let v2: i64 = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no deployment id in {out}"));
+    let v2 = deployment_id(&deploy_mark(&d, "v2", None).await);
 
     // the alert fires: on-call pages alice, an incident opens, a rollback run waits
     hook.wait_page_where("alice", "the page for the alert", |t| {
@@ -412,28 +418,59 @@ async fn a_bad_deploy_is_detected_paged_rolled_back_verified_and_the_incident_re
         assert!(!line.contains("not "), "{line}");
     }
 
-    // DORA: v2 failed its analysis; the incident is a restore time of api
-    let created: jiff::Timestamp = inc["created_at"].as_str().unwrap().parse().unwrap();
-    let resolved: jiff::Timestamp = inc["resolved_at"].as_str().unwrap().parse().unwrap();
-    let ttr = (resolved.as_millisecond() - created.as_millisecond()) as f64 / 1000.0;
+    // the verified rollback restored v2's deployment
+    let dep = wait_for("v2's analysis", Duration::from_secs(30), || async {
+        let v = get_json(&d, &format!("/api/day2/v1/deployments/{v2}")).await;
+        (v["analysis"]["state"] == "done").then_some(v)
+    })
+    .await;
+    assert_eq!(dep["analysis"]["result"]["verdict"], "fail", "{dep}");
+    assert_eq!(dep["outcome"], "rolled_back", "{dep}");
+    let mark = &dep["statuses"][0];
+    assert_eq!(
+        (&mark["status"], &mark["set_by"], &mark["reason"]),
+        (
+            &json!("rolled_back"),
+            &json!("day2"),
+            &json!(format!(
+                "rollback runbook rollback-api run {run_id} verified (requested by alert:HighErrorRate)"
+            ))
+        ),
+        "{dep}"
+    );
+
+    // DORA: v2 failed (its analysis) and was restored by the rollback; the
+    // incident is a restore time of api of its own
+    let at = |v: &Value| -> i64 {
+        v.as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond()
+    };
+    let incident_ttr = (at(&inc["resolved_at"]) - at(&inc["created_at"])) as f64 / 1000.0;
+    let deploy_ttr = (at(&mark["at"]) - at(&dep["deployed_at"])) as f64 / 1000.0;
     let dora = wait_for("v2's analysis in DORA", Duration::from_secs(30), || async {
         let v = get_json(&d, "/api/day2/v1/dora?service=api&window=1h").await;
         (v["services"][0]["failed"] == 1).then_some(v)
     })
     .await;
     let f = &dora["services"][0];
-    assert_eq!(f["deployments"], 2, "{dora}");
-    assert_eq!(f["time_to_restore_seconds"]["count"], 1, "{dora}");
     assert_eq!(
-        f["time_to_restore_seconds"]["median"].as_f64(),
-        Some(ttr),
+        (&f["deployments"], &f["open_failures"]),
+        (&json!(2), &json!(0)),
         "{dora}"
     );
-    let dep = get_json(&d, &format!("/api/day2/v1/deployments/{v2}")).await;
-    assert_eq!(dep["analysis"]["result"]["verdict"], "fail", "{dep}");
+    let ttr = &f["time_to_restore_seconds"];
+    assert_eq!(ttr["count"], 2, "{dora}");
+    let median = ttr["median"].as_f64().unwrap();
+    assert!(
+        (median - (incident_ttr + deploy_ttr) / 2.0).abs() < 1e-6,
+        "{median} from {incident_ttr} and {deploy_ttr}: {dora}"
+    );
     // the resolve refreshed the DORA gauges
     let line = format!(
-        "day2_dora_time_to_restore_seconds{{service=\"api\",environment=\"production\",quantile=\"0.5\"}} {ttr}"
+        "day2_dora_time_to_restore_seconds{{service=\"api\",environment=\"production\",quantile=\"0.5\"}} {median}"
     );
     wait_for("the DORA gauge", Duration::from_secs(20), || async {
         let m = client()
@@ -470,7 +507,7 @@ async fn a_rollback_that_does_not_help_pages_on_call_with_its_message() {
     )
     .await;
     *service.deployed.lock() = "v2".into();
-    deploy_mark(&d, "v2", None).await;
+    let v2 = deployment_id(&deploy_mark(&d, "v2", None).await);
 
     let run = wait_run(&d, "rolled_back").await;
     assert_eq!(recorded(&elsewhere).unwrap(), ["--service=api", "v1"]);
@@ -505,6 +542,9 @@ async fn a_rollback_that_does_not_help_pages_on_call_with_its_message() {
         has_entry(&inc, "remediation_step", "verification failed"),
         "{inc:#}"
     );
+    // a rollback that did not verify leaves the deployment as it was
+    let dep = get_json(&d, &format!("/api/day2/v1/deployments/{v2}")).await;
+    assert_eq!(dep["statuses"], json!([]), "{dep}");
 }
 
 fn example_dir() -> PathBuf {
