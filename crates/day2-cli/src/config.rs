@@ -387,6 +387,15 @@ impl Day2Config {
             Ok(text) => day2_yamlerr::at_field(&text, &path.display().to_string(), &field, msg),
             Err(e) => e,
         })?;
+        if let Some(r) = &remediation {
+            crate::loopwire::check_escalations(&cfg, &r.runbooks, &path.display().to_string())
+                .map_err(
+                    |(file, field, msg)| match day2_yamlerr::read(Path::new(&file)) {
+                        Ok(text) => day2_yamlerr::at_field(&text, &file, &field, msg),
+                        Err(e) => e,
+                    },
+                )?;
+        }
         Ok(cfg)
     }
 

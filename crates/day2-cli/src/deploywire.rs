@@ -101,6 +101,12 @@ impl DeployWire {
         }
     }
 
+    /// Wakes the loop (it refreshes the DORA gauges), e.g. when an
+    /// incident, an outage for DORA, changed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     /// Applies the `deployments:` section and (re)attaches the alert
     /// enricher to the hub (a reload may have started a new one). Call it
     /// after remediation is applied.

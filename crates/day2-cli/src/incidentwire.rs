@@ -97,6 +97,8 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
 /// The runtime behind `/api/day2/v1/incidents` and `/status`.
 pub struct IncidentApiImpl {
     pub runtime: Arc<IncidentRuntime>,
+    /// Acknowledging an incident acknowledges its alerts' escalations.
+    pub oncall: Arc<day2_oncall::runtime::OnCallRuntime>,
     /// For the labels of alerts linked by fingerprint alone.
     pub hub: HubCell,
 }
@@ -173,7 +175,12 @@ impl day2_server::IncidentApi for IncidentApiImpl {
             o.insert("labels".into(), Value::Object(self.labels_of(&fp)));
         }
         let action = Action::parse(action, &body).map_err(api_err)?;
-        Ok(to_json(&self.runtime.act(id, action, by).map_err(api_err)?))
+        let ack = matches!(action, Action::Acknowledge {});
+        let inc = self.runtime.act(id, action, by).map_err(api_err)?;
+        if ack {
+            crate::loopwire::ack_escalations(&self.oncall, &inc, by);
+        }
+        Ok(to_json(&inc))
     }
 
     fn postmortem(&self, id: &str) -> Result<String, Day2ApiError> {

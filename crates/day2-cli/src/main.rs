@@ -8,6 +8,7 @@ mod deploywire;
 mod hubwire;
 mod incidentwire;
 mod looptest_cmd;
+mod loopwire;
 mod oncallwire;
 mod peoplewire;
 mod remediatewire;

@@ -355,11 +355,14 @@ fn who_cmd(a: &WhoArgs) -> Result<(), String> {
 #[derive(clap::Args)]
 pub struct AckArgs {
     /// The escalation id (as pages and `GET /api/day2/v1/oncall/escalations` show it).
-    #[arg(required_unless_present = "alert", conflicts_with = "alert")]
+    #[arg(required_unless_present_any = ["alert", "incident"], conflicts_with_all = ["alert", "incident"])]
     escalation: Option<i64>,
     /// Acknowledge the escalations of this alert fingerprint instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "incident")]
     alert: Option<String>,
+    /// Acknowledge this incident (and the escalations of its alerts) instead.
+    #[arg(long)]
+    incident: Option<String>,
     /// day2's URL.
     #[arg(long, env = "DAY2_URL", default_value = "http://127.0.0.1:9090")]
     url: String,
@@ -373,10 +376,20 @@ pub struct AckArgs {
 
 /// `day2 ack`: acknowledges against a running server.
 pub fn ack(a: AckArgs) -> ExitCode {
-    let path = match (&a.escalation, &a.alert) {
-        (Some(id), _) => format!("/api/day2/v1/oncall/escalations/{id}/ack"),
-        (None, Some(fp)) => format!("/api/day2/v1/oncall/alerts/{fp}/ack"),
-        (None, None) => unreachable!("clap requires one"),
+    let (path, body) = match (&a.escalation, &a.alert, &a.incident) {
+        (Some(id), _, _) => (
+            format!("/api/day2/v1/oncall/escalations/{id}/ack"),
+            json!({ "via": "cli" }),
+        ),
+        (None, Some(fp), _) => (
+            format!("/api/day2/v1/oncall/alerts/{fp}/ack"),
+            json!({ "via": "cli" }),
+        ),
+        (None, None, Some(id)) => (
+            format!("/api/day2/v1/incidents/{id}/acknowledge"),
+            json!({}),
+        ),
+        (None, None, None) => unreachable!("clap requires one"),
     };
     let url = format!("{}{path}", a.url.trim_end_matches('/'));
     let run = async {
@@ -385,7 +398,7 @@ pub fn ack(a: AckArgs) -> ExitCode {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| e.to_string())?;
-        let mut req = client.post(&url).json(&json!({ "via": "cli" }));
+        let mut req = client.post(&url).json(&body);
         if let Some(t) = &a.token {
             req = req.bearer_auth(t);
         }
@@ -420,6 +433,13 @@ pub fn ack(a: AckArgs) -> ExitCode {
     match rt.block_on(run) {
         Ok(text) => {
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if let Some(id) = &a.incident {
+                println!(
+                    "incident {id}: acknowledged at {}",
+                    v["acknowledged_at"].as_str().unwrap_or("?")
+                );
+                return ExitCode::SUCCESS;
+            }
             let list = match v {
                 Value::Array(a) => a,
                 other => vec![other],

@@ -79,7 +79,8 @@ impl EscalationObserver for TimelineFeed {
 }
 
 /// What happened to an alert before an incident linked it: on-call's
-/// pages and acknowledgements, and the alert hub's deliveries.
+/// pages and acknowledgements, the alert hub's deliveries and the
+/// remediation runs it asked for.
 struct History {
     oncall: Weak<OnCallRuntime>,
     store: Arc<Store>,
@@ -120,6 +121,7 @@ impl AlertHistory for History {
             }
             Err(e) => tracing::warn!(error = %e, "reading delivery history failed"),
         }
+        out.extend(crate::loopwire::run_history(&self.store, fingerprint));
         out.sort_by_key(|e| e.at);
         out
     }
@@ -200,6 +202,7 @@ impl People {
             *st.incidents.write() = cfg.incidents.as_ref().map(|_| {
                 Arc::new(crate::incidentwire::IncidentApiImpl {
                     runtime: self.incidents.clone(),
+                    oncall: self.oncall.clone(),
                     hub: hub.clone(),
                 }) as Arc<dyn day2_server::IncidentApi>
             });

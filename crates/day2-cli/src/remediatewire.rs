@@ -40,6 +40,9 @@ pub struct Parts<'a> {
     pub hub: &'a HubCell,
     pub engine: Arc<day2_promql::Engine>,
     pub db: Arc<dyn day2_model::Queryable>,
+    /// Labels a notification's alerts bind params from besides their own
+    /// (their service's latest deployment).
+    pub context: Option<Arc<crate::loopwire::DeploymentContext>>,
 }
 
 /// Starts the runtime, or applies new runbooks and settings to the running
@@ -51,7 +54,13 @@ pub fn apply(
     loaded: Option<LoadedRemediation>,
 ) -> anyhow::Result<()> {
     if let Some(h) = parts.hub.read().clone() {
-        h.register_sink(SINK, Arc::new(RemediationSink(cell.clone())));
+        h.register_sink(
+            SINK,
+            Arc::new(RemediationSink {
+                cell: cell.clone(),
+                context: parts.context.clone(),
+            }),
+        );
     }
     let Some(loaded) = loaded else {
         if cell.write().take().is_some() {
@@ -136,7 +145,7 @@ fn ms(t: jiff::Timestamp) -> i64 {
     t.as_millisecond()
 }
 
-fn text<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -224,12 +233,16 @@ impl Journal for StoreJournal {
 }
 
 /// Notifications of `remediation.receivers`: each firing alert proposes a
-/// run of every runbook it matches (once per notification, alert and runbook).
-struct RemediationSink(RemediationCell);
+/// run of every runbook it matches (once per notification, alert and
+/// runbook), its params bound from its labels and then the context.
+struct RemediationSink {
+    cell: RemediationCell,
+    context: Option<Arc<crate::loopwire::DeploymentContext>>,
+}
 
 impl InternalSink for RemediationSink {
     fn deliver(&self, n: &InternalNotification) -> Result<(), SinkError> {
-        let Some(r) = self.0.read().clone() else {
+        let Some(r) = self.cell.read().clone() else {
             return Err(SinkError::Retry("remediation is not running".into()));
         };
         let alerts: Vec<AlertRef> = n
@@ -240,6 +253,11 @@ impl InternalSink for RemediationSink {
             .map(|a| AlertRef {
                 fingerprint: a.fingerprint.clone(),
                 labels: a.labels.clone(),
+                context: self
+                    .context
+                    .as_ref()
+                    .map(|c| c.context(&a.labels, &a.annotations))
+                    .unwrap_or_default(),
             })
             .collect();
         r.notify(n.outbox_id, &alerts)

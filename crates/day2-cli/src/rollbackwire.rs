@@ -30,6 +30,23 @@ pub const LABELS: [&str; 5] = [
     "deployment_id",
 ];
 
+/// The [`LABELS`] of deployment `d` (`previous`: the one before it).
+pub fn deployment_labels(
+    d: &Deployment,
+    previous: Option<&Deployment>,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        ("service".to_string(), d.service.clone()),
+        ("environment".to_string(), d.environment.clone()),
+        ("version".to_string(), d.version.clone()),
+        ("deployment_id".to_string(), d.id.to_string()),
+    ]);
+    if let Some(p) = previous {
+        labels.insert("previous_version".into(), p.version.clone());
+    }
+    labels
+}
+
 /// The requester of a deployment's rollback run.
 fn requester(d: &Deployment) -> String {
     format!("deploy:{}", d.id)
@@ -51,17 +68,8 @@ impl RollbackTrigger for RunbookRollback {
         let Some(r) = self.remediation.read().clone() else {
             return Err(day2_deploy::service::not_configured(runbook));
         };
-        let mut labels = BTreeMap::from([
-            ("service".to_string(), d.service.clone()),
-            ("environment".to_string(), d.environment.clone()),
-            ("version".to_string(), d.version.clone()),
-            ("deployment_id".to_string(), d.id.to_string()),
-        ]);
-        if let Some(p) = previous {
-            labels.insert("previous_version".into(), p.version.clone());
-        }
         let proposal = Proposal {
-            labels,
+            labels: deployment_labels(d, previous),
             requester: requester(d),
             ..Proposal::default()
         };

@@ -86,6 +86,13 @@ impl App {
         self.apply_alertmanager(cfg);
         self.apply_remediation(cfg);
         self.apply_people(cfg);
+        crate::loopwire::connect(
+            &self.remediation,
+            &self.people,
+            &self.deploy,
+            &self.store,
+            &self.hub,
+        );
         // after remediation: rollbacks and Kubernetes targets go through it
         self.deploy.apply(&cfg.deployments, &self.hub);
         self.autoscale
@@ -188,6 +195,9 @@ impl App {
             hub: &self.hub,
             engine: self.engine.clone(),
             db: self.db.clone(),
+            context: Some(Arc::new(crate::loopwire::DeploymentContext(
+                self.deploy.service.clone(),
+            ))),
         };
         if let Err(e) = crate::remediatewire::apply(&self.remediation, parts, loaded) {
             tracing::error!(error = %format!("{e:#}"), "remediation could not start");

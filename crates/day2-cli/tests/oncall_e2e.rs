@@ -6,79 +6,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::pager::{Hook, post_as as post};
 use common::{Day2, HUB_DAY2_YML, client, get_json, post_alerts, wait_for};
-use parking_lot::Mutex;
 use serde_json::{Value, json};
-
-/// A loopback receiver for pages (`/page/{user}`) and the team's webhook (`/chat`).
-#[derive(Clone, Default)]
-struct Hook {
-    got: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl Hook {
-    async fn start() -> (Hook, String) {
-        let hook = Hook::default();
-        let (h1, h2) = (hook.clone(), hook.clone());
-        let app = axum::Router::new()
-            .route(
-                "/page/{user}",
-                axum::routing::post(
-                    move |axum::extract::Path(user): axum::extract::Path<String>,
-                          body: axum::body::Bytes| {
-                        let h = h1.clone();
-                        async move {
-                            h.got
-                                .lock()
-                                .push((user, serde_json::from_slice(&body).unwrap()));
-                            "ok"
-                        }
-                    },
-                ),
-            )
-            .route(
-                "/chat",
-                axum::routing::post(move |body: axum::body::Bytes| {
-                    let h = h2.clone();
-                    async move {
-                        h.got
-                            .lock()
-                            .push(("chat".into(), serde_json::from_slice(&body).unwrap()));
-                        "ok"
-                    }
-                }),
-            );
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        (hook, url)
-    }
-
-    /// Pages received by `user`, in arrival order.
-    fn pages(&self, user: &str) -> Vec<Value> {
-        self.got
-            .lock()
-            .iter()
-            .filter(|(u, _)| u == user)
-            .map(|(_, b)| b.clone())
-            .collect()
-    }
-
-    async fn wait_page(&self, user: &str, n: usize) -> Value {
-        wait_for(
-            &format!("page #{n} to {user}"),
-            Duration::from_secs(30),
-            || {
-                let p = self.pages(user);
-                async move { p.get(n - 1).cloned() }
-            },
-        )
-        .await
-    }
-}
 
 const ACK_KEY: &str = "an acknowledgement key, 32 bytes or more";
 
@@ -171,18 +103,6 @@ async fn escalation(d: &Day2, id: i64) -> Value {
 async fn server_now(d: &Day2) -> jiff::Timestamp {
     let v = get_json(d, "/api/day2/v1/oncall/who").await;
     v[0]["at"].as_str().unwrap().parse().unwrap()
-}
-
-async fn post(d: &Day2, path: &str, user: &str, body: Value) -> (u16, Value) {
-    let r = client()
-        .post(d.url(path))
-        .header("X-Day2-User", user)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

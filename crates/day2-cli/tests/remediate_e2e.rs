@@ -10,6 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::pager::post_as as post;
 use common::*;
 use serde_json::{Value, json};
 
@@ -81,18 +82,6 @@ fn error_rate(value: f64) -> day2_model::TimeSeries {
         &[("__name__", "error_rate"), ("job", "web")],
         &[(now_ms(), value)],
     )
-}
-
-async fn post(d: &Day2, path: &str, user: &str, body: Value) -> (u16, Value) {
-    let r = client()
-        .post(d.url(path))
-        .header("X-Day2-User", user)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

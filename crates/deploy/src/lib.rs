@@ -28,4 +28,6 @@ pub mod service;
 pub use analysis::{AnalysisResult, AnalysisSpec, Verdict};
 pub use config::DeploymentsSection;
 pub use model::{Deployment, NewDeployment, Status, StatusChange};
-pub use service::{Deployments, Error, NoRemediation, RollbackTrigger, RunEnd};
+pub use service::{
+    Deployments, Error, NoRemediation, Outage, OutageSource, RollbackTrigger, RunEnd,
+};

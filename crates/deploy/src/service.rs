@@ -62,6 +62,30 @@ pub trait RollbackTrigger: Send + Sync {
     }
 }
 
+/// Service outages from outside deployments (the binary: resolved and open
+/// incidents) for DORA's time to restore. Called on a blocking thread.
+pub trait OutageSource: Send + Sync {
+    /// Outages that started in `[from, to]` (ms), with the section's
+    /// service and environment labels to attribute them by.
+    fn outages(
+        &self,
+        config: &DeploymentsSection,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Outage>, String>;
+}
+
+/// One outage of a service in an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub service: String,
+    pub environment: String,
+    /// Started (ms).
+    pub from: i64,
+    /// Restored (ms); `None` while it lasts.
+    pub to: Option<i64>,
+}
+
 /// How a rollback run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnd {
@@ -131,6 +155,7 @@ pub struct Deployments {
     db: Arc<dyn Queryable>,
     config: RwLock<Arc<DeploymentsSection>>,
     rollback: RwLock<Arc<dyn RollbackTrigger>>,
+    outages: RwLock<Option<Arc<dyn OutageSource>>>,
     latest: RwLock<HashMap<String, Vec<Latest>>>,
     /// One `run_due` at a time: a `claimed` rollback seen by it is then
     /// always one a previous process left behind.
@@ -190,6 +215,7 @@ impl Deployments {
             db,
             config: RwLock::new(Arc::new(config)),
             rollback: RwLock::new(Arc::new(NoRemediation)),
+            outages: RwLock::new(None),
             latest: RwLock::new(latest),
             run_lock: Mutex::new(()),
             dora: RwLock::new(None),
@@ -210,6 +236,11 @@ impl Deployments {
     /// Replaces the rollback trigger (the remediation runtime).
     pub fn set_rollback_trigger(&self, trigger: Arc<dyn RollbackTrigger>) {
         *self.rollback.write() = trigger;
+    }
+
+    /// Adds outages from another source (incidents) to DORA's time to restore.
+    pub fn set_outage_source(&self, source: Arc<dyn OutageSource>) {
+        *self.outages.write() = Some(source);
     }
 
     /// Records a deployment marked by `by` (the API principal).
@@ -618,7 +649,7 @@ impl Deployments {
     }
 
     /// The deployment of the same service and environment before `d`.
-    fn previous(&self, d: &Deployment) -> Result<Option<Deployment>, Error> {
+    pub fn previous(&self, d: &Deployment) -> Result<Option<Deployment>, Error> {
         let Some(row) =
             self.store
                 .deployment_previous(&d.service, &d.environment, ms(d.deployed_at), d.id)?
@@ -690,6 +721,24 @@ impl Deployments {
                 Some(Status::Succeeded) => DoraEvent::Succeeded { deployment, at },
                 None => continue,
             });
+        }
+        let source = self.outages.read().clone();
+        if let Some(src) = source {
+            match src.outages(&self.config(), from, to) {
+                Ok(list) => events.extend(
+                    list.into_iter()
+                        .filter(|o| service.is_none_or(|s| s == o.service))
+                        .filter(|o| environment.is_none_or(|e| e == o.environment))
+                        .map(|o| DoraEvent::Outage {
+                            service: o.service,
+                            environment: o.environment,
+                            from: o.from,
+                            to: o.to,
+                        }),
+                ),
+                // the deployments' figures still stand; the outages come back next time
+                Err(e) => tracing::warn!(error = %e, "reading outages for DORA failed"),
+            }
         }
         Ok(dora::compute(&events, from, to))
     }

@@ -580,3 +580,56 @@ fn bad_input_is_refused_with_the_field() {
     }
     assert!(matches!(svc.get(42), Err(day2_deploy::Error::NotFound(_))));
 }
+
+/// Outages as given, after checking the window asked for.
+struct Outages(Vec<day2_deploy::Outage>);
+
+impl day2_deploy::OutageSource for Outages {
+    fn outages(
+        &self,
+        config: &DeploymentsSection,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<day2_deploy::Outage>, String> {
+        assert_eq!(config.default_environment, "production");
+        assert_eq!(to - from, 86_400_000);
+        Ok(self.0.clone())
+    }
+}
+
+#[test]
+fn outages_from_another_source_add_restore_times_and_open_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = open(dir.path(), series(&[]));
+    svc.create(deploy("db", "1", None), "ci", at(T)).unwrap();
+    let outage = |service: &str, env: &str, from: i64, to: Option<i64>| day2_deploy::Outage {
+        service: service.into(),
+        environment: env.into(),
+        from,
+        to,
+    };
+    svc.set_outage_source(Arc::new(Outages(vec![
+        outage("db", "production", T + 1000, Some(T + 61_000)),
+        outage("db", "production", T + 2000, None),
+        outage("web", "production", T, Some(T + 1000)),
+        outage("db", "staging", T, Some(T + 1000)),
+    ])));
+    let r = svc
+        .dora(
+            Some("db"),
+            Some("production"),
+            Duration::from_secs(86400),
+            at(T + 100_000),
+        )
+        .unwrap();
+    assert_eq!(r.services.len(), 1, "{r:?}");
+    let f = &r.services[0].figures;
+    // the deployment did not fail: the outages alone restore
+    assert_eq!((f.deployments, f.failed, f.open_failures), (1, 0, 1));
+    let ttr = f.time_to_restore_seconds.unwrap();
+    assert_eq!((ttr.count, ttr.median), (1, 60.0));
+    let all = svc
+        .dora(None, None, Duration::from_secs(86400), at(T + 100_000))
+        .unwrap();
+    assert_eq!(all.overall.time_to_restore_seconds.unwrap().count, 3);
+}

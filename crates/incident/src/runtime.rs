@@ -93,6 +93,13 @@ pub trait CommsOutlet: Send + Sync {
     fn send(&self, incident: &Incident, message: &RenderedMessage) -> Result<Vec<String>, String>;
 }
 
+/// Told of every incident written (opened, changed, resolved), after the
+/// store has it; called with the runtime's lock held, so it must be quick
+/// (e.g. wake a task).
+pub trait IncidentListener: Send + Sync {
+    fn written(&self, incident: &Incident);
+}
+
 /// Settings of the runtime beside the validated section.
 #[derive(Debug, Clone, Default)]
 pub struct IncidentSettings {
@@ -195,6 +202,7 @@ pub struct IncidentRuntime {
     lock: Mutex<()>,
     history: RwLock<Option<Arc<dyn AlertHistory>>>,
     outlet: RwLock<Option<Arc<dyn CommsOutlet>>>,
+    listener: RwLock<Option<Arc<dyn IncidentListener>>>,
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -275,6 +283,7 @@ impl IncidentRuntime {
             lock: Mutex::new(()),
             history: RwLock::new(None),
             outlet: RwLock::new(None),
+            listener: RwLock::new(None),
         })
     }
 
@@ -296,6 +305,10 @@ impl IncidentRuntime {
 
     pub fn set_outlet(&self, o: Arc<dyn CommsOutlet>) {
         *self.outlet.write() = Some(o);
+    }
+
+    pub fn set_listener(&self, l: Arc<dyn IncidentListener>) {
+        *self.listener.write() = Some(l);
     }
 
     fn load(&self, id: &str) -> Result<Incident, RuntimeError> {
@@ -406,6 +419,11 @@ impl IncidentRuntime {
         }
         self.store
             .incident_write(&writes, outbox.map(|(id, at)| (id, ms(at))))?;
+        if let Some(l) = self.listener.read().clone() {
+            for w in &works {
+                l.written(&w.inc);
+            }
+        }
         let outlet = self.outlet.read().clone();
         for (w, msgs) in works.iter().zip(sends) {
             for m in msgs {
@@ -780,6 +798,20 @@ impl IncidentRuntime {
         let since = if all { None } else { Some(i64::MAX) };
         self.store
             .incident_list(since, 1000)?
+            .iter()
+            .map(parse_row)
+            .collect()
+    }
+
+    /// Incidents open now or resolved at or after `since`, newest first
+    /// (at most `limit`): those that can overlap a window starting then.
+    pub fn list_overlapping(
+        &self,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Incident>, RuntimeError> {
+        self.store
+            .incident_list(Some(ms(since)), limit)?
             .iter()
             .map(parse_row)
             .collect()

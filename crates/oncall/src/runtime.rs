@@ -32,7 +32,8 @@ use day2_alerthub::egress::EgressPolicy;
 use day2_alerthub::hub::Clock;
 use day2_alerthub::internal::{InternalNotification, InternalSink, SinkError};
 use day2_store::oncall::{
-    EscalationRow, EscalationWrite, NewPage, OncallEvent, PageAttempt, PageRow, StepRow,
+    DirectEscalation, EscalationRow, EscalationWrite, NewPage, OncallEvent, PageAttempt, PageRow,
+    StepRow,
 };
 use day2_store::{OutboxState, Store};
 use jiff::{SignedDuration, Timestamp};
@@ -105,6 +106,10 @@ impl EscalationEvent {
 pub trait EscalationObserver: Send + Sync {
     fn observe(&self, event: &EscalationEvent);
 }
+
+/// Receivers of escalations that runbooks open start with this
+/// (`runbook:<name>`); they have no alert group.
+pub const RUNBOOK_RECEIVER_PREFIX: &str = "runbook:";
 
 /// Errors of runtime operations, shaped for the API.
 #[derive(Debug, thiserror::Error)]
@@ -369,6 +374,52 @@ impl OnCallRuntime {
         Ok(())
     }
 
+    /// Opens an escalation of `policy` that no alert-hub notification
+    /// started (a runbook's escalate step), once per (`receiver`, `key`):
+    /// `note` says what it is about, `alerts` are the alerts it carries
+    /// (their incidents get its pages). Its steps page like any other's;
+    /// having no alert group to resolve it, it ends when acknowledged.
+    /// Returns its id and whether it was opened now.
+    pub fn open_direct(
+        &self,
+        receiver: &str,
+        key: &str,
+        policy: &str,
+        note: &str,
+        alerts: &[PageAlert],
+    ) -> Result<(i64, bool), OnCallError> {
+        if self.settings().oncall.policy(policy).is_none() {
+            return Err(OnCallError::BadRequest(format!(
+                "no escalation policy {policy:?} (oncall.escalation_policies)"
+            )));
+        }
+        let now = self.now();
+        let e = DirectEscalation {
+            receiver: receiver.to_string(),
+            group_key: key.to_string(),
+            policy: policy.to_string(),
+            triggered_at: ms(now),
+            alerts: serde_json::to_string(alerts).unwrap_or_else(|_| "[]".into()),
+            fingerprints: alerts.iter().map(|a| a.fingerprint.clone()).collect(),
+            note: note.to_string(),
+        };
+        let ev = event(
+            "opened",
+            now,
+            "day2",
+            format!("Escalation started by {receiver}, policy {policy}: {note}"),
+            json!({ "key": format!("opened:{receiver}:{key}"), "receiver": receiver, "policy": policy }),
+        );
+        let (id, opened) = self.store.oncall_open_direct(&e, &ev)?;
+        if opened {
+            tracing::info!(escalation = id, receiver, policy, "escalation opened");
+            let row = self.store.oncall_escalation(id)?;
+            self.emit(row.as_ref(), &ev, None);
+            self.escalate_wake.notify_one();
+        }
+        Ok((id, opened))
+    }
+
     // ------------------------------------------------------------ escalation
 
     /// Records every step due by now that was not recorded yet, with its
@@ -420,7 +471,7 @@ impl OnCallRuntime {
             if user.contact_methods.is_empty() {
                 unreachable.push(u.to_string());
             }
-            let page = Page::for_step(
+            let mut page = Page::for_step(
                 u.as_str(),
                 PageEscalation {
                     id: e.id,
@@ -433,6 +484,13 @@ impl OnCallRuntime {
                 },
                 alerts.clone(),
             );
+            if !e.note.is_empty() {
+                page.title = format!(
+                    "[day2] {} ({}, step {step_no} round {})",
+                    e.note, e.receiver, d.round
+                );
+                page.text = format!("{}\n{}", e.note, page.text).trim_end().to_string();
+            }
             let payload = serde_json::to_string(&page).unwrap_or_default();
             for (i, m) in user.contact_methods.iter().enumerate() {
                 pages.push(NewPage {
@@ -768,12 +826,40 @@ impl OnCallRuntime {
         self.metrics.acks.fetch_add(1, Ordering::Relaxed);
         tracing::info!(escalation = id, by, via, "escalation acknowledged");
         self.emit(Some(&e), &ev, None);
+        if e.receiver.starts_with(RUNBOOK_RECEIVER_PREFIX) {
+            self.end_direct(&e, now)?;
+        }
         Ok(AckResult {
             escalation: id,
             acknowledged_now: true,
             acked_by: by.to_string(),
             acked_at: now,
         })
+    }
+
+    /// Ends an escalation a runbook opened (acknowledged: nothing else ends it).
+    fn end_direct(&self, e: &EscalationRow, at: Timestamp) -> Result<(), OnCallError> {
+        let ev = event(
+            "resolved",
+            at,
+            "day2",
+            "Acknowledged: the runbook's escalation ended".into(),
+            json!({ "key": format!("resolved:{}", e.id) }),
+        );
+        self.store.oncall_apply_notification(
+            &e.receiver,
+            &e.group_key,
+            0,
+            Some(&EscalationWrite::Resolve {
+                id: e.id,
+                resolved_at: ms(at),
+                alerts: e.alerts.clone(),
+                fingerprints: Vec::new(),
+            }),
+            std::slice::from_ref(&ev),
+        )?;
+        self.emit(Some(e), &ev, None);
+        Ok(())
     }
 
     /// Acknowledges every unresolved escalation that carries the alert.

@@ -246,6 +246,73 @@ fn steps_fire_on_time_and_an_ack_stops_them_until_the_alerts_resolve() {
 }
 
 #[test]
+fn a_runbook_escalation_opens_once_pages_its_note_and_ends_when_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::new();
+    let store = store(&dir);
+    let rt = OnCallRuntime::new(store.clone(), settings("http://127.0.0.1:9"), clock.clock());
+    let t0 = ts(T0);
+    assert!(matches!(
+        rt.open_direct("runbook:fix", "run:1:page", "nope", "x", &[]),
+        Err(OnCallError::BadRequest(_))
+    ));
+    let alert = day2_oncall::page::PageAlert {
+        fingerprint: "fp-a".into(),
+        status: "firing".into(),
+        labels: BTreeMap::from([("alertname".to_string(), "DBDown".to_string())]),
+        annotations: BTreeMap::new(),
+        starts_at: t0,
+    };
+    let (id, opened) = rt
+        .open_direct(
+            "runbook:fix",
+            "run:1:page",
+            "db",
+            "fix failed on db1",
+            std::slice::from_ref(&alert),
+        )
+        .unwrap();
+    assert!(opened);
+    // the same step again opens nothing
+    assert_eq!(
+        rt.open_direct(
+            "runbook:fix",
+            "run:1:page",
+            "db",
+            "fix failed on db1",
+            &[alert]
+        )
+        .unwrap(),
+        (id, false)
+    );
+    rt.escalate_once().unwrap();
+    assert_eq!(fired(&rt, id), vec![(1, 1, vec!["alice".to_string()])]);
+    let pages = store.oncall_pages(id).unwrap();
+    let page: Value = serde_json::from_str(&pages[0].payload).unwrap();
+    assert_eq!(
+        page["title"],
+        "[day2] fix failed on db1 (runbook:fix, step 1 round 1)"
+    );
+    assert!(
+        page["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("fix failed on db1\n- [firing] alertname=DBDown")
+    );
+    // it carries the alert: an acknowledgement by alert reaches it
+    clock.set(t0 + min(1));
+    let acks = rt.ack_alert("fp-a", "alice", "api").unwrap();
+    assert_eq!(acks.len(), 1);
+    let v = rt
+        .escalation_json(&rt.escalation(id).unwrap(), false)
+        .unwrap();
+    assert_eq!(v["state"], "resolved", "{v}");
+    clock.set(t0 + min(60));
+    rt.escalate_once().unwrap();
+    assert_eq!(fired(&rt, id).len(), 1);
+}
+
+#[test]
 fn a_restart_fires_the_steps_due_while_down_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::new();

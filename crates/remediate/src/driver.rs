@@ -68,13 +68,27 @@ pub struct RunContext {
     pub alerts: Vec<String>,
 }
 
+/// What an `escalate` step asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EscalateRequest {
+    /// The step's name and phase: with the run id, they identify the
+    /// escalation (a repeated call must not page twice).
+    pub step: String,
+    pub phase: Option<crate::plan::Phase>,
+    pub message: String,
+    /// An escalation policy to run.
+    pub policy: Option<String>,
+    /// One user to page.
+    pub user: Option<String>,
+}
+
 /// Where `escalate` steps hand a run to (on-call, incidents). Returns a short
 /// outcome (`paged oncall-primary`).
 pub trait Escalation: Send + Sync {
     fn escalate<'a>(
         &'a self,
         run: &'a RunContext,
-        message: &'a str,
+        request: &'a EscalateRequest,
     ) -> BoxFuture<'a, Result<String, String>>;
 }
 
@@ -119,8 +133,24 @@ impl Executors {
                     "no Kubernetes cluster is configured (remediation.kubernetes in day2.yml)",
                 ),
             },
-            Action::Escalate { message } => match &self.escalation {
-                Some(e) => match e.escalate(run, message).await {
+            Action::Escalate {
+                message,
+                policy,
+                user,
+            } => match &self.escalation {
+                Some(e) => match e
+                    .escalate(
+                        run,
+                        &EscalateRequest {
+                            step: step.name.clone(),
+                            phase: Some(step.phase),
+                            message: message.clone(),
+                            policy: policy.clone(),
+                            user: user.clone(),
+                        },
+                    )
+                    .await
+                {
                     Ok(outcome) => StepReport::ok(outcome),
                     Err(err) => StepReport::failed(err),
                 },

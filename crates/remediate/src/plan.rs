@@ -45,9 +45,15 @@ pub enum Action {
     Ansible(Command),
     Http(HttpRequest),
     Kubernetes(KubeRequest),
-    /// Hand the run to people (on-call, incident) with a message.
+    /// Hand the run to people (on-call, incident) with a message: an
+    /// escalation policy, one user, or (neither) whoever the run's alerts
+    /// already escalate to.
     Escalate {
         message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
 }
 
@@ -98,7 +104,15 @@ impl PlannedStep {
         match &self.action {
             Action::Exec(c) | Action::Ansible(c) => format!("{:?}", c.argv),
             Action::Http(h) => format!("{} {}", h.method, h.url),
-            Action::Escalate { message } => format!("escalate: {message}"),
+            Action::Escalate {
+                message,
+                policy,
+                user,
+            } => match (policy, user) {
+                (Some(p), _) => format!("escalate to policy {p}: {message}"),
+                (None, Some(u)) => format!("escalate to {u}: {message}"),
+                (None, None) => format!("escalate: {message}"),
+            },
             Action::Kubernetes(k) => {
                 let (ns, d) = (&k.namespace, &k.deployment);
                 match (k.action, k.replicas) {
@@ -221,6 +235,8 @@ fn render_step(
     if let Some(e) = &s.escalate {
         return Ok(Action::Escalate {
             message: raw(&e.message)?,
+            policy: e.policy.clone(),
+            user: e.user.clone(),
         });
     }
     if let Some(k) = &s.kubernetes {

@@ -148,11 +148,18 @@ pub struct Step {
     pub escalate: Option<EscalateStep>,
 }
 
-/// Hands the run to people: day2's escalation (on-call, incidents) with a message.
+/// Hands the run to people: day2's escalation (on-call, incidents) with a
+/// message. `policy` (an escalation policy) or `user` (one on-call user)
+/// names whom to page; without either, the policy that already escalates
+/// the run's alerts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalateStep {
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -486,6 +493,17 @@ impl Ctx<'_> {
                 return ferr(p, "must not be empty");
             }
             self.template(&e.message, &p)?;
+            for (field, v) in [("policy", &e.policy), ("user", &e.user)] {
+                if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    return ferr(format!("{path}.escalate.{field}"), "must not be empty");
+                }
+            }
+            if e.policy.is_some() && e.user.is_some() {
+                return ferr(
+                    format!("{path}.escalate.user"),
+                    "name either policy or user, not both",
+                );
+            }
         }
         if let Some(e) = &s.exec {
             let p = format!("{path}.exec");

@@ -163,10 +163,14 @@ pub enum Error {
 }
 
 /// A firing alert of a notification.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertRef {
     pub fingerprint: String,
     pub labels: BTreeMap<String, String>,
+    /// Labels the binary adds for binding params only, never for matching
+    /// runbooks (e.g. the latest deployment of the alert's service); the
+    /// alert's own labels win.
+    pub context: BTreeMap<String, String>,
 }
 
 /// How far back finished runs still matter to guardrails (max-runs windows,
@@ -446,8 +450,10 @@ impl Remediator {
                     continue;
                 }
                 let alertname = a.labels.get("alertname").map(String::as_str).unwrap_or("");
+                let mut labels = a.context.clone();
+                labels.extend(a.labels.clone());
                 let p = Proposal {
-                    labels: a.labels.clone(),
+                    labels,
                     inputs: BTreeMap::new(),
                     requester: format!("alert:{alertname}"),
                     dry_run,

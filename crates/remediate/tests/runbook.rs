@@ -239,6 +239,8 @@ fn validation_errors() {
         (minimal(HOST, "      - kubernetes: {action: scale, namespace: a, deployment: b, replicas: '{{ param.host }}'}\n", ""), "param `host` must be of type int"),
         (minimal(HOST, "      - http: {url: 'https://{{ param.host }}/x'}\n", ""), "steps[0].http.url: must start with http:// or https:// and a literal host"),
         (minimal(HOST, "      - ansible: {playbook: '{{ param.host }}.yml', inventory: h}\n", ""), "ansible.playbook: the playbook may not contain placeholders"),
+        (minimal(HOST, "      - escalate: {message: m, policy: db, user: alice}\n", ""), "steps[0].escalate.user: name either policy or user, not both"),
+        (minimal(HOST, "      - escalate: {message: m, policy: ' '}\n", ""), "steps[0].escalate.policy: must not be empty"),
         ("runbooks:\n  - name: r\n    match: []\n    steps:\n      - exec: {command: [/bin/true]}\n".to_string(), "runbooks[0].match: at least one matcher"),
         ("runbooks:\n  - name: r\n    match: ['alertname~~\"A\"']\n    steps:\n      - exec: {command: [/bin/true]}\n".to_string(), "rb.yml:3: runbooks[0].match[0]: matcher"),
     ];

@@ -11,13 +11,13 @@ use common::*;
 use day2_model::{Labels, Matcher, QueryError, Queryable, Series};
 use day2_promql::memstore::MemStore;
 use day2_promql::{Engine, EngineOptions};
-use day2_remediate::driver::{BoxFuture, Clock, Escalation, RunContext};
+use day2_remediate::driver::{BoxFuture, Clock, EscalateRequest, Escalation, RunContext};
 use day2_remediate::run::Breaker;
 use day2_remediate::runtime::{
     AlertRef, Commit, Journal, Remediator, Restored, Settings, TimelineSink,
 };
 use day2_remediate::verify::PromqlVerifier;
-use day2_remediate::{AuditEvent, AuditKind, Run, RunId, RunState, RunbookSet};
+use day2_remediate::{AuditEvent, AuditKind, Phase, Run, RunId, RunState, RunbookSet};
 use jiff::Timestamp;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, BTreeSet};
@@ -200,6 +200,7 @@ fn firing(fp: &str, instance: &str) -> AlertRef {
     AlertRef {
         fingerprint: fp.into(),
         labels: labels(&[("alertname", "HighErrorRate"), ("instance", instance)]),
+        ..Default::default()
     }
 }
 
@@ -323,15 +324,15 @@ async fn notifications_runs_verification_timeline_and_restart() {
     assert_eq!(id, 100);
 }
 
-struct Escalations(Mutex<Vec<(RunContext, String)>>);
+struct Escalations(Mutex<Vec<(RunContext, EscalateRequest)>>);
 
 impl Escalation for Escalations {
     fn escalate<'a>(
         &'a self,
         run: &'a RunContext,
-        message: &'a str,
+        request: &'a EscalateRequest,
     ) -> BoxFuture<'a, Result<String, String>> {
-        self.0.lock().push((run.clone(), message.to_string()));
+        self.0.lock().push((run.clone(), request.clone()));
         Box::pin(async { Ok("paged on-call".to_string()) })
     }
 }
@@ -354,7 +355,7 @@ runbooks:
         exec: {{command: [/bin/false]}}
     on_failure:
       - name: page
-        escalate: {{message: 'fix failed on {{{{ param.host }}}}'}}
+        escalate: {{message: 'fix failed on {{{{ param.host }}}}', policy: db}}
     guardrails: {{approval: none, cooldown: "0"}}
 "#,
         yq(&marker.display().to_string())
@@ -380,6 +381,7 @@ runbooks:
     let alert = AlertRef {
         fingerprint: "fpx".into(),
         labels: labels(&[("alertname", "Broken"), ("instance", "db-1")]),
+        ..Default::default()
     };
     // dry run for everything: the plan is recorded, nothing runs
     let r = start(Settings {
@@ -401,7 +403,16 @@ runbooks:
     assert!(marker.exists());
     let calls = calls.0.lock().clone();
     assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].1, "fix failed on db-1");
+    assert_eq!(
+        calls[0].1,
+        EscalateRequest {
+            step: "page".into(),
+            phase: Some(Phase::OnFailure),
+            message: "fix failed on db-1".into(),
+            policy: Some("db".into()),
+            user: None,
+        }
+    );
     assert_eq!(calls[0].0.alerts, ["fpx".to_string()]);
     assert_eq!(calls[0].0.target, "instance=\"db-1\"");
     let run = r.run(id).unwrap();
@@ -442,4 +453,52 @@ async fn waiters_wake_once_per_finished_run_after_the_journal_has_it() {
         .unwrap();
     assert_eq!(*finished.borrow_and_update(), 2);
     assert_eq!(journal.runs.lock()[&id2].state, RunState::RolledBack);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_labels_bind_params_but_never_match_runbooks() {
+    let yaml = r#"
+runbooks:
+  - name: rollback
+    match: ['alertname="HighErrorRate"']
+    params:
+      - {name: to, pattern: 'v[0-9]+', from_label: previous_version}
+    steps:
+      - exec: {command: [/bin/true, '{{ param.to }}']}
+    guardrails: {approval: required, target_label: service}
+  - name: deploy-only
+    match: ['previous_version=~".+"']
+    steps:
+      - exec: {command: [/bin/true]}
+    guardrails: {approval: required, target_label: service}
+"#;
+    let r = Remediator::start(
+        Restored::default(),
+        Arc::new(MemJournal::default()),
+        Arc::new(PromqlVerifier {
+            engine: Arc::new(Engine::new(EngineOptions::default())),
+            db: Arc::new(Shared::default()),
+        }),
+        Arc::new(ManualClock(Mutex::new(ts(0)))),
+        tokio::runtime::Handle::current(),
+        RunbookSet::parse_file(yaml, "rb.yml", None).unwrap(),
+        Settings::default(),
+    )
+    .unwrap();
+    let alert = AlertRef {
+        fingerprint: "fp".into(),
+        labels: labels(&[("alertname", "HighErrorRate"), ("service", "api")]),
+        context: labels(&[("previous_version", "v1"), ("service", "not-api")]),
+    };
+    let ids = r.notify(1, &[alert]).unwrap();
+    assert_eq!(
+        ids.len(),
+        1,
+        "only the runbook matching the alert's own labels"
+    );
+    let run = r.run(ids[0]).unwrap();
+    assert_eq!(run.runbook, "rollback");
+    // the alert's own labels win over the context
+    assert_eq!(run.target.value, "api");
+    assert_eq!(run.plan.steps[0].argv().unwrap(), ["/bin/true", "v1"]);
 }

@@ -13,7 +13,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use crate::{OutboxState, Result, Store};
 
 /// Migrations of the `oncall` component (see `COMPONENTS`).
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE oncall_escalations (
         id            INTEGER PRIMARY KEY AUTOINCREMENT,
         receiver      TEXT NOT NULL,
@@ -78,7 +79,10 @@ pub const MIGRATIONS: &[&str] = &[r#"
         data          TEXT NOT NULL
     );
     CREATE INDEX oncall_events_escalation ON oncall_events (escalation_id, id);
-    "#];
+    "#,
+    // 2: escalations opened by a runbook's escalate step carry its message
+    "ALTER TABLE oncall_escalations ADD COLUMN note TEXT NOT NULL DEFAULT '';",
+];
 
 /// A stored escalation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +99,22 @@ pub struct EscalationRow {
     pub resolved_at: Option<i64>,
     /// JSON list of the alerts of the latest notification.
     pub alerts: String,
+    /// What the escalation is about when no notification started it (a
+    /// runbook's escalate step); empty otherwise.
+    pub note: String,
+}
+
+/// An escalation opened outside the alert hub (a runbook's escalate step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectEscalation {
+    pub receiver: String,
+    pub group_key: String,
+    pub policy: String,
+    pub triggered_at: i64,
+    /// JSON list of the alerts it carries.
+    pub alerts: String,
+    pub fingerprints: Vec<String>,
+    pub note: String,
 }
 
 /// What a notification changes about a group's escalation.
@@ -191,7 +211,7 @@ pub struct PageAttempt {
     pub at: i64,
 }
 
-const ESCALATION_COLS: &str = "id, receiver, group_key, policy, triggered_at, acked_at, acked_by, ack_via, resolved_at, alerts";
+const ESCALATION_COLS: &str = "id, receiver, group_key, policy, triggered_at, acked_at, acked_by, ack_via, resolved_at, alerts, note";
 
 fn escalation(r: &Row) -> rusqlite::Result<EscalationRow> {
     Ok(EscalationRow {
@@ -205,6 +225,7 @@ fn escalation(r: &Row) -> rusqlite::Result<EscalationRow> {
         ack_via: r.get(7)?,
         resolved_at: r.get(8)?,
         alerts: r.get(9)?,
+        note: r.get(10)?,
     })
 }
 
@@ -397,6 +418,46 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(id)
+    }
+
+    /// Opens `e` with its `opened` event unless an escalation of the same
+    /// receiver and group exists (in any state): returns its id and whether
+    /// it was opened now.
+    pub fn oncall_open_direct(
+        &self,
+        e: &DirectEscalation,
+        opened: &OncallEvent,
+    ) -> Result<(i64, bool)> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM oncall_escalations WHERE receiver = ?1 AND group_key = ?2
+                 ORDER BY id DESC LIMIT 1",
+                params![e.receiver, e.group_key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = existing {
+            return Ok((id, false));
+        }
+        tx.execute(
+            "INSERT INTO oncall_escalations (receiver, group_key, policy, triggered_at, alerts, note)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                e.receiver,
+                e.group_key,
+                e.policy,
+                e.triggered_at,
+                e.alerts,
+                e.note
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        link_alerts(&tx, id, &e.fingerprints)?;
+        insert_event(&tx, opened, Some(id))?;
+        tx.commit()?;
+        Ok((id, true))
     }
 
     /// Escalations still escalating: neither acknowledged nor resolved.
@@ -675,6 +736,47 @@ mod tests {
         )
         .unwrap()
         .unwrap()
+    }
+
+    #[test]
+    fn a_direct_escalation_opens_once_with_its_note_and_alerts() {
+        let (_d, s) = store();
+        let e = DirectEscalation {
+            receiver: "runbook:r".into(),
+            group_key: "run:1:page".into(),
+            policy: "p".into(),
+            triggered_at: 1000,
+            alerts: "[]".into(),
+            fingerprints: vec!["fa".into()],
+            note: "rollback failed".into(),
+        };
+        let (id, opened) = s.oncall_open_direct(&e, &ev("opened", 1000)).unwrap();
+        assert!(opened);
+        // again (a repeated step), even once resolved: the same escalation
+        s.oncall_apply_notification(
+            "runbook:r",
+            "run:1:page",
+            0,
+            Some(&EscalationWrite::Resolve {
+                id,
+                resolved_at: 2000,
+                alerts: "[]".into(),
+                fingerprints: vec![],
+            }),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            s.oncall_open_direct(&e, &ev("opened", 3000)).unwrap(),
+            (id, false)
+        );
+        let row = s.oncall_escalation(id).unwrap().unwrap();
+        assert_eq!(row.note, "rollback failed");
+        assert_eq!(
+            s.oncall_escalations(false, Some("fa"), 10).unwrap().len(),
+            1
+        );
+        assert_eq!(s.oncall_events(id).unwrap().len(), 1);
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (outbox_id, fingerprint, runbook)
     );
     "#,
+    // 2: runs by the alert that asked for them (incident timelines)
+    "CREATE INDEX remediation_triggers_fingerprint ON remediation_triggers (fingerprint);",
 ];
 
 /// A run record; `body` is the caller's JSON of the whole run.
@@ -272,6 +274,20 @@ impl Store {
         Ok(rows)
     }
 
+    /// Runs an alert asked for (through a notification), oldest first.
+    pub fn remediation_runs_for_alert(&self, fingerprint: &str) -> Result<Vec<RunRow>> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare(&format!(
+            "SELECT {RUN_COLS} FROM remediation_runs WHERE id IN (
+                 SELECT run_id FROM remediation_triggers WHERE fingerprint = ?1)
+             ORDER BY id"
+        ))?;
+        let rows = st
+            .query_map([fingerprint], run_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     pub fn remediation_run(&self, id: i64) -> Result<Option<RunRow>> {
         Ok(self
             .conn
@@ -346,7 +362,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Store::open_dir(dir.path()).unwrap();
-            assert_eq!(s.component_version("remediate").unwrap(), 1);
+            assert_eq!(s.component_version("remediate").unwrap(), 2);
             let trig = TriggerRow {
                 outbox_id: 7,
                 fingerprint: "f".into(),
@@ -396,6 +412,14 @@ mod tests {
             1
         );
         assert!(s.remediation_run(3).unwrap().is_none());
+        let for_alert: Vec<i64> = s
+            .remediation_runs_for_alert("f")
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(for_alert, [1]);
+        assert!(s.remediation_runs_for_alert("g").unwrap().is_empty());
         let mut by_deploy = run(3, "awaiting_approval", None);
         by_deploy.requester = "deploy:9".into();
         s.remediation_commit(&[by_deploy], &[], &[], &[]).unwrap();

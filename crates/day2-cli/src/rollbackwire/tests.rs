@@ -121,6 +121,7 @@ fn start(dir: &Path, remediation: bool) -> Parts2 {
             hub: &Arc::new(RwLock::new(None)),
             engine: engine.clone(),
             db: db.clone(),
+            context: None,
         };
         remediatewire::apply(&cell, parts, Some(loaded)).unwrap();
     }

@@ -2,6 +2,8 @@
 //! peers) on loopback ports, wait on conditions with deadlines.
 #![allow(dead_code)]
 
+pub mod pager;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
