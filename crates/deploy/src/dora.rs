@@ -17,8 +17,10 @@
 //!   first of: the deploy time of a later deployment that did not fail, or
 //!   a `RolledBack` of any failed deployment of that failure. Its duration
 //!   counts when it ended by `to`; failures still open at `to` are
-//!   `open_failures`. `Outage` events (e.g. incidents) add restore times of
-//!   their own. Median and 90th percentile.
+//!   `open_failures`. `Outage` events (e.g. incidents) are failures too;
+//!   failures of a scope that overlap in time are one failure (the incident
+//!   a bad deploy caused is not a second one), from the first start to the
+//!   last end. Median and 90th percentile.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -173,6 +175,25 @@ fn ts(ms: i64) -> Timestamp {
 }
 
 /// Computes the report over `[from, to]`.
+/// Failure periods merged where they overlap (or touch); an open period
+/// (`None`) absorbs every later one.
+fn merge_overlapping(mut list: Vec<(i64, Option<i64>)>) -> Vec<(i64, Option<i64>)> {
+    list.sort_by_key(|(start, _)| *start);
+    let mut out: Vec<(i64, Option<i64>)> = Vec::new();
+    for (start, end) in list {
+        match out.last_mut() {
+            Some((_, last)) if last.is_none_or(|l| start <= l) => {
+                *last = match (*last, end) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            }
+            _ => out.push((start, end)),
+        }
+    }
+    out
+}
+
 pub fn compute(events: &[DoraEvent], from: i64, to: i64) -> DoraReport {
     let in_window = |t: i64| t >= from && t <= to;
     let mut deployments: Vec<&DoraDeployment> = events
@@ -239,6 +260,8 @@ pub fn compute(events: &[DoraEvent], from: i64, to: i64) -> DoraReport {
             .push(d);
     }
 
+    // failure periods per scope (end `None`: not restored by `to`)
+    let mut periods: BTreeMap<(String, String), Vec<(i64, Option<i64>)>> = BTreeMap::new();
     // failures and their restores, per scope, in deploy order
     for ((service, environment), list) in by_scope {
         #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -261,7 +284,7 @@ pub fn compute(events: &[DoraEvent], from: i64, to: i64) -> DoraReport {
             }
         }
         items.sort();
-        let acc = scopes
+        let scope = periods
             .entry((service.to_string(), environment.to_string()))
             .or_default();
         let mut open: Option<(i64, HashSet<i64>)> = None;
@@ -272,18 +295,18 @@ pub fn compute(events: &[DoraEvent], from: i64, to: i64) -> DoraReport {
                     members.insert(id);
                 }
                 (Item::Deploy { failed: false, .. }, Some((start, _))) => {
-                    acc.restores.push((t - *start) as f64 / 1000.0);
+                    scope.push((*start, Some(t)));
                     open = None;
                 }
                 (Item::RolledBack { id }, Some((start, members))) if members.contains(&id) => {
-                    acc.restores.push((t - *start) as f64 / 1000.0);
+                    scope.push((*start, Some(t)));
                     open = None;
                 }
                 _ => {}
             }
         }
-        if open.is_some() {
-            acc.open += 1;
+        if let Some((start, _)) = open {
+            scope.push((start, None));
         }
     }
 
@@ -296,14 +319,19 @@ pub fn compute(events: &[DoraEvent], from: i64, to: i64) -> DoraReport {
         } = e
             && in_window(*start)
         {
-            let acc = scopes
+            let end = end.filter(|end| *end <= to && *end >= *start);
+            periods
                 .entry((service.clone(), environment.clone()))
-                .or_default();
+                .or_default()
+                .push((*start, end));
+        }
+    }
+    for (scope, list) in periods {
+        let acc = scopes.entry(scope).or_default();
+        for (start, end) in merge_overlapping(list) {
             match end {
-                Some(end) if *end <= to && *end >= *start => {
-                    acc.restores.push((end - start) as f64 / 1000.0)
-                }
-                _ => acc.open += 1,
+                Some(end) => acc.restores.push((end - start) as f64 / 1000.0),
+                None => acc.open += 1,
             }
         }
     }
@@ -335,6 +363,7 @@ mod tests {
     use super::*;
 
     const H: i64 = 3_600_000;
+    const M: i64 = 60_000;
     const DAY: i64 = 24 * H;
 
     fn dep(id: i64, service: &str, at: i64, commits: &[(&str, i64)]) -> DoraEvent {
@@ -500,6 +529,43 @@ mod tests {
         assert_eq!(db.time_to_restore_seconds.unwrap().median, 3600.0);
         assert_eq!((db.open_failures, db.deployments), (1, 0));
         assert_eq!(db.change_failure_rate, None);
+    }
+
+    #[test]
+    fn an_incident_during_a_failed_deploy_is_the_same_failure() {
+        let outage = |from: i64, to: i64| DoraEvent::Outage {
+            service: "api".into(),
+            environment: "production".into(),
+            from,
+            to: Some(to),
+        };
+        let events = vec![
+            dep(1, "api", H, &[]),
+            DoraEvent::RolledBack {
+                deployment: 1,
+                at: H + 30 * M,
+            },
+            // the incident the bad deploy caused outlasts the rollback
+            outage(H + 5 * M, H + 40 * M),
+            // a later incident of its own
+            outage(3 * H, 3 * H + 10 * M),
+        ];
+        let r = compute(&events, 0, DAY);
+        let api = svc(&r, "api");
+        let ttr = api.time_to_restore_seconds.unwrap();
+        assert_eq!((ttr.count, api.open_failures), (2, 0));
+        assert_eq!(ttr.median, (40.0 * 60.0 + 10.0 * 60.0) / 2.0);
+        // an open incident keeps the failure open
+        let mut open = events.clone();
+        open.push(DoraEvent::Outage {
+            service: "api".into(),
+            environment: "production".into(),
+            from: 3 * H + 5 * M,
+            to: None,
+        });
+        let api = svc(&compute(&open, 0, DAY), "api").clone();
+        assert_eq!(api.time_to_restore_seconds.unwrap().count, 1);
+        assert_eq!(api.open_failures, 1);
     }
 
     #[test]

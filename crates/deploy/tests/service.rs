@@ -610,7 +610,8 @@ fn outages_from_another_source_add_restore_times_and_open_failures() {
     };
     svc.set_outage_source(Arc::new(Outages(vec![
         outage("db", "production", T + 1000, Some(T + 61_000)),
-        outage("db", "production", T + 2000, None),
+        // after the first: overlapping ones would be one failure
+        outage("db", "production", T + 70_000, None),
         outage("web", "production", T, Some(T + 1000)),
         outage("db", "staging", T, Some(T + 1000)),
     ])));
