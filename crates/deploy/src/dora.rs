@@ -175,11 +175,14 @@ fn ts(ms: i64) -> Timestamp {
 }
 
 /// Computes the report over `[from, to]`.
+/// A failure: start and end (ms); no end while it lasts.
+type Period = (i64, Option<i64>);
+
 /// Failure periods merged where they overlap (or touch); an open period
 /// (`None`) absorbs every later one.
-fn merge_overlapping(mut list: Vec<(i64, Option<i64>)>) -> Vec<(i64, Option<i64>)> {
+fn merge_overlapping(mut list: Vec<Period>) -> Vec<Period> {
     list.sort_by_key(|(start, _)| *start);
-    let mut out: Vec<(i64, Option<i64>)> = Vec::new();
+    let mut out: Vec<Period> = Vec::new();
     for (start, end) in list {
         match out.last_mut() {
             Some((_, last)) if last.is_none_or(|l| start <= l) => {
@@ -261,7 +264,7 @@ pub fn compute(events: &[DoraEvent], from: i64, to: i64) -> DoraReport {
     }
 
     // failure periods per scope (end `None`: not restored by `to`)
-    let mut periods: BTreeMap<(String, String), Vec<(i64, Option<i64>)>> = BTreeMap::new();
+    let mut periods: BTreeMap<(String, String), Vec<Period>> = BTreeMap::new();
     // failures and their restores, per scope, in deploy order
     for ((service, environment), list) in by_scope {
         #[derive(PartialEq, Eq, PartialOrd, Ord)]
