@@ -476,14 +476,7 @@ async fn a_bad_deploy_is_detected_paged_rolled_back_verified_and_the_incident_re
         "day2_dora_time_to_restore_seconds{{service=\"api\",environment=\"production\",quantile=\"0.5\"}} {median}"
     );
     wait_for("the DORA gauge", Duration::from_secs(20), || async {
-        let m = client()
-            .get(d.url("/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let m = common::metrics_text(&d).await?;
         m.lines().any(|l| l == line).then_some(())
     })
     .await;

@@ -206,14 +206,7 @@ async fn over_the_rate_limit_gets_429_with_retry_after() {
 }
 
 async fn metric_value(d: &Day2, name_and_labels: &str) -> Option<f64> {
-    let text = client()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = common::metrics_text(d).await?;
     text.lines()
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())

@@ -271,18 +271,23 @@ pub async fn get_json(d: &Day2, path: &str) -> serde_json::Value {
 
 /// The value of an unlabelled series on `/metrics` (0 when absent).
 pub async fn metric(d: &Day2, name: &str) -> f64 {
-    let text = client()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(d).await.expect("/metrics answers");
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// day2's own `/metrics` exposition, or `None` when it does not answer.
+pub async fn metrics_text(d: &Day2) -> Option<String> {
+    client()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
 }
 
 /// A script that writes its arguments after the first, NUL-terminated, to the
