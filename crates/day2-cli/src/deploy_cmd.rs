@@ -48,6 +48,11 @@ pub struct MarkArgs {
     link: Option<String>,
     #[arg(long)]
     description: Option<String>,
+    /// Sent as the `Idempotency-Key` header so a retried step records one
+    /// deployment; default: derived from service, environment, version
+    /// and commits.
+    #[arg(long)]
+    idempotency_key: Option<String>,
     /// API token (`server.auth.tokens`); prefer DAY2_TOKEN or --token-file.
     #[arg(long, env = "DAY2_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -136,6 +141,31 @@ fn body(args: &MarkArgs) -> anyhow::Result<Value> {
     Ok(b)
 }
 
+/// The `Idempotency-Key` of this mark: the flag, or a digest of what
+/// identifies the deployment, so a retried CI step sends the same key.
+fn idempotency_key(args: &MarkArgs) -> String {
+    if let Some(k) = &args.idempotency_key {
+        return k.clone();
+    }
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let environment = args.environment.as_deref().unwrap_or_default();
+    for part in [&args.service, environment, &args.version]
+        .into_iter()
+        .chain(args.commits.iter().map(String::as_str))
+    {
+        // length-prefixed, so ("a", "bc") and ("ab", "c") differ
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let hex: String = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("day2-mark-{hex}")
+}
+
 fn token(args: &MarkArgs) -> anyhow::Result<Option<String>> {
     if let Some(path) = &args.token_file {
         let t = std::fs::read_to_string(path)
@@ -175,6 +205,7 @@ async fn mark(args: MarkArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let resp = with_auth(client.post(format!("{base}/api/day2/v1/deployments")))
+        .header("Idempotency-Key", idempotency_key(&args))
         .json(&body)
         .send()
         .await
@@ -191,8 +222,13 @@ async fn mark(args: MarkArgs) -> anyhow::Result<ExitCode> {
     let id = d["id"]
         .as_i64()
         .context("day2's reply has no deployment id")?;
+    let verb = if status == reqwest::StatusCode::CREATED {
+        "recorded"
+    } else {
+        "already recorded (same idempotency key)"
+    };
     println!(
-        "deployment {id} recorded: {} {} to {}",
+        "deployment {id} {verb}: {} {} to {}",
         d["service"].as_str().unwrap_or_default(),
         d["version"].as_str().unwrap_or_default(),
         d["environment"].as_str().unwrap_or_default()

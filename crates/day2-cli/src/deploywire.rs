@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use day2_alerthub::{Alert, AlertEnricher};
 use day2_deploy::{Deployments, DeploymentsSection, NewDeployment, StatusChange};
-use day2_server::deploy_api::{DeploymentQuery, FeatureError};
+use day2_server::deploy_api::{DeploymentQuery, FeatureError, Marked};
 use day2_server::{DeploymentsApi, MetricsSource};
 use day2_store::deploy::DeploymentFilter;
 use jiff::Timestamp;
@@ -137,6 +137,7 @@ fn feature(e: day2_deploy::Error) -> FeatureError {
     match e {
         day2_deploy::Error::BadRequest(m) => FeatureError::BadRequest(m),
         day2_deploy::Error::NotFound(m) => FeatureError::NotFound(m),
+        day2_deploy::Error::Conflict(m) => FeatureError::Conflict(m),
         day2_deploy::Error::Store(e) => FeatureError::Internal(e.to_string()),
     }
 }
@@ -146,15 +147,34 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, FeatureError> {
 }
 
 impl DeploymentsApi for DeployWire {
-    fn create(&self, body: &Value, by: &str) -> Result<Value, FeatureError> {
-        let input: NewDeployment = serde_json::from_value(body.clone())
+    fn create(
+        &self,
+        body: &Value,
+        idempotency_key: Option<&str>,
+        by: &str,
+    ) -> Result<Marked, FeatureError> {
+        let mut input: NewDeployment = serde_json::from_value(body.clone())
             .map_err(|e| FeatureError::BadRequest(format!("invalid deployment: {e}")))?;
-        let d = self
+        match (idempotency_key, &input.idempotency_key) {
+            (Some(h), Some(b)) if h != b => {
+                return Err(FeatureError::BadRequest(format!(
+                    "idempotency_key: {b:?} differs from the Idempotency-Key header {h:?}"
+                )));
+            }
+            (Some(h), _) => input.idempotency_key = Some(h.to_string()),
+            (None, _) => {}
+        }
+        let r = self
             .service
-            .create(input, by, Timestamp::now())
+            .record(input, by, Timestamp::now())
             .map_err(feature)?;
-        self.wake.notify_one();
-        to_json(&d)
+        if r.created {
+            self.wake.notify_one();
+        }
+        Ok(Marked {
+            deployment: to_json(&r.deployment)?,
+            created: r.created,
+        })
     }
 
     fn list(&self, q: &DeploymentQuery) -> Result<Value, FeatureError> {

@@ -630,6 +630,106 @@ async fn deploy_mark_needs_the_token_when_tokens_are_configured() {
     );
 }
 
+/// POSTs a deployment with an optional `Idempotency-Key`; (status, body).
+async fn post_deployment(d: &Day2, key: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut r = client().post(d.url("/api/day2/v1/deployments")).json(body);
+    if let Some(k) = key {
+        r = r.header("Idempotency-Key", k);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+async fn deployment_count(d: &Day2) -> usize {
+    get_json(d, "/api/day2/v1/deployments?limit=1000").await["deployments"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn retried_marks_with_an_idempotency_key_record_one_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Day2::start(dir.path(), &common::base_config("")).await;
+
+    // the API: a retry gets the first deployment back with 200
+    let v1 = json!({"service": "api", "version": "v1", "commits": [{"sha": "abc1"}]});
+    let (code, first) = post_deployment(&d, Some("pipeline-7-deploy"), &v1).await;
+    assert_eq!(code, 201, "{first}");
+    let (code, again) = post_deployment(&d, Some("pipeline-7-deploy"), &v1).await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(deployment_count(&d).await, 1);
+
+    // the same key for another version is a 409 naming the key; nothing recorded
+    let v2 = json!({"service": "api", "version": "v2"});
+    let (code, body) = post_deployment(&d, Some("pipeline-7-deploy"), &v2).await;
+    assert_eq!(code, 409, "{body}");
+    let msg = body["error"].as_str().unwrap();
+    assert!(msg.contains("pipeline-7-deploy"), "{msg}");
+    assert_eq!(deployment_count(&d).await, 1);
+
+    // the body field works too, and must agree with the header
+    let mut keyed = v2.clone();
+    keyed["idempotency_key"] = json!("pipeline-8-deploy");
+    let (code, second) = post_deployment(&d, None, &keyed).await;
+    assert_eq!(code, 201, "{second}");
+    let (code, body) = post_deployment(&d, Some("pipeline-8-deploy"), &v2).await;
+    assert_eq!((code, &body["id"]), (200, &second["id"]), "{body}");
+    let (code, body) = post_deployment(&d, Some("other"), &keyed).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("idempotency_key: ")
+    );
+    // without a key every POST records one
+    let (code, _) = post_deployment(&d, None, &v2).await;
+    assert_eq!(code, 201);
+    assert_eq!(deployment_count(&d).await, 3);
+
+    // the CLI: a retried step records one deployment, another commit another
+    let args = ["--service", "web", "--version", "v9", "--commit", "c0ffee"];
+    let o = mark(&d, &args).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_stdout(&o, "recorded");
+    let id = printed_id(&o);
+    let o = mark(&d, &args).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_stdout(&o, "already recorded");
+    assert_eq!(printed_id(&o), id);
+    assert_eq!(deployment_count(&d).await, 4);
+    let o = mark(
+        &d,
+        &["--service", "web", "--version", "v9", "--commit", "beef01"],
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(printed_id(&o), id);
+    // an explicit key reused for another deployment: exit 1 with the 409
+    let o = mark(
+        &d,
+        &[
+            "--service",
+            "web",
+            "--version",
+            "v10",
+            "--idempotency-key",
+            "pipeline-7-deploy",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("409"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(deployment_count(&d).await, 5);
+}
+
 /// A `set` script appending its arguments (each in brackets) to `argv.log`
 /// and keeping the count; a `get` script printing it.
 fn scaler_scripts(dir: &Path) -> (String, String, std::path::PathBuf) {

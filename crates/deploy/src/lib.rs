@@ -29,5 +29,5 @@ pub use analysis::{AnalysisResult, AnalysisSpec, Verdict};
 pub use config::DeploymentsSection;
 pub use model::{Deployment, NewDeployment, Status, StatusChange};
 pub use service::{
-    Deployments, Error, NoRemediation, Outage, OutageSource, RollbackTrigger, RunEnd,
+    Deployments, Error, NoRemediation, Outage, OutageSource, Recorded, RollbackTrigger, RunEnd,
 };

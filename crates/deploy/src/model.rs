@@ -35,6 +35,17 @@ fn check_text(field: &str, s: &str, max: usize, multiline: bool) -> Result<(), S
     Ok(())
 }
 
+/// An idempotency key: 1 to 255 printable ASCII characters, no spaces.
+pub fn check_idempotency_key(k: &str) -> Result<(), String> {
+    if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"));
+    }
+    if !k.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("only printable ASCII characters without spaces are allowed".into());
+    }
+    Ok(())
+}
+
 /// A commit that a deployment shipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,7 +75,15 @@ pub struct NewDeployment {
     pub url: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// Makes retries safe: a second request with the same key records
+    /// nothing and gets the first deployment back (the API also takes it
+    /// as the `Idempotency-Key` header).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
+
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// How far in the future a deployment time may be (clock skew of the CI host).
 pub const MAX_FUTURE_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
@@ -101,6 +120,9 @@ impl NewDeployment {
             return Err(format!(
                 "deployed_at: {at} is more than 5 minutes after the server's time {now}"
             ));
+        }
+        if let Some(k) = &self.idempotency_key {
+            check_idempotency_key(k).map_err(|m| format!("idempotency_key: {m}"))?;
         }
         if let Some(u) = &self.url {
             check_text("url", u, 2048, false)?;

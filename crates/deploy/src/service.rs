@@ -18,7 +18,8 @@ use day2_model::{Labels, Queryable};
 use day2_promql::Engine;
 use day2_store::Store;
 use day2_store::deploy::{
-    DeploymentFilter, DeploymentRow, DeploymentStatusRow, NewDeploymentRow, NewStatusRow,
+    DeploymentFilter, DeploymentRow, DeploymentStatusRow, IdempotentInsert, NewDeploymentRow,
+    NewStatusRow,
 };
 use jiff::Timestamp;
 use parking_lot::{Mutex, RwLock};
@@ -125,8 +126,19 @@ pub enum Error {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// An idempotency key reused for a different request.
+    #[error("{0}")]
+    Conflict(String),
     #[error("state store: {0}")]
     Store(#[from] day2_store::Error),
+}
+
+/// What [`Deployments::record`] did.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub deployment: Deployment,
+    /// False: a retry with a known idempotency key; nothing was recorded.
+    pub created: bool,
 }
 
 /// The latest deployment of a service to one environment (alert annotations).
@@ -177,6 +189,21 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// `name{labels}`, or just `name` without labels.
+/// The request as the client sent it (times it left out stay out: a
+/// retry gets another default), to tell a retry from a reused key.
+fn fingerprint(input: &NewDeployment, environment: &str) -> String {
+    serde_json::json!({
+        "service": input.service,
+        "environment": environment,
+        "version": input.version,
+        "commits": input.commits,
+        "deployed_at": input.deployed_at.map(|t| t.to_string()),
+        "url": input.url,
+        "description": input.description,
+    })
+    .to_string()
+}
+
 fn series(name: &str, labels: &str) -> String {
     if labels.is_empty() {
         name.to_string()
@@ -250,6 +277,18 @@ impl Deployments {
         by: &str,
         now: Timestamp,
     ) -> Result<Deployment, Error> {
+        Ok(self.record(input, by, now)?.deployment)
+    }
+
+    /// Records a deployment; with an idempotency key already used for the
+    /// same request, returns the deployment it recorded instead (a key
+    /// reused for another request is a conflict).
+    pub fn record(
+        &self,
+        input: NewDeployment,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<Recorded, Error> {
         input.validate(now).map_err(Error::BadRequest)?;
         let cfg = self.config();
         let environment = input
@@ -277,7 +316,31 @@ impl Deployments {
             analysis_due: spec.as_ref().map(|s| s.due(deployed_at)),
             analysis_spec: spec.as_ref().map(json),
         };
-        let id = self.store.deployment_insert(&row)?;
+        let id = match &input.idempotency_key {
+            None => self.store.deployment_insert(&row)?,
+            Some(key) => {
+                let request = fingerprint(&input, &environment);
+                match self
+                    .store
+                    .deployment_insert_idempotent(&row, key, &request)?
+                {
+                    IdempotentInsert::Inserted(id) => id,
+                    IdempotentInsert::Existing { id, request: seen } if seen == request => {
+                        tracing::info!(id, key = %key, "deployment mark retried: already recorded");
+                        return Ok(Recorded {
+                            deployment: self.get(id)?,
+                            created: false,
+                        });
+                    }
+                    IdempotentInsert::Existing { id, .. } => {
+                        return Err(Error::Conflict(format!(
+                            "idempotency key {key:?} was already used for deployment {id} \
+                             with a different request; use a new key for a new deployment"
+                        )));
+                    }
+                }
+            }
+        };
         {
             let mut latest = self.latest.write();
             let list = latest.entry(row.service.clone()).or_default();
@@ -297,7 +360,10 @@ impl Deployments {
         tracing::info!(id, service = %row.service, environment = %environment, version = %row.version, by, "deployment recorded");
         let d = self.get(id)?;
         self.refresh_metrics(now)?;
-        Ok(d)
+        Ok(Recorded {
+            deployment: d,
+            created: true,
+        })
     }
 
     fn view(&self, r: DeploymentRow, statuses: Vec<DeploymentStatusRow>) -> Deployment {

@@ -634,3 +634,51 @@ fn outages_from_another_source_add_restore_times_and_open_failures() {
         .unwrap();
     assert_eq!(all.overall.time_to_restore_seconds.unwrap().count, 3);
 }
+
+#[test]
+fn a_retried_mark_with_its_idempotency_key_records_one_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = open(dir.path(), series(&[("web", 0.01)]));
+    let keyed = |version: &str| {
+        let mut d = deploy("web", version, None);
+        d.deployed_at = None; // the server's clock: a retry gets another default
+        d.idempotency_key = Some("ci-run-42".into());
+        d
+    };
+    let first = svc.record(keyed("v1"), "ci", at(T)).unwrap();
+    assert!(first.created);
+    let retry = svc.record(keyed("v1"), "ci", at(T + 5_000)).unwrap();
+    assert!(!retry.created);
+    assert_eq!(retry.deployment.id, first.deployment.id);
+    assert_eq!(retry.deployment.deployed_at, at(T));
+
+    // the same key for another version is refused and records nothing
+    let err = svc.record(keyed("v2"), "ci", at(T + 6_000)).unwrap_err();
+    assert!(matches!(err, day2_deploy::Error::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("ci-run-42"), "{err}");
+    let all = svc
+        .list(&day2_store::deploy::DeploymentFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 1);
+
+    // another key records another deployment; the key survives a restart
+    let mut other = keyed("v2");
+    other.idempotency_key = Some("ci-run-43".into());
+    assert!(svc.record(other, "ci", at(T + 7_000)).unwrap().created);
+    drop(svc);
+    let svc = open(dir.path(), series(&[("web", 0.01)]));
+    let after = svc.record(keyed("v1"), "ci", at(T + 8_000)).unwrap();
+    assert_eq!(
+        (after.created, after.deployment.id),
+        (false, first.deployment.id)
+    );
+
+    // a bad key is a located bad request
+    let mut bad = keyed("v3");
+    bad.idempotency_key = Some("has space".into());
+    let err = svc.record(bad, "ci", at(T + 9_000)).unwrap_err();
+    assert!(err.to_string().starts_with("idempotency_key: "), "{err}");
+}

@@ -165,7 +165,15 @@ pub async fn run(cmd: &Command, policy: &ExecPolicy) -> ExecOutcome {
         c.env("PATH", &policy.default_path);
     }
     c.envs(&cmd.env);
-    c.current_dir(cmd.workdir.as_ref().unwrap_or(&policy.workdir));
+    // checked here, at run time, so a missing directory is named as such
+    // rather than as spawn's ENOENT, which reads like a missing program
+    let workdir = cmd.workdir.as_ref().unwrap_or(&policy.workdir);
+    match std::fs::metadata(workdir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return fail(format!("workdir {}: not a directory", workdir.display())),
+        Err(e) => return fail(format!("workdir {}: {e}", workdir.display())),
+    }
+    c.current_dir(workdir);
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -132,3 +132,42 @@ async fn environment_is_cleared_but_for_the_allowlist_and_declared_env() {
     .await;
     assert_eq!(out.stdout, "/\n");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_step_runs_in_its_workdir_with_its_env_and_a_missing_workdir_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let mut c = cmd(
+        &["/bin/sh", "-c", "/bin/pwd > out; /usr/bin/env >> out"],
+        Duration::from_secs(5),
+    );
+    c.workdir = Some(work.clone());
+    c.env.insert("STEP_VALUE".into(), "$(id) `id` ;x".into());
+    let out = run(&c, &ExecPolicy::default()).await;
+    assert!(out.success(), "{out:?}");
+    let written = std::fs::read_to_string(work.join("out")).unwrap();
+    let mut lines = written.lines();
+    assert_eq!(lines.next(), Some(work.to_str().unwrap()));
+    assert!(lines.any(|l| l == "STEP_VALUE=$(id) `id` ;x"), "{written}");
+
+    // gone by run time: the step fails naming the directory, nothing runs
+    let gone = dir.path().join("gone");
+    let mut c = cmd(&["/usr/bin/touch", "ran"], Duration::from_secs(5));
+    c.workdir = Some(gone.clone());
+    let out = run(&c, &ExecPolicy::default()).await;
+    match &out.exit {
+        ExitKind::SpawnFailed { error } => assert!(
+            error.starts_with(&format!("workdir {}: ", gone.display())),
+            "{error}"
+        ),
+        other => panic!("expected a spawn failure, got {other:?}"),
+    }
+    let mut c = cmd(&["/bin/true"], Duration::from_secs(5));
+    c.workdir = Some(work.join("out"));
+    let out = run(&c, &ExecPolicy::default()).await;
+    assert!(
+        matches!(&out.exit, ExitKind::SpawnFailed { error } if error.ends_with("not a directory")),
+        "{out:?}"
+    );
+}

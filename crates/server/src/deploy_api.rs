@@ -1,14 +1,14 @@
 //! day2's deployment, DORA and autoscaling API (`/api/day2/v1/...`):
 //! handlers translate HTTP to calls on the [`DeploymentsApi`] and
 //! [`AutoscalingApi`] trait objects (JSON in and out, called on blocking
-//! threads); errors are `{"error": "..."}` with 400, 404 or 500.
+//! threads); errors are `{"error": "..."}` with 400, 404, 409 or 500.
 
 use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -22,8 +22,19 @@ pub enum FeatureError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with what was recorded (409).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// A recorded deployment, and whether this request recorded it.
+#[derive(Debug, Clone)]
+pub struct Marked {
+    pub deployment: Value,
+    /// False: a retry with a known idempotency key (200 instead of 201).
+    pub created: bool,
 }
 
 /// Which deployments to list.
@@ -36,8 +47,14 @@ pub struct DeploymentQuery {
 
 /// Deployments and DORA, as the API sees them. Methods may block.
 pub trait DeploymentsApi: Send + Sync {
-    /// `POST /api/day2/v1/deployments`: records a deployment marked by `by`.
-    fn create(&self, body: &Value, by: &str) -> Result<Value, FeatureError>;
+    /// `POST /api/day2/v1/deployments`: records a deployment marked by
+    /// `by`; `idempotency_key` is the `Idempotency-Key` header.
+    fn create(
+        &self,
+        body: &Value,
+        idempotency_key: Option<&str>,
+        by: &str,
+    ) -> Result<Marked, FeatureError>;
     /// `GET /api/day2/v1/deployments`: newest first.
     fn list(&self, query: &DeploymentQuery) -> Result<Value, FeatureError>;
     /// `GET /api/day2/v1/deployments/{id}` (with its analysis).
@@ -63,6 +80,7 @@ fn err(e: FeatureError) -> Response {
     let (code, msg) = match e {
         FeatureError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
         FeatureError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        FeatureError::Conflict(m) => (StatusCode::CONFLICT, m),
         FeatureError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
     };
     (code, axum::Json(serde_json::json!({ "error": msg }))).into_response()
@@ -121,20 +139,34 @@ fn id(raw: &str) -> Result<i64, FeatureError> {
         .map_err(|_| FeatureError::NotFound(format!("deployment {raw:?} not found")))
 }
 
-/// `POST /api/day2/v1/deployments`
+/// `POST /api/day2/v1/deployments`: 201 recorded, 200 a retry with a
+/// known `Idempotency-Key`, 409 that key for another request.
 pub async fn create(
     State(st): State<Arc<ServerState>>,
     principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let by = principal.map_or_else(|| "unknown".to_string(), |p| p.0.name);
     let r = async {
         let api = deployments(&st)?;
+        let key = match headers.get("idempotency-key") {
+            None => None,
+            Some(h) => Some(h.to_str().map(str::to_string).map_err(|_| {
+                FeatureError::BadRequest(
+                    "Idempotency-Key header: only printable ASCII characters are allowed".into(),
+                )
+            })?),
+        };
         let v = body_json(&body)?;
-        blocking(move || api.create(&v, &by)).await
+        blocking(move || api.create(&v, key.as_deref(), &by)).await
     }
     .await;
-    reply(StatusCode::CREATED, r)
+    match r {
+        Ok(m) if m.created => (StatusCode::CREATED, axum::Json(m.deployment)).into_response(),
+        Ok(m) => (StatusCode::OK, axum::Json(m.deployment)).into_response(),
+        Err(e) => err(e),
+    }
 }
 
 /// `GET /api/day2/v1/deployments?service=&environment=&limit=`

@@ -31,7 +31,7 @@ use day2_model::{Appender, Queryable};
 use parking_lot::RwLock;
 
 pub use day2api::Day2ApiError;
-pub use deploy_api::{AutoscalingApi, DeploymentsApi};
+pub use deploy_api::{AutoscalingApi, DeploymentsApi, Marked};
 pub use incident_api::IncidentApi;
 pub use oncall_api::OnCallApi;
 pub use ratelimit::RateLimiter;

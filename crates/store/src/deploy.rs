@@ -18,7 +18,8 @@ use rusqlite::{OptionalExtension, params};
 use crate::{Result, Store};
 
 /// Migrations of the `deploy` component (index + 1 is the version).
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE deployments (
         id              INTEGER PRIMARY KEY AUTOINCREMENT,
         service         TEXT NOT NULL,
@@ -52,7 +53,16 @@ pub const MIGRATIONS: &[&str] = &[r#"
         at            INTEGER NOT NULL
     );
     CREATE INDEX deployment_status_deployment ON deployment_status (deployment_id, at);
-    "#];
+    "#,
+    // idempotency keys of retried marks: the key and the request it recorded
+    r#"
+    CREATE TABLE deployment_idempotency (
+        key           TEXT PRIMARY KEY,
+        request       TEXT NOT NULL,
+        deployment_id INTEGER NOT NULL UNIQUE
+    );
+    "#,
+];
 
 /// A deployment to record. JSON columns hold the caller's format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,35 +180,77 @@ fn status_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeploymentStatusRow> {
     })
 }
 
+/// What [`Store::deployment_insert_idempotent`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotentInsert {
+    /// A new deployment with this id.
+    Inserted(i64),
+    /// The key was used before, for this deployment and request.
+    Existing { id: i64, request: String },
+}
+
+fn insert(conn: &rusqlite::Connection, d: &NewDeploymentRow) -> Result<i64> {
+    let state = if d.analysis_spec.is_some() {
+        "pending"
+    } else {
+        "none"
+    };
+    conn.execute(
+        "INSERT INTO deployments (service, environment, version, commits, deployed_at, created_at,
+           marked_by, url, description, analysis_spec, analysis_due, analysis_state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            d.service,
+            d.environment,
+            d.version,
+            d.commits,
+            d.deployed_at,
+            d.created_at,
+            d.marked_by,
+            d.url,
+            d.description,
+            d.analysis_spec,
+            d.analysis_due,
+            state
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
 impl Store {
     /// Records a deployment; returns its id.
     pub fn deployment_insert(&self, d: &NewDeploymentRow) -> Result<i64> {
-        let conn = self.conn.lock();
-        let state = if d.analysis_spec.is_some() {
-            "pending"
-        } else {
-            "none"
-        };
-        conn.execute(
-            "INSERT INTO deployments (service, environment, version, commits, deployed_at, created_at,
-               marked_by, url, description, analysis_spec, analysis_due, analysis_state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                d.service,
-                d.environment,
-                d.version,
-                d.commits,
-                d.deployed_at,
-                d.created_at,
-                d.marked_by,
-                d.url,
-                d.description,
-                d.analysis_spec,
-                d.analysis_due,
-                state
-            ],
+        insert(&self.conn.lock(), d)
+    }
+
+    /// Records a deployment under an idempotency key, or, when the key was
+    /// already used, returns the deployment and request it recorded (in one
+    /// lock, so two retries racing record one deployment).
+    pub fn deployment_insert_idempotent(
+        &self,
+        d: &NewDeploymentRow,
+        key: &str,
+        request: &str,
+    ) -> Result<IdempotentInsert> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let seen: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT deployment_id, request FROM deployment_idempotency WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((id, request)) = seen {
+            return Ok(IdempotentInsert::Existing { id, request });
+        }
+        let id = insert(&tx, d)?;
+        tx.execute(
+            "INSERT INTO deployment_idempotency (key, request, deployment_id) VALUES (?1, ?2, ?3)",
+            params![key, request, id],
         )?;
-        Ok(conn.last_insert_rowid())
+        tx.commit()?;
+        Ok(IdempotentInsert::Inserted(id))
     }
 
     pub fn deployment_get(&self, id: i64) -> Result<Option<DeploymentRow>> {
@@ -467,10 +519,43 @@ mod tests {
     }
 
     #[test]
+    fn an_idempotency_key_records_one_deployment() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_dir(dir.path()).unwrap();
+        let first = s
+            .deployment_insert_idempotent(&new("api", "prod", 100, false), "k1", "req-a")
+            .unwrap();
+        let IdempotentInsert::Inserted(id) = first else {
+            panic!("first use of a key must insert: {first:?}");
+        };
+        let again = s
+            .deployment_insert_idempotent(&new("api", "prod", 200, false), "k1", "req-b")
+            .unwrap();
+        assert_eq!(
+            again,
+            IdempotentInsert::Existing {
+                id,
+                request: "req-a".into()
+            }
+        );
+        let other = s
+            .deployment_insert_idempotent(&new("api", "prod", 300, false), "k2", "req-a")
+            .unwrap();
+        assert!(matches!(other, IdempotentInsert::Inserted(n) if n != id));
+        let all = s
+            .deployment_list(&DeploymentFilter {
+                limit: 10,
+                ..DeploymentFilter::default()
+            })
+            .unwrap();
+        assert_eq!(all.len(), 2);
+    }
+
+    #[test]
     fn insert_list_latest_and_filters() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open_dir(dir.path()).unwrap();
-        assert_eq!(s.component_version("deploy").unwrap(), 1);
+        assert_eq!(s.component_version("deploy").unwrap(), 2);
         let a1 = s
             .deployment_insert(&new("api", "prod", 100, false))
             .unwrap();
