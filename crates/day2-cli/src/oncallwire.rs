@@ -31,10 +31,14 @@ pub fn internal_receivers(cfg: &Day2Config) -> Vec<(String, String, String)> {
 
 /// The compiled section (validated when the config was loaded).
 pub fn model(cfg: &Day2Config) -> Result<OnCall, (String, String)> {
-    match &cfg.oncall {
-        None => Ok(OnCall::default()),
-        Some(o) => o.compile().map_err(|(p, m)| (format!("oncall.{p}"), m)),
-    }
+    // no section: the defaults (retention included)
+    cfg.oncall
+        .as_ref()
+        .map_or_else(
+            || day2_oncall::OnCallConfig::default().compile(),
+            |o| o.compile(),
+        )
+        .map_err(|(p, m)| (format!("oncall.{p}"), m))
 }
 
 /// Checks what needs the environment: every secret reference can be read,

@@ -46,6 +46,7 @@
 //!     secret: env:DAY2_ACK_SECRET                # HMAC key, at least 32 characters
 //!     valid_for: 24h
 //!     base_url: https://day2.example.com         # default: alertmanager.external_url
+//!   retention: 90d                               # resolved escalations kept (0: forever)
 //! ```
 //!
 //! Leaf values (durations, times, zones, dates, secret references) are checked while
@@ -75,6 +76,9 @@ pub const MAX_REPEAT: u32 = 100;
 /// `repeat_after` is not given (PagerDuty's default escalation timeout).
 pub const DEFAULT_REPEAT_AFTER: SignedDuration = SignedDuration::from_mins(30);
 
+/// How long resolved escalations are kept when `retention` is not given.
+pub const DEFAULT_RETENTION: SignedDuration = SignedDuration::from_hours(90 * 24);
+
 /// The `oncall:` section as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +94,10 @@ pub struct OnCallConfig {
     pub receivers: BTreeMap<String, ReceiverConfig>,
     #[serde(default)]
     pub ack_links: Option<AckLinksConfig>,
+    /// How long resolved escalations (with their events and pages) are kept;
+    /// default 90d, `0` keeps them forever.
+    #[serde(default)]
+    pub retention: Option<DurationValue>,
 }
 
 /// What a receiver taken over by on-call does.
@@ -346,6 +354,8 @@ pub struct OnCall {
     /// Alert-hub receiver -> escalation policy name.
     pub receivers: BTreeMap<String, String>,
     pub ack_links: Option<AckLinks>,
+    /// How long resolved escalations are kept; `None`: forever.
+    pub retention: Option<SignedDuration>,
 }
 
 /// Validated acknowledgement-link settings (the secret is still a reference).
@@ -481,6 +491,11 @@ impl OnCallConfig {
                 base_url: a.base_url.clone(),
             });
         }
+        let retention = self.retention.as_ref().map_or(DEFAULT_RETENTION, |d| d.0);
+        if !retention.is_zero() && retention < SignedDuration::from_hours(1) {
+            return err("retention", "must be 0 (keep forever) or at least 1h");
+        }
+        out.retention = (!retention.is_zero()).then_some(retention);
         Ok(out)
     }
 }
@@ -891,6 +906,27 @@ oncall:
         assert_ne!(text, BASE, "replacement {from:?} did not apply");
         let got = load(&text).expect_err("should fail");
         assert!(got.contains(want), "got {got:?}, want {want:?}");
+    }
+
+    #[test]
+    fn retention_defaults_to_90d_and_is_validated_with_its_line() {
+        assert_eq!(load(BASE).unwrap().retention, Some(DEFAULT_RETENTION));
+        let with = |v: &str| BASE.replacen("oncall:\n", &format!("oncall:\n  retention: {v}\n"), 1);
+        assert_eq!(load(&with("0")).unwrap().retention, None);
+        assert_eq!(
+            load(&with("30d")).unwrap().retention,
+            Some(SignedDuration::from_hours(30 * 24))
+        );
+        let e = load(&with("30m")).unwrap_err();
+        assert!(
+            e.contains("day2.yml:2: oncall.retention: must be 0 (keep forever) or at least 1h"),
+            "{e}"
+        );
+        let e = load(&with("90x")).unwrap_err();
+        assert!(
+            e.contains("day2.yml:2") && e.contains("retention") && e.contains("unknown unit"),
+            "{e}"
+        );
     }
 
     #[test]

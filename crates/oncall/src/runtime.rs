@@ -33,7 +33,7 @@ use day2_alerthub::hub::Clock;
 use day2_alerthub::internal::{InternalNotification, InternalSink, SinkError};
 use day2_store::oncall::{
     DirectEscalation, EscalationRow, EscalationWrite, NewPage, OncallEvent, PageAttempt, PageRow,
-    StepRow,
+    RetentionCounts, StepRow,
 };
 use day2_store::{OutboxState, Store};
 use jiff::{SignedDuration, Timestamp};
@@ -145,7 +145,12 @@ struct Metrics {
     failed: AtomicU64,
     retries: AtomicU64,
     acks: AtomicU64,
+    /// Rows deleted by retention: escalations, events, pages, steps, alert links.
+    retained: [AtomicU64; 5],
 }
+
+/// How often retention runs (and once at start).
+pub const RETENTION_INTERVAL: SignedDuration = SignedDuration::from_hours(1);
 
 /// The running on-call feature.
 pub struct OnCallRuntime {
@@ -161,6 +166,8 @@ pub struct OnCallRuntime {
     retry: RetryPolicy,
     observer: RwLock<Option<Arc<dyn EscalationObserver>>>,
     metrics: Metrics,
+    /// When retention runs next; `None`: at the next look.
+    next_retention: Mutex<Option<Timestamp>>,
 }
 
 pub(crate) fn ms(t: Timestamp) -> i64 {
@@ -225,6 +232,7 @@ impl OnCallRuntime {
             retry: RetryPolicy::default(),
             observer: RwLock::new(None),
             metrics: Metrics::default(),
+            next_retention: Mutex::new(None),
         })
     }
 
@@ -1040,6 +1048,42 @@ impl OnCallRuntime {
         Ok(out)
     }
 
+    /// Deletes the escalations resolved longer than `oncall.retention` ago
+    /// with their events and pages, when a pass is due (at the first call,
+    /// then every [`RETENTION_INTERVAL`] of the clock). `None` when no pass
+    /// was due or retention is off.
+    pub fn retain_if_due(&self) -> Result<Option<RetentionCounts>, OnCallError> {
+        let now = self.now();
+        {
+            let mut next = self.next_retention.lock();
+            if next.is_some_and(|t| now < t) {
+                return Ok(None);
+            }
+            *next = Some(now + RETENTION_INTERVAL);
+        }
+        let Some(keep) = self.settings().oncall.retention else {
+            return Ok(None);
+        };
+        let cutoff = ms(now) - keep.as_millis() as i64;
+        let c = self.store.oncall_delete_resolved_before(cutoff)?;
+        let m = &self.metrics.retained;
+        for (i, n) in [c.escalations, c.events, c.pages, c.steps, c.alert_links]
+            .into_iter()
+            .enumerate()
+        {
+            m[i].fetch_add(n, Ordering::Relaxed);
+        }
+        if c.escalations > 0 {
+            tracing::info!(
+                escalations = c.escalations,
+                events = c.events,
+                pages = c.pages,
+                "on-call retention deleted resolved escalations"
+            );
+        }
+        Ok(Some(c))
+    }
+
     /// `/metrics` lines.
     pub fn render_metrics(&self, out: &mut String) {
         let m = &self.metrics;
@@ -1076,6 +1120,19 @@ impl OnCallRuntime {
                 v.load(Ordering::Relaxed)
             ));
         }
+        let name = "day2_oncall_retention_deleted_total";
+        out.push_str(&format!(
+            "# HELP {name} Rows deleted by on-call retention, by kind.\n# TYPE {name} counter\n"
+        ));
+        for (kind, v) in ["escalations", "events", "pages", "steps", "alert_links"]
+            .iter()
+            .zip(&m.retained)
+        {
+            out.push_str(&format!(
+                "{name}{{kind=\"{kind}\"}} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
     }
 
     // ------------------------------------------------------------ loops
@@ -1104,6 +1161,12 @@ impl OnCallRuntime {
 
     async fn escalation_loop(self: Arc<Self>) {
         while !self.stopped.load(Ordering::SeqCst) {
+            let rt = self.clone();
+            match tokio::task::spawn_blocking(move || rt.retain_if_due()).await {
+                Ok(Err(e)) => tracing::error!(error = %e, "on-call retention failed"),
+                Err(e) => tracing::error!(error = %e, "on-call retention task failed"),
+                Ok(Ok(_)) => {}
+            }
             let rt = self.clone();
             let next = match tokio::task::spawn_blocking(move || rt.escalate_once()).await {
                 Ok(Ok(n)) => n,

@@ -531,3 +531,94 @@ async fn pages_carry_a_signed_link_that_acknowledges_and_failures_are_retried() 
     assert_eq!(failed.incident.as_deref(), Some("INC-1"));
     assert!(failed.text.contains("client error 404"), "{}", failed.text);
 }
+
+fn retention_metric(rt: &OnCallRuntime, kind: &str) -> String {
+    let mut out = String::new();
+    rt.render_metrics(&mut out);
+    let prefix = format!("day2_oncall_retention_deleted_total{{kind=\"{kind}\"}} ");
+    out.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in\n{out}"))
+        .to_string()
+}
+
+#[test]
+fn retention_runs_at_start_then_hourly_and_deletes_only_escalations_resolved_long_ago() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::new();
+    let mut s = settings("http://127.0.0.1:9");
+    s.oncall.retention = Some(SignedDuration::from_hours(24));
+    let rt = OnCallRuntime::new(store(&dir), s, clock.clock());
+    let t0 = ts(T0);
+    let day = SignedDuration::from_hours(24);
+
+    rt.handle_notification(&notification(1, t0, &["a"], &[]))
+        .unwrap();
+    let old = only_escalation(&rt);
+    clock.set(t0 + min(10));
+    rt.handle_notification(&notification(2, t0 + min(10), &[], &["a"]))
+        .unwrap();
+    clock.set(t0 + min(20));
+    rt.handle_notification(&notification(3, t0 + min(20), &["a"], &[]))
+        .unwrap();
+    let open = rt.escalations_json(true, None).unwrap()[0]["id"]
+        .as_i64()
+        .unwrap();
+    assert_ne!(open, old);
+
+    // the first pass runs at once; the old escalation is not yet a day resolved
+    let c = rt.retain_if_due().unwrap().expect("a first pass");
+    assert_eq!(c.escalations, 0);
+    clock.set(t0 + min(20) + min(59));
+    assert_eq!(rt.retain_if_due().unwrap(), None, "not due within the hour");
+
+    // a day and 5 minutes later: resolved 23h55m ago, kept
+    clock.set(t0 + day + min(5));
+    assert_eq!(rt.retain_if_due().unwrap().unwrap().escalations, 0);
+    assert!(rt.escalation(old).is_ok());
+
+    // the next hourly pass deletes it with its events; the open one stays
+    clock.set(t0 + day + min(30));
+    assert_eq!(rt.retain_if_due().unwrap(), None);
+    clock.set(t0 + day + min(65));
+    let c = rt.retain_if_due().unwrap().unwrap();
+    assert_eq!((c.escalations, c.alert_links), (1, 1));
+    assert!(c.events >= 2, "opened and resolved: {c:?}");
+    assert!(matches!(rt.escalation(old), Err(OnCallError::NotFound(_))));
+    assert!(rt.escalation(open).is_ok());
+    assert_eq!(retention_metric(&rt, "escalations"), "1");
+    assert_eq!(retention_metric(&rt, "events"), c.events.to_string());
+
+    // retention 0 keeps everything
+    let mut s = rt.settings().as_ref().clone();
+    s.oncall.retention = None;
+    rt.apply(s);
+    rt.handle_notification(&notification(4, t0 + day + min(66), &[], &["a"]))
+        .unwrap();
+    clock.set(t0 + day * 30);
+    assert_eq!(rt.retain_if_due().unwrap(), None);
+    assert!(rt.escalation(open).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_escalation_loop_applies_retention_when_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::new();
+    let rt = OnCallRuntime::new(store(&dir), settings("http://127.0.0.1:9"), clock.clock());
+    let t0 = ts(T0);
+    rt.handle_notification(&notification(1, t0, &["a"], &[]))
+        .unwrap();
+    let id = only_escalation(&rt);
+    rt.handle_notification(&notification(2, t0 + min(1), &[], &["a"]))
+        .unwrap();
+    // the default retention is 90 days
+    clock.set(t0 + SignedDuration::from_hours(91 * 24));
+    rt.start();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rt.escalation(id).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "not deleted in time");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    rt.stop();
+    assert_eq!(retention_metric(&rt, "escalations"), "1");
+}

@@ -211,6 +211,16 @@ pub struct PageAttempt {
     pub at: i64,
 }
 
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionCounts {
+    pub escalations: u64,
+    pub events: u64,
+    pub pages: u64,
+    pub steps: u64,
+    pub alert_links: u64,
+}
+
 const ESCALATION_COLS: &str = "id, receiver, group_key, policy, triggered_at, acked_at, acked_by, ack_via, resolved_at, alerts, note";
 
 fn escalation(r: &Row) -> rusqlite::Result<EscalationRow> {
@@ -686,6 +696,52 @@ impl Store {
             .optional()?)
     }
 
+    /// Deletes, in one transaction, the escalations resolved before `cutoff`
+    /// (Unix ms) with everything that refers to them: events, pages (their
+    /// attempts are columns of the page), fired steps and alert links. An
+    /// escalation with a page still pending in the outbox is kept until that
+    /// page is finished, so no page is lost; open and acknowledged-but-
+    /// unresolved escalations are never touched.
+    pub fn oncall_delete_resolved_before(&self, cutoff: i64) -> Result<RetentionCounts> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS oncall_expired (id INTEGER PRIMARY KEY)",
+            [],
+        )?;
+        tx.execute("DELETE FROM temp.oncall_expired", [])?;
+        let escalations = tx.execute(
+            "INSERT INTO temp.oncall_expired (id)
+             SELECT e.id FROM oncall_escalations e
+             WHERE e.resolved_at IS NOT NULL AND e.resolved_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM oncall_pages p
+                               WHERE p.escalation_id = e.id AND p.state = 'pending')",
+            [cutoff],
+        )? as u64;
+        let delete = |table: &str| -> Result<u64> {
+            Ok(tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE escalation_id IN (SELECT id FROM temp.oncall_expired)"
+                ),
+                [],
+            )? as u64)
+        };
+        let counts = RetentionCounts {
+            escalations,
+            events: delete("oncall_events")?,
+            pages: delete("oncall_pages")?,
+            steps: delete("oncall_steps")?,
+            alert_links: delete("oncall_escalation_alerts")?,
+        };
+        tx.execute(
+            "DELETE FROM oncall_escalations WHERE id IN (SELECT id FROM temp.oncall_expired)",
+            [],
+        )?;
+        tx.execute("DELETE FROM temp.oncall_expired", [])?;
+        tx.commit()?;
+        Ok(counts)
+    }
+
     /// Events of an escalation, in order.
     pub fn oncall_events(&self, escalation_id: i64) -> Result<Vec<OncallEvent>> {
         let conn = self.conn.lock();
@@ -906,5 +962,172 @@ mod tests {
             .map(|e| e.kind)
             .collect();
         assert_eq!(kinds, ["opened", "step", "acknowledged", "page_sent"]);
+    }
+
+    /// An escalation of group `g` triggered at `at` with one fired step and
+    /// one page (finished unless `pending`), resolved at `resolved` if given,
+    /// acknowledged at `acked` if given.
+    fn history(
+        s: &Store,
+        g: &str,
+        at: i64,
+        acked: Option<i64>,
+        resolved: Option<i64>,
+        pending: bool,
+    ) -> i64 {
+        let id = s
+            .oncall_apply_notification(
+                "pager",
+                g,
+                at,
+                Some(&EscalationWrite::Open {
+                    policy: "p".into(),
+                    triggered_at: at,
+                    alerts: "[]".into(),
+                    fingerprints: vec![format!("fp-{g}")],
+                }),
+                &[ev("opened", at)],
+            )
+            .unwrap()
+            .unwrap();
+        let step = StepRow {
+            escalation_id: id,
+            round: 1,
+            step_index: 0,
+            due_at: at,
+            fired_at: at,
+            users: "[\"alice\"]".into(),
+        };
+        let page = NewPage {
+            escalation_id: Some(id),
+            round: Some(1),
+            step_index: Some(0),
+            user_id: "alice".into(),
+            method_index: 0,
+            method_kind: "webhook".into(),
+            payload: "{}".into(),
+        };
+        let pages = s
+            .oncall_fire_step(&step, &[page], &ev("step", at))
+            .unwrap()
+            .unwrap();
+        if !pending {
+            s.oncall_finish_page(
+                &PageAttempt {
+                    page_id: pages[0],
+                    state: OutboxState::Sent,
+                    next_attempt: at,
+                    status_code: Some(200),
+                    error: String::new(),
+                    at,
+                },
+                Some(&OncallEvent {
+                    escalation_id: Some(id),
+                    ..ev("page_sent", at)
+                }),
+            )
+            .unwrap();
+        }
+        if let Some(t) = acked {
+            assert!(
+                s.oncall_ack(id, t, "bob", "api", &ev("acknowledged", t))
+                    .unwrap()
+            );
+        }
+        if let Some(t) = resolved {
+            s.oncall_apply_notification(
+                "pager",
+                g,
+                t,
+                Some(&EscalationWrite::Resolve {
+                    id,
+                    resolved_at: t,
+                    alerts: "[]".into(),
+                    fingerprints: vec![],
+                }),
+                &[ev("resolved", t)],
+            )
+            .unwrap();
+        }
+        id
+    }
+
+    fn count(s: &Store, table: &str, id: i64) -> i64 {
+        let col = if table == "oncall_escalations" {
+            "id"
+        } else {
+            "escalation_id"
+        };
+        s.conn
+            .lock()
+            .query_row(
+                &format!("SELECT count(*) FROM {table} WHERE {col} = ?1"),
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    const TABLES: [&str; 5] = [
+        "oncall_escalations",
+        "oncall_events",
+        "oncall_pages",
+        "oncall_steps",
+        "oncall_escalation_alerts",
+    ];
+
+    #[test]
+    fn retention_deletes_old_resolved_escalations_with_all_their_rows() {
+        let (_d, s) = store();
+        let old = history(&s, "old", 1000, Some(1500), Some(2000), false);
+        let open = history(&s, "open", 1000, None, None, false);
+        let acked = history(&s, "acked", 1000, Some(1500), None, false);
+        let recent = history(&s, "recent", 1000, None, Some(9000), false);
+        let paging = history(&s, "paging", 1000, None, Some(2000), true);
+        let c = s.oncall_delete_resolved_before(5000).unwrap();
+        assert_eq!(
+            c,
+            RetentionCounts {
+                escalations: 1,
+                // opened, step, page_sent, acknowledged, resolved
+                events: 5,
+                pages: 1,
+                steps: 1,
+                alert_links: 1,
+            }
+        );
+        for t in TABLES {
+            assert_eq!(count(&s, t, old), 0, "{t} of the old escalation");
+            for kept in [open, acked, recent, paging] {
+                assert!(count(&s, t, kept) > 0, "{t} of {kept}");
+            }
+        }
+        assert!(s.oncall_escalation(old).unwrap().is_none());
+        assert!(
+            s.oncall_escalation(acked)
+                .unwrap()
+                .unwrap()
+                .acked_at
+                .is_some()
+        );
+        // the pending page goes out, later passes take its escalation; again is a no-op
+        assert_eq!(s.oncall_pages_due(i64::MAX, 10).unwrap().len(), 1);
+        s.conn
+            .lock()
+            .execute(
+                "UPDATE oncall_pages SET state = 'sent' WHERE escalation_id = ?1",
+                [paging],
+            )
+            .unwrap();
+        assert_eq!(
+            s.oncall_delete_resolved_before(5000).unwrap().escalations,
+            1
+        );
+        assert!(s.oncall_escalation(paging).unwrap().is_none());
+        assert_eq!(
+            s.oncall_delete_resolved_before(5000).unwrap(),
+            RetentionCounts::default()
+        );
+        assert!(s.oncall_escalation(recent).unwrap().is_some());
     }
 }
