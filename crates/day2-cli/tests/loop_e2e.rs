@@ -391,7 +391,9 @@ async fn a_bad_deploy_is_detected_paged_rolled_back_verified_and_the_incident_re
             "no {text:?} in\n{inc:#}"
         );
     }
-    // in order: fired, remediated, verified, resolved
+    // in order: fired, remediated, resolved (the step heals the service; the
+    // verifier and the rule then see the healed series independently, so
+    // "verified" and "resolved" may come in either order)
     let pos = |kind: &str, text: &str| {
         inc["timeline"]
             .as_array()
@@ -401,7 +403,7 @@ async fn a_bad_deploy_is_detected_paged_rolled_back_verified_and_the_incident_re
             .unwrap_or_else(|| panic!("no {kind} {text:?}"))
     };
     assert!(pos("alert_firing", "") < pos("remediation_step", "step deploy-previous started"));
-    assert!(pos("remediation_step", ": verified") < pos("alert_resolved", ""));
+    assert!(pos("remediation_step", "step deploy-previous started") < pos("alert_resolved", ""));
 
     // the postmortem draft has both times
     let r = client()
