@@ -75,15 +75,8 @@ pub struct MarkArgs {
 
 pub fn run(cmd: DeployCommand) -> ExitCode {
     let DeployCommand::Mark(args) = cmd;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("day2: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = crate::client_runtime() else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(mark(args)) {
         Ok(code) => code,

@@ -147,3 +147,13 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The single-threaded runtime of a client command (`ack`, `deploy mark`,
+/// `runbook`); says why when it cannot start.
+fn client_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("day2: starting the async runtime: {e}"))
+        .ok()
+}

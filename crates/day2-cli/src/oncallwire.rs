@@ -424,15 +424,8 @@ pub fn ack(a: AckArgs) -> ExitCode {
         }
         Ok(text)
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("day2: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = crate::client_runtime() else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(run) {
         Ok(text) => {

@@ -196,15 +196,8 @@ async fn exec(cmd: RunbookCommand) -> Result<(), String> {
 }
 
 pub fn run(cmd: RunbookCommand) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("day2: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = crate::client_runtime() else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(exec(cmd)) {
         Ok(()) => ExitCode::SUCCESS,
